@@ -1,0 +1,249 @@
+"""PET frame timing: :class:`FrameSchedule` (minutes) built from BIDS sidecars.
+
+BIDS stores ``FrameTimesStart`` and ``FrameDuration`` in seconds; inside sv2a every time is in
+minutes. The schedule validates the timing (equal lengths, sorted, non-overlapping, positive
+durations, the right number of frames for the image) and gives radioactive-decay factors.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import FrameTimingError
+from .units import half_life as _half_life
+from .units import time_factor
+
+__all__ = ["FrameSchedule", "frames_from_counts"]
+
+_ATOL_MIN = 1e-6  # minutes; BIDS files are written with finite precision
+
+
+def _as_1d(name: str, values, source: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=float).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise FrameTimingError(
+            f"{source}: {name} must be a list of numbers, got {values!r}"
+        ) from exc
+    if arr.size == 0:
+        raise FrameTimingError(f"{source}: {name} is empty; list one value per frame")
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise FrameTimingError(
+            f"{source}: {name} has non-finite values at frame index {bad.tolist()}; "
+            "every frame needs a finite time"
+        )
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class FrameSchedule:
+    """Start and end of each PET frame, in minutes after injection.
+
+    Parameters
+    ----------
+    start, end : array_like
+        Frame start and end times (min). Must be sorted, non-overlapping, ``end > start``.
+    half_life : float, optional
+        Physical half-life of the radionuclide (min), used by :meth:`decay_factors`.
+    decay_corrected : bool
+        Whether the image values are decay corrected to injection (BIDS ``ImageDecayCorrected``).
+    source : str
+        Where the timing came from, used in error messages.
+
+    Examples
+    --------
+    >>> fs = FrameSchedule.from_bids([0, 60, 120], [60, 60, 180])
+    >>> fs.mid.tolist()
+    [0.5, 1.5, 3.5]
+    """
+
+    start: np.ndarray
+    end: np.ndarray
+    half_life: float | None = None
+    decay_corrected: bool = True
+    source: str = "frame timing"
+
+    def __post_init__(self) -> None:
+        start = _as_1d("frame start", self.start, self.source)
+        end = _as_1d("frame end", self.end, self.source)
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
+        start.setflags(write=False)
+        end.setflags(write=False)
+        self._validate()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_bids(
+        cls,
+        frame_times_start,
+        frame_duration,
+        *,
+        n_volumes: int | None = None,
+        time_unit: str = "s",
+        radionuclide: str | None = None,
+        decay_corrected: bool = True,
+        source: str = "sidecar",
+    ) -> FrameSchedule:
+        """Build a schedule from BIDS ``FrameTimesStart`` and ``FrameDuration`` (seconds).
+
+        ``n_volumes`` is the 4th dimension of the image; a different number of frames raises
+        :class:`FrameTimingError` naming both numbers.
+        """
+        fts = _as_1d("FrameTimesStart", frame_times_start, source)
+        fdur = _as_1d("FrameDuration", frame_duration, source)
+        if fts.size != fdur.size:
+            raise FrameTimingError(
+                f"{source}: FrameTimesStart has {fts.size} values but FrameDuration has "
+                f"{fdur.size}; both need one value per frame"
+            )
+        if n_volumes is not None and fts.size != n_volumes:
+            raise FrameTimingError(
+                f"{source}: the sidecar lists {fts.size} frames but the image has {n_volumes} "
+                "volumes (4th dimension); fix FrameTimesStart/FrameDuration or the image"
+            )
+        _check_cumulative(fts, fdur, source)
+        nonpos = np.flatnonzero(fdur <= 0)
+        if nonpos.size:
+            raise FrameTimingError(
+                f"{source}: FrameDuration is zero or negative at frame index {nonpos.tolist()} "
+                f"(values {fdur[nonpos].tolist()}); durations must be positive"
+            )
+        f = time_factor(time_unit)
+        hl = _half_life(radionuclide) if radionuclide else None
+        return cls(fts * f, (fts + fdur) * f, half_life=hl, decay_corrected=decay_corrected,
+                   source=source)
+
+    @classmethod
+    def from_durations(cls, durations, *, start: float = 0.0, **kwargs) -> FrameSchedule:
+        """Contiguous frames of the given durations (min) starting at ``start`` (min)."""
+        d = np.asarray(durations, dtype=float)
+        edges = start + np.concatenate([[0.0], np.cumsum(d)])
+        return cls(edges[:-1], edges[1:], **kwargs)
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self) -> None:
+        s, e, src = self.start, self.end, self.source
+        if s.size != e.size:
+            raise FrameTimingError(
+                f"{src}: {s.size} frame starts but {e.size} frame ends; give one of each per frame"
+            )
+        if np.any(s < -_ATOL_MIN):
+            i = np.flatnonzero(s < -_ATOL_MIN).tolist()
+            raise FrameTimingError(
+                f"{src}: frame start before injection (negative time) at frame index {i}; "
+                "times must be relative to injection (BIDS TimeZero = injection)"
+            )
+        dur = e - s
+        bad = np.flatnonzero(dur <= 0)
+        if bad.size:
+            raise FrameTimingError(
+                f"{src}: frame duration is zero or negative at frame index {bad.tolist()}; "
+                "each frame must end after it starts"
+            )
+        back = np.flatnonzero(np.diff(s) <= 0)
+        if back.size:
+            i = int(back[0]) + 1
+            raise FrameTimingError(
+                f"{src}: frame starts are not sorted: frame {i} starts at {s[i]:.4g} min, not after "
+                f"frame {i - 1} ({s[i - 1]:.4g} min); sort the frames (and the image volumes)"
+            )
+        overlap = np.flatnonzero(s[1:] < e[:-1] - _ATOL_MIN)
+        if overlap.size:
+            i = int(overlap[0]) + 1
+            raise FrameTimingError(
+                f"{src}: frames overlap: frame {i} starts at {s[i]:.4g} min before frame {i - 1} "
+                f"ends at {e[i - 1]:.4g} min; check FrameDuration (is it in seconds?)"
+            )
+        gaps = np.flatnonzero(s[1:] > e[:-1] + 1e-3)
+        if gaps.size:
+            warnings.warn(
+                f"{src}: gaps between frames before frame index {(gaps + 1).tolist()} "
+                f"(largest {np.max(s[1:] - e[:-1]):.3g} min); integrals bridge them linearly",
+                stacklevel=3,
+            )
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n(self) -> int:
+        """Number of frames."""
+        return int(self.start.size)
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def duration(self) -> np.ndarray:
+        """Frame durations (min)."""
+        return self.end - self.start
+
+    @property
+    def mid(self) -> np.ndarray:
+        """Frame mid-times (min)."""
+        return 0.5 * (self.start + self.end)
+
+    @property
+    def decay_constant(self) -> float:
+        """ln 2 / half-life (1/min); raises if no half-life is known."""
+        if self.half_life is None:
+            raise FrameTimingError(
+                f"{self.source}: no half-life known; set TracerRadionuclide in the sidecar "
+                "(e.g. 'C11') or pass half_life="
+            )
+        return float(np.log(2.0) / self.half_life)
+
+    def decay_factors(self) -> np.ndarray:
+        """Per-frame factor that decay-corrects a frame-average (to injection time).
+
+        ``f = λ Δt / (exp(−λ t_s) (1 − exp(−λ Δt)))``: multiply uncorrected frame means by ``f``.
+        """
+        lam = self.decay_constant
+        d = self.duration
+        return lam * d / (np.exp(-lam * self.start) * -np.expm1(-lam * d))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FrameSchedule):
+            return NotImplemented
+        return (self.n == other.n and np.allclose(self.start, other.start)
+                and np.allclose(self.end, other.end))
+
+    def __hash__(self) -> int:
+        return hash((self.n, tuple(np.round(self.start, 6)), tuple(np.round(self.end, 6))))
+
+    def to_bids(self) -> dict:
+        """``FrameTimesStart`` / ``FrameDuration`` in seconds, as written in a BIDS sidecar."""
+        return {
+            "FrameTimesStart": [round(float(x) * 60.0, 6) for x in self.start],
+            "FrameDuration": [round(float(x) * 60.0, 6) for x in self.duration],
+        }
+
+    def overlap_weights(self, t0: float, t1: float) -> np.ndarray:
+        """Minutes of each frame inside the window ``[t0, t1]`` (min)."""
+        return np.clip(np.minimum(self.end, t1) - np.maximum(self.start, t0), 0.0, None)
+
+
+def _check_cumulative(fts: np.ndarray, fdur: np.ndarray, source: str) -> None:
+    """Detect ``FrameDuration`` holding cumulative end times instead of durations."""
+    if fts.size < 3:
+        return
+    ends_if_cumulative = fdur[:-1]
+    looks_cumulative = np.allclose(ends_if_cumulative, fts[1:], rtol=0, atol=1e-3) and np.all(
+        np.diff(fdur) > 0
+    )
+    contiguous = np.allclose(fts[:-1] + fdur[:-1], fts[1:], rtol=0, atol=1e-3)
+    if looks_cumulative and not contiguous:
+        raise FrameTimingError(
+            f"{source}: FrameDuration looks like cumulative frame END times ({fdur[:4].tolist()} "
+            "...), not durations: each value equals the next frame's start. Fix: FrameDuration = "
+            "end - start, i.e. subtract FrameTimesStart from these values"
+        )
+
+
+def frames_from_counts(n_by_seconds, **kwargs) -> FrameSchedule:
+    """Contiguous frames from a protocol like ``[(6, 10), (3, 20), (14, 300)]`` (count, s)."""
+    durs = np.concatenate([np.full(int(n), float(s) / 60.0) for n, s in n_by_seconds])
+    return FrameSchedule.from_durations(durs, **kwargs)

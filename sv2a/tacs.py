@@ -1,0 +1,216 @@
+"""Regional time-activity curves (TACs) as ``xr.DataArray`` (region x frame).
+
+Coordinates: ``region`` (snake_case names), ``frame`` (index), ``frame_start``, ``frame_end``,
+``frame_mid``, ``frame_duration`` (min) on ``frame``; ``volume_ml`` and ``n_voxels`` on
+``region``. Values are kBq/mL. :func:`frames_of` recovers the :class:`FrameSchedule`.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+from .errors import DataError, RegionError, ShapeMismatchError, Sv2aWarning
+from .frames import FrameSchedule
+
+__all__ = ["tacs_from_arrays", "frames_of", "region_name", "extract_tacs"]
+
+
+def region_name(name: str) -> str:
+    """Normalise a region label to lowercase snake_case (``'Left-Hippocampus'`` ->
+    ``'left_hippocampus'``)."""
+    s = re.sub(r"[^0-9a-zA-Z]+", "_", str(name).strip()).strip("_")
+    s = re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])", "_", s)  # camelCase -> camel_case
+    return s.lower()
+
+
+def tacs_from_arrays(
+    values,
+    frame_start,
+    frame_end,
+    regions: Sequence[str],
+    *,
+    volume_ml=None,
+    n_voxels=None,
+    half_life: float | None = None,
+    decay_corrected: bool = True,
+    allow_nan: bool = False,
+    source: str = "arrays",
+    attrs: dict | None = None,
+) -> xr.DataArray:
+    """Build a TAC array from plain arrays.
+
+    Parameters
+    ----------
+    values : array_like, shape (n_regions, n_frames)
+        Activity concentration (kBq/mL), decay corrected to injection.
+    frame_start, frame_end : array_like, shape (n_frames,)
+        Frame times in **minutes**.
+    regions : sequence of str
+        Region names (normalised to snake_case).
+    volume_ml, n_voxels : array_like, optional
+        Per-region volume (mL) and voxel count.
+    allow_nan : bool
+        By default NaN/inf values raise :class:`DataError`.
+
+    Examples
+    --------
+    >>> t = tacs_from_arrays([[1, 2, 3]], [0, 1, 2], [1, 2, 3], ["Frontal Cortex"])
+    >>> t.region.values.tolist(), t.frame_mid.values.tolist()
+    (['frontal_cortex'], [0.5, 1.5, 2.5])
+    """
+    v = np.asarray(values, dtype=float)
+    if v.ndim == 1:
+        v = v[None, :]
+    names = [region_name(r) for r in regions]
+    if v.ndim != 2 or v.shape[0] != len(names):
+        raise ShapeMismatchError(
+            f"{source}: values have shape {v.shape} but {len(names)} region names were given; "
+            "values must be (n_regions, n_frames)"
+        )
+    fs = FrameSchedule(frame_start, frame_end, half_life=half_life,
+                       decay_corrected=decay_corrected, source=source)
+    if v.shape[1] != fs.n:
+        raise ShapeMismatchError(
+            f"{source}: values have {v.shape[1]} frames but the frame times list {fs.n}"
+        )
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise RegionError(f"{source}: duplicate region names {dup}; names must be unique")
+    if not allow_nan:
+        bad = ~np.isfinite(v)
+        if bad.any():
+            r, f = np.argwhere(bad)[0]
+            raise DataError(
+                f"{source}: non-finite value in region '{names[r]}' at frame index {f} "
+                f"({int(bad.sum())} in all); remove the region or fix the data"
+            )
+    coords = {
+        "region": names,
+        "frame": np.arange(fs.n),
+        "frame_start": ("frame", fs.start.copy()),
+        "frame_end": ("frame", fs.end.copy()),
+        "frame_mid": ("frame", fs.mid),
+        "frame_duration": ("frame", fs.duration),
+    }
+    if volume_ml is not None:
+        coords["volume_ml"] = ("region", np.asarray(volume_ml, dtype=float).reshape(-1))
+    if n_voxels is not None:
+        coords["n_voxels"] = ("region", np.asarray(n_voxels, dtype=int).reshape(-1))
+    a = {"units": "kBq/mL", "time_units": "min", "decay_corrected": int(decay_corrected)}
+    if half_life is not None:
+        a["half_life_min"] = float(half_life)
+    a.update(attrs or {})
+    return xr.DataArray(v, dims=("region", "frame"), coords=coords, name="tac", attrs=a)
+
+
+def frames_of(tacs: xr.DataArray | xr.Dataset) -> FrameSchedule:
+    """The :class:`FrameSchedule` of a TAC array (from its ``frame_start``/``frame_end``)."""
+    try:
+        start, end = tacs["frame_start"].values, tacs["frame_end"].values
+    except KeyError as exc:
+        raise ShapeMismatchError(
+            "TACs need 'frame_start' and 'frame_end' coordinates (min); build them with "
+            "sv2a.tacs_from_arrays or sv2a.extract_tacs"
+        ) from exc
+    return FrameSchedule(start, end, half_life=tacs.attrs.get("half_life_min"),
+                         decay_corrected=bool(tacs.attrs.get("decay_corrected", 1)),
+                         source="tacs")
+
+
+def extract_tacs(pet, atlas, *, regions: Sequence[str] | None = None,
+                 min_voxels: int = 1) -> xr.DataArray:
+    """Mean activity per atlas region and frame, in one pass over the image.
+
+    Parameters
+    ----------
+    pet : DynamicPET
+        From :func:`sv2a.load_pet`.
+    atlas : Atlas
+        From :func:`sv2a.load_atlas`, on the PET grid (see ``Atlas.resample_to``).
+    regions : sequence of str, optional
+        Regions to return (default: every region in the atlas). Requested regions that are not
+        in the atlas raise :class:`RegionError`.
+    min_voxels : int
+        Regions with fewer voxels inside the image raise :class:`RegionError` when requested,
+        or are dropped with a warning when not explicitly requested.
+
+    Notes
+    -----
+    Each frame is read once and reduced with ``np.bincount`` over the label image, so time
+    and memory do not grow with the number of regions. Voxels whose value is NaN are excluded
+    from the region mean (with a warning giving the count).
+    """
+    from .atlas import Atlas  # local import: atlas imports tacs for names
+
+    if not isinstance(atlas, Atlas):
+        raise TypeError("atlas must be an sv2a.Atlas (use sv2a.load_atlas)")
+    atlas.check_grid(pet.shape[:3], pet.affine)
+    labels = np.asarray(atlas.labels)
+    names = atlas.names
+    if regions is None:
+        wanted = list(names)
+        explicit = False
+    else:
+        wanted = [region_name(r) for r in regions]
+        explicit = True
+        missing = [r for r in wanted if r not in atlas.index_of]
+        if missing:
+            raise RegionError(
+                f"regions {missing} are not in the atlas ({atlas.source}); available: "
+                f"{sorted(names)[:20]}{' ...' if len(names) > 20 else ''}"
+            )
+    idx = np.array([atlas.index_of[r] for r in wanted], dtype=np.int64)
+    flat_labels = labels.reshape(-1)
+    if flat_labels.min() < 0:
+        raise RegionError(f"{atlas.source}: negative labels in the label image")
+    nbins = int(max(flat_labels.max(), idx.max() if idx.size else 0)) + 1
+    counts = np.bincount(flat_labels, minlength=nbins)
+    nfr = pet.n_frames
+    sums = np.empty((nbins, nfr))
+    nan_counts = np.zeros((nbins, nfr), dtype=np.int64)
+    any_nan = False
+    for f in range(nfr):
+        vol = np.asarray(pet.frame(f), dtype=np.float64).reshape(-1)
+        nan = np.isnan(vol)
+        if nan.any():
+            any_nan = True
+            nan_counts[:, f] = np.bincount(flat_labels, weights=nan, minlength=nbins)
+            vol = np.where(nan, 0.0, vol)
+        sums[:, f] = np.bincount(flat_labels, weights=vol, minlength=nbins)
+    n_valid = counts[:, None] - nan_counts
+    keep, dropped = [], []
+    for k, (name, i) in enumerate(zip(wanted, idx, strict=True)):
+        if counts[i] < min_voxels or np.any(n_valid[i] == 0):
+            if explicit:
+                raise RegionError(
+                    f"region '{name}' (label {i}) has {counts[i]} voxels in the PET field of view "
+                    f"({atlas.source}); it is empty or entirely NaN. Check the atlas registration "
+                    "or leave the region out"
+                )
+            dropped.append(name)
+        else:
+            keep.append(k)
+    if dropped:
+        warnings.warn(f"regions with no valid voxels were left out: {dropped}", Sv2aWarning,
+                      stacklevel=2)
+    if not keep:
+        raise RegionError(f"no region of {atlas.source} has voxels inside the PET image")
+    if any_nan:
+        n = int(nan_counts[idx[keep]].sum())
+        warnings.warn(f"{n} NaN voxel values inside regions were excluded from the means",
+                      Sv2aWarning, stacklevel=2)
+    sel = idx[keep]
+    means = sums[sel] / n_valid[sel]
+    vox_ml = atlas.voxel_volume_ml
+    fs = pet.frames
+    return tacs_from_arrays(
+        means, fs.start, fs.end, [wanted[k] for k in keep],
+        volume_ml=counts[sel] * vox_ml, n_voxels=counts[sel], half_life=fs.half_life,
+        decay_corrected=True, source=str(pet.path),
+        attrs={"pet": str(pet.path), "atlas": str(atlas.source)},
+    )

@@ -1,0 +1,137 @@
+"""Activity and time units, converted to the package conventions (kBq/mL, minutes).
+
+Examples
+--------
+>>> from sv2a.units import activity_factor, to_kbq_per_ml
+>>> activity_factor("Bq/mL")
+0.001
+>>> float(to_kbq_per_ml(37.0, "nCi/cc"))
+1.369
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .errors import UnitsError
+
+__all__ = [
+    "activity_factor",
+    "to_kbq_per_ml",
+    "time_factor",
+    "to_minutes",
+    "radioactivity_factor",
+    "to_mbq",
+    "HALF_LIFE_MIN",
+    "half_life",
+]
+
+# kBq per unit of activity
+_ACTIVITY_PREFIX = {
+    "bq": 1e-3,
+    "kbq": 1.0,
+    "mbq": 1e3,
+    "gbq": 1e6,
+    "nci": 37e-3,  # 1 nCi = 37 Bq
+    "uci": 37.0,
+    "µci": 37.0,
+    "μci": 37.0,
+    "mci": 37e3,
+}
+# mL per unit of volume
+_VOLUME = {"ml": 1.0, "cc": 1.0, "cm3": 1.0, "cm^3": 1.0, "l": 1e3}
+
+_TIME = {"s": 1 / 60, "sec": 1 / 60, "second": 1 / 60, "seconds": 1 / 60,
+         "min": 1.0, "minute": 1.0, "minutes": 1.0, "h": 60.0, "hr": 60.0, "hour": 60.0,
+         "hours": 60.0, "ms": 1 / 60000}
+
+#: Physical half-lives in minutes, keyed by the BIDS ``TracerRadionuclide`` spelling.
+HALF_LIFE_MIN = {
+    "C11": 20.364,
+    "F18": 109.77,
+    "O15": 2.0357,
+    "N13": 9.965,
+    "Ga68": 67.71,
+    "Cu64": 762.0,
+    "Zr89": 4704.0,
+    "Rb82": 1.2625,
+}
+
+
+def activity_factor(unit: str) -> float:
+    """Factor that converts an activity concentration in ``unit`` to kBq/mL.
+
+    Accepts ``Bq/mL, kBq/mL, MBq/mL, kBq/cc, nCi/mL, uCi/mL`` in any case, with ``ml``, ``mL``,
+    ``cc`` or ``cm3`` as volume. Raises :class:`UnitsError` for anything else.
+    """
+    if not isinstance(unit, str) or not unit.strip():
+        raise UnitsError(
+            f"activity unit {unit!r} is empty or not a string; give e.g. 'kBq/mL' or 'Bq/mL' "
+            "(BIDS field 'Units')"
+        )
+    u = unit.strip().replace(" ", "").replace("per", "/")
+    m = re.fullmatch(r"([A-Za-zµμ]+)/([A-Za-z0-9^]+)", u)
+    if m is None:
+        raise UnitsError(
+            f"cannot parse activity unit {unit!r}: expected '<activity>/<volume>' such as "
+            "'kBq/mL', 'Bq/mL', 'nCi/cc'"
+        )
+    act, vol = m.group(1).lower(), m.group(2).lower()
+    if act not in _ACTIVITY_PREFIX or vol not in _VOLUME:
+        raise UnitsError(
+            f"unknown activity unit {unit!r}; supported: Bq, kBq, MBq, nCi, uCi per mL/cc "
+            "(e.g. 'kBq/mL'). SUV or unitless images must be converted before kinetic modelling"
+        )
+    return _ACTIVITY_PREFIX[act] / _VOLUME[vol]
+
+
+def to_kbq_per_ml(values, unit: str):
+    """Convert activity concentration ``values`` from ``unit`` to kBq/mL."""
+    return np.asarray(values, dtype=float) * activity_factor(unit)
+
+
+def radioactivity_factor(unit: str) -> float:
+    """Factor that converts an amount of radioactivity in ``unit`` (e.g. 'MBq', 'mCi') to MBq."""
+    if not isinstance(unit, str):
+        raise UnitsError(f"radioactivity unit {unit!r} is not a string; give e.g. 'MBq'")
+    u = unit.strip().lower()
+    if u not in _ACTIVITY_PREFIX:
+        raise UnitsError(
+            f"unknown radioactivity unit {unit!r}; supported: Bq, kBq, MBq, GBq, nCi, uCi, mCi"
+        )
+    return _ACTIVITY_PREFIX[u] / 1e3
+
+
+def to_mbq(value, unit: str) -> float:
+    """Convert an injected radioactivity ``value`` in ``unit`` to MBq."""
+    return float(value) * radioactivity_factor(unit)
+
+
+def time_factor(unit: str) -> float:
+    """Factor that converts a time in ``unit`` ('s', 'min', 'h', ...) to minutes."""
+    if not isinstance(unit, str) or unit.strip().lower() not in _TIME:
+        raise UnitsError(f"unknown time unit {unit!r}; supported: s, min, h (BIDS uses 's')")
+    return _TIME[unit.strip().lower()]
+
+
+def to_minutes(values, unit: str = "s"):
+    """Convert times from ``unit`` (BIDS: seconds) to minutes."""
+    return np.asarray(values, dtype=float) * time_factor(unit)
+
+
+def half_life(radionuclide: str) -> float:
+    """Half-life in minutes of a BIDS ``TracerRadionuclide`` (``C11``, ``11C``, ``F-18`` ...)."""
+    if not isinstance(radionuclide, str):
+        raise UnitsError(f"TracerRadionuclide {radionuclide!r} is not a string, e.g. 'C11'")
+    s = radionuclide.strip().replace("-", "").replace("^", "").replace(" ", "")
+    m = re.fullmatch(r"(\d+)([A-Za-z]+)", s)
+    if m:  # '11C' -> 'C11'
+        s = m.group(2) + m.group(1)
+    key = {k.lower(): k for k in HALF_LIFE_MIN}.get(s.lower())
+    if key is None:
+        raise UnitsError(
+            f"unknown TracerRadionuclide {radionuclide!r}; known: {', '.join(HALF_LIFE_MIN)}"
+        )
+    return HALF_LIFE_MIN[key]
