@@ -149,7 +149,8 @@ class FrameSchedule:
         if back.size:
             i = int(back[0]) + 1
             raise FrameTimingError(
-                f"{src}: frame starts are not sorted: frame {i} starts at {s[i]:.4g} min, not after "
+                f"{src}: frame starts are not sorted: frame {i} starts at {s[i]:.4g} min, "
+                f"not after "
                 f"frame {i - 1} ({s[i - 1]:.4g} min); sort the frames (and the image volumes)"
             )
         overlap = np.flatnonzero(s[1:] < e[:-1] - _ATOL_MIN)
