@@ -165,7 +165,7 @@ def extract_tacs(pet, atlas, *, regions: Sequence[str] | None = None,
                 f"{sorted(names)[:20]}{' ...' if len(names) > 20 else ''}"
             )
     idx = np.array([atlas.index_of[r] for r in wanted], dtype=np.int64)
-    flat_labels = labels.reshape(-1)
+    flat_labels = labels.reshape(-1).astype(np.intp, copy=False)  # bincount wants intp
     if flat_labels.min() < 0:
         raise RegionError(f"{atlas.source}: negative labels in the label image")
     nbins = int(max(flat_labels.max(), idx.max() if idx.size else 0)) + 1

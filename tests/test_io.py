@@ -1,0 +1,154 @@
+import gzip
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import write_small_pet
+
+import sv2a
+from sv2a.errors import DataError, FrameTimingError, MetadataError, UnitsError
+from sv2a.io import atomic_path, load_pet, write_nifti, write_tsv
+
+
+def test_load_pet_converts_units_and_reads_metadata(tmp_path):
+    p, data = write_small_pet(tmp_path / "sub-01_pet.nii.gz", units="Bq/mL")
+    pet = sv2a.load_pet(p)
+    assert pet.shape == (6, 5, 4, 6) and pet.n_frames == 6
+    np.testing.assert_allclose(pet.data, data / 1000.0, rtol=1e-6)
+    np.testing.assert_allclose(pet.frame(3), data[..., 3] / 1000.0, rtol=1e-6)
+    assert pet.meta["original_units"] == "Bq/mL"
+    assert pet.meta["injected_mbq"] == 600.0 and pet.meta["body_weight_kg"] == 75.0
+    assert pet.meta["tracer"] == "UCB-J"
+    np.testing.assert_allclose(pet.frames.end[-1], 38.0)
+    np.testing.assert_allclose(pet.voxel_size, [2, 2, 2])
+
+
+def test_load_pet_is_lazy(tmp_path):
+    p, _ = write_small_pet(tmp_path / "sub-01_pet.nii.gz")
+    pet = load_pet(p)
+    assert isinstance(pet.dataobj, nib.arrayproxy.ArrayProxy)
+    assert "data" not in pet._cache
+    pet.frame(0)
+    assert "data" not in pet._cache  # reading one frame does not load the image
+
+
+def test_static_3d_image(tmp_path):
+    p, data = write_small_pet(tmp_path / "sub-01_pet.nii.gz", frames=[(3600, 1800)],
+                              data=np.ones((4, 4, 4), np.float32))
+    pet = load_pet(p)
+    assert pet.n_frames == 1 and pet.data.shape == (4, 4, 4, 1)
+    assert pet.frames.mid[0] == pytest.approx(75.0)
+
+
+def test_missing_sidecar_names_expected_path(tmp_path):
+    p, _ = write_small_pet(tmp_path / "sub-01_pet.nii.gz")
+    (tmp_path / "sub-01_pet.json").unlink()
+    with pytest.raises(MetadataError, match=r"expected .*sub-01_pet\.json"):
+        load_pet(p)
+
+
+@pytest.mark.parametrize("field", ["FrameTimesStart", "FrameDuration", "Units"])
+def test_missing_required_field(tmp_path, field):
+    p, _ = write_small_pet(tmp_path / "sub-01_pet.nii.gz", drop=(field,))
+    with pytest.raises(MetadataError, match=f"'{field}' is missing"):
+        load_pet(p)
+
+
+def test_frame_count_mismatch_with_image(tmp_path):
+    p, _ = write_small_pet(tmp_path / "sub-01_pet.nii.gz")
+    sc = tmp_path / "sub-01_pet.json"
+    meta = json.loads(sc.read_text())
+    meta["FrameTimesStart"] = meta["FrameTimesStart"][:-1]
+    meta["FrameDuration"] = meta["FrameDuration"][:-1]
+    sc.write_text(json.dumps(meta))
+    with pytest.raises(FrameTimingError, match="lists 5 frames but the image has 6 volumes"):
+        load_pet(p)
+
+
+def test_unknown_units(tmp_path):
+    p, _ = write_small_pet(tmp_path / "sub-01_pet.nii.gz", units="SUV")
+    with pytest.raises(UnitsError, match="'SUV'"):
+        load_pet(p)
+
+
+def test_invalid_json(tmp_path):
+    p, _ = write_small_pet(tmp_path / "sub-01_pet.nii.gz")
+    (tmp_path / "sub-01_pet.json").write_text("{not json")
+    with pytest.raises(MetadataError, match="invalid JSON"):
+        load_pet(p)
+
+
+def test_truncated_uncompressed_file_detected_at_load(tmp_path):
+    p, _ = write_small_pet(tmp_path / "sub-01_pet.nii")
+    raw = p.read_bytes()
+    p.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError, match="truncated"):
+        load_pet(p)
+
+
+def test_truncated_gzip_detected_on_read(tmp_path):
+    p, _ = write_small_pet(tmp_path / "sub-01_pet.nii.gz", shape=(20, 20, 20))
+    raw = p.read_bytes()
+    p.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        pet = load_pet(p)
+        pet.data
+
+
+def test_decay_uncorrected_image_is_corrected(tmp_path):
+    frames = [(0, 600), (600, 1200), (1800, 1800)]
+    lam = np.log(2) / 20.364
+    # constant true activity 10 kBq/mL -> uncorrected frame means
+    unc = []
+    for s, d in frames:
+        t0, t1 = s / 60, (s + d) / 60
+        unc.append(10 * (np.exp(-lam * t0) - np.exp(-lam * t1)) / (lam * (t1 - t0)))
+    data = np.ones((3, 3, 3, 3), np.float32) * np.array(unc, np.float32)
+    p, _ = write_small_pet(tmp_path / "sub-01_pet.nii.gz", frames=frames, data=data,
+                           sidecar_extra={"ImageDecayCorrected": False})
+    pet = load_pet(p)
+    np.testing.assert_allclose(pet.data, 10.0, rtol=1e-5)
+    np.testing.assert_allclose(pet.frame(2), 10.0, rtol=1e-5)
+    assert pet.meta["decay_corrected_on_load"] is True
+
+
+def test_decay_uncorrected_without_radionuclide(tmp_path):
+    p, _ = write_small_pet(tmp_path / "sub-01_pet.nii.gz", drop=("TracerRadionuclide",),
+                           sidecar_extra={"ImageDecayCorrected": False})
+    with pytest.raises(MetadataError, match="TracerRadionuclide"), pytest.warns(UserWarning):
+        load_pet(p)
+
+
+def test_mean_image_weights_by_overlap(tmp_path):
+    data = np.ones((2, 2, 2, 6), np.float32) * np.arange(6, dtype=np.float32)
+    p, _ = write_small_pet(tmp_path / "sub-01_pet.nii.gz", data=data, shape=(2, 2, 2))
+    pet = load_pet(p)
+    # frames 4 (8-18 min, value 4) and 5 (18-38 min, value 5); window 13-23: 5 min each
+    np.testing.assert_allclose(pet.mean_image(13, 23), 4.5, rtol=1e-6)
+
+
+def test_write_nifti_is_reproducible(tmp_path):
+    a = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    write_nifti(tmp_path / "a.nii.gz", a, np.eye(4))
+    write_nifti(tmp_path / "b.nii.gz", a, np.eye(4))
+    assert (tmp_path / "a.nii.gz").read_bytes() == (tmp_path / "b.nii.gz").read_bytes()
+    with gzip.open(tmp_path / "a.nii.gz") as fh:
+        assert len(fh.read()) > 0
+    np.testing.assert_array_equal(nib.load(tmp_path / "a.nii.gz").get_fdata(), a)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out" / "table.tsv"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert not target.exists()
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_write_tsv_na(tmp_path):
+    import pandas as pd
+
+    write_tsv(tmp_path / "x.tsv", pd.DataFrame({"a": [1.0, np.nan]}))
+    assert (tmp_path / "x.tsv").read_text().splitlines() == ["a", "1", "n/a"]

@@ -1,0 +1,73 @@
+import json
+
+import numpy as np
+
+from sv2a.bids import find_scans, read_participants
+from sv2a.cli import main as cli_main
+from sv2a.validate import validate_dataset
+
+
+def test_find_scans(small_bids):
+    scans = find_scans(small_bids)
+    assert [(s.subject, s.session) for s in scans] == [
+        ("01", "baseline"), ("01", "followup"), ("02", "baseline"), ("02", "followup")]
+    assert set(scans[0].blood) == {"manual"} and scans[2].blood == {}
+    assert scans[0].dseg.name.endswith("_dseg.nii.gz")
+    assert [s.subject for s in find_scans(small_bids, participant_label=["sub-02"])] == ["02"] * 2
+    assert {s.session for s in find_scans(small_bids, session_label=["baseline"])} == {"baseline"}
+    assert read_participants(small_bids).loc["02", "arm"] == "repeated"
+
+
+def test_clean_dataset_validates(small_bids, capsys):
+    problems = validate_dataset(small_bids)
+    assert [p for p in problems if p.severity == "error"] == []
+    assert cli_main(["validate", str(small_bids)]) == 0
+    assert "0 error(s)" in capsys.readouterr().out
+
+
+def test_every_problem_is_reported(small_bids, capsys):
+    pet_dir = small_bids / "sub-01" / "ses-baseline" / "pet"
+    # 1. overlapping frames in one sidecar
+    sc = pet_dir / "sub-01_ses-baseline_trc-ucbj_pet.json"
+    meta = json.loads(sc.read_text())
+    meta["FrameDuration"][0] = 120
+    sc.write_text(json.dumps(meta))
+    # 2. blood that stops before the end of the scan in another session
+    blood = small_bids / "sub-01/ses-followup/pet/sub-01_ses-followup_trc-ucbj_recording-manual_blood.tsv"
+    lines = blood.read_text().splitlines()
+    blood.write_text("\n".join(lines[:-2]) + "\n")
+    # 3. a truncated image
+    img = small_bids / "sub-02/ses-followup/pet/sub-02_ses-followup_trc-ucbj_pet.nii.gz"
+    raw = img.read_bytes()
+    img.write_bytes(raw[: len(raw) // 2])
+    # 4. missing sidecar field
+    sc2 = small_bids / "sub-02/ses-baseline/pet/sub-02_ses-baseline_trc-ucbj_pet.json"
+    meta2 = json.loads(sc2.read_text())
+    del meta2["Units"]
+    sc2.write_text(json.dumps(meta2))
+
+    problems = validate_dataset(small_bids)
+    errors = [p for p in problems if p.severity == "error"]
+    text = "\n".join(str(p) for p in errors)
+    assert "frames overlap" in text and "ses-baseline_trc-ucbj_pet.json" in text
+    assert "input function ends at" in text
+    assert "truncated or corrupt" in text
+    assert "'Units' is missing" in text
+    assert len(errors) == 4
+    assert cli_main(["validate", str(small_bids)]) == 1
+    assert "4 error(s)" in capsys.readouterr().out
+
+
+def test_atlas_grid_mismatch_reported(small_bids):
+    from sv2a.io import write_nifti
+
+    d = small_bids / "sub-02/ses-baseline/anat/sub-02_ses-baseline_desc-regions_dseg.nii.gz"
+    write_nifti(d, np.ones((3, 3, 3)), np.eye(4), dtype=np.int16)
+    problems = validate_dataset(small_bids, read_data=False)
+    assert any("differs from the PET grid" in p.message for p in problems)
+
+
+def test_not_a_bids_dir(tmp_path):
+    problems = validate_dataset(tmp_path)
+    assert any("dataset_description.json" in p.message for p in problems)
+    assert any("no sub-* folders" in p.message for p in problems)
