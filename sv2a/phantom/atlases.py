@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..resources import atlas_dir
 from .geometry import GRIDS, make_anatomy
 
 __all__ = ["write_atlases", "atlas_paths"]
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "atlases"
+DEFAULT_DIR = atlas_dir()
 
 
 def atlas_paths(species: str, out_dir: str | Path = DEFAULT_DIR) -> tuple[Path, Path]:

@@ -35,14 +35,12 @@ import copy
 import json
 import os
 import shutil
-import zlib
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 
@@ -298,47 +296,6 @@ def _has(effects: Mapping, region: str) -> bool:
 
 
 # ------------------------------------------------------------------ writing
-_GZ_CHUNK = 8 << 20  # bytes per gzip member (fixed, so the output does not depend on cores)
-
-
-def _write_nifti_gz(path: Path, data: np.ndarray, affine, *, dtype=np.float32,
-                    compresslevel: int = 1) -> None:
-    """Deterministic ``.nii.gz`` written atomically.
-
-    The bytes are compressed in fixed 8 MiB pieces by parallel threads (zlib releases the GIL)
-    and written as consecutive gzip members (RFC 1952 allows several; nibabel, zlib's gzread,
-    FSL and AFNI read them), each with zlib's own gzip header (mtime 0, no file name), so the
-    same data always give the same file.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from ..io import atomic_path
-
-    arr = np.asarray(data)
-    if arr.dtype != dtype:
-        arr = arr.astype(dtype)
-    img = nib.Nifti1Image(arr, np.asarray(affine, dtype=float))
-    img.header.set_xyzt_units("mm", "sec")
-    if arr.ndim == 3 and np.issubdtype(dtype, np.integer):
-        img.header.set_intent("label")
-    raw = memoryview(img.to_bytes())
-    pieces = [raw[i:i + _GZ_CHUNK] for i in range(0, len(raw), _GZ_CHUNK)]
-
-    def comp(b):
-        # wbits=31: zlib writes the gzip wrapper itself (header with mtime 0, CRC-32, size)
-        return zlib.compress(b, compresslevel, wbits=31)
-
-    workers = min(len(pieces), os.cpu_count() or 1)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        if workers > 1:
-            with ThreadPoolExecutor(max_workers=workers) as ex:
-                for block in ex.map(comp, pieces):
-                    fh.write(block)
-        else:
-            for b in pieces:
-                fh.write(comp(b))
-
-
 @dataclass(frozen=True)
 class Cohort:
     """What :func:`make_cohort` wrote.
@@ -407,7 +364,7 @@ def _assign_arms(design: dict, n_subjects: int | None) -> list[str]:
 
 def _scan_job(job: dict) -> dict:
     """Simulate and write one scan (runs in a worker process when n_jobs > 1)."""
-    from ..io import write_json, write_tsv
+    from ..io import write_json, write_nifti, write_tsv
 
     preset = get_preset(job["species"], job["tracer"])
     design = job["design"]
@@ -426,7 +383,7 @@ def _scan_job(job: dict) -> dict:
     sidecar = subj.pet_sidecar()
     sidecar["sv2aPhantom"].update(seed=seed, arm=job["arm"], session=ses)
     pet_path = pet_dir / f"{prefix}_pet.nii.gz"
-    _write_nifti_gz(pet_path, subj.image, subj.affine, compresslevel=job["compresslevel"])
+    write_nifti(pet_path, subj.image, subj.affine, compresslevel=job["compresslevel"])
     write_json(pet_dir / f"{prefix}_pet.json", sidecar)
     blood_path = None
     if job["blood"]:
@@ -434,7 +391,7 @@ def _scan_job(job: dict) -> dict:
         write_tsv(blood_path, subj.blood)
         write_json(pet_dir / f"{prefix}_recording-manual_blood.json", subj.blood_sidecar())
     dseg = anat_dir / f"{prefix}_dseg.nii.gz"
-    _write_nifti_gz(dseg, subj.labels, subj.affine, dtype=np.uint8, compresslevel=6)
+    write_nifti(dseg, subj.labels, subj.affine, dtype=np.uint8)
     write_tsv(anat_dir / f"{prefix}_dseg.tsv",
               pd.DataFrame({"index": list(subj.label_names),
                             "name": list(subj.label_names.values())}))
