@@ -20,6 +20,7 @@ __all__ = [
     "DataError",
     "BIDSError",
     "DesignError",
+    "ConfigError",
     "Sv2aWarning",
 ]
 
@@ -70,6 +71,10 @@ class BIDSError(Sv2aError):
 
 class DesignError(Sv2aError):
     """A study design (arms, sessions, effects) is inconsistent or incomplete."""
+
+
+class ConfigError(Sv2aError):
+    """A pipeline configuration (file or flags) has an unknown key or an invalid value."""
 
 
 class Sv2aWarning(UserWarning):

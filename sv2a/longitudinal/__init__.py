@@ -1,0 +1,42 @@
+"""Longitudinal and group statistics: did synaptic density change, and do arms differ?
+
+Typical use::
+
+    ds = sv2a.longitudinal.collect("derivatives/sv2a", participants="participants.tsv",
+                                   model="SRTM2", outcome="BPND")
+    sv2a.longitudinal.save(ds, "group/group_model-SRTM2_kinpar.nc")
+    table = sv2a.longitudinal.compare_arms(ds, outcome="BPND", baseline="baseline")
+    mm = sv2a.longitudinal.mixed_model(ds, outcome="BPND", baseline="baseline")
+    rtm = sv2a.longitudinal.baseline_dependence(ds, outcome="BPND", baseline="baseline")
+    sv2a.longitudinal.plot_forest(table, "forest.png")
+
+Statistics follow DOMAIN §4: % change from baseline with CIs, paired tests on log values,
+ANCOVA and mixed models between arms, Holm / BH across regions, Hedges g with CIs, minimal
+detectable effects; a two-way ANOVA for cross-sectional designs; Oldham's method for
+baseline-dependence claims.
+"""
+
+from __future__ import annotations
+
+from .baseline import baseline_dependence
+from .collect import collect, from_tidy, load, save, session_order, to_tidy
+from .compare import (
+    adjust_pvalues,
+    choose_reference_arm,
+    compare_arms,
+    hedges_g_ci,
+    write_table,
+)
+from .crosssectional import cross_sectional_anova
+from .mixed import mixed_model
+from .plots import mean_change_maps, plot_change_maps, plot_forest, plot_spaghetti
+from .power import minimal_detectable_effect, required_n
+from .simulate import DESIGNS, simulate_design, true_pct_change, write_derivatives
+
+__all__ = [
+    "collect", "save", "load", "to_tidy", "from_tidy", "session_order",
+    "compare_arms", "write_table", "mixed_model", "cross_sectional_anova", "baseline_dependence",
+    "minimal_detectable_effect", "required_n", "adjust_pvalues", "choose_reference_arm",
+    "hedges_g_ci", "plot_spaghetti", "plot_forest", "plot_change_maps", "mean_change_maps",
+    "simulate_design", "true_pct_change", "write_derivatives", "DESIGNS",
+]
