@@ -1,0 +1,131 @@
+"""Process a BIDS PET dataset: participant level (TACs, fits, maps, reports) or group level.
+
+``sv2a run BIDS_DIR OUT_DIR participant|group [options]`` — the BIDS-App command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError
+from .config import resolve_config
+
+__all__ = ["add_arguments", "main", "EXAMPLES"]
+
+EXAMPLES = """examples:
+  # every subject/session: 1TCM where blood exists, SRTM2 and SUVR with the centrum semiovale
+  sv2a run /data/bids /data/bids/derivatives/sv2a participant --model 1tcm srtm2 suvr
+
+  # two subjects, baseline only, voxelwise SRTM2 maps, 4 local processes
+  sv2a run /data/bids /data/out participant --participant-label 01 02 --session-label bl \\
+      --model srtm2 --voxelwise --nprocs 4
+
+  # on a running Dask cluster (e.g. dask-jobqueue on SLURM); settings from a YAML file
+  sv2a run /data/bids /data/out participant --config sv2a.yaml --dask-scheduler tcp://node1:8786
+
+  # group level: % change in SRTM2 BPND from baseline, per arm
+  sv2a run /data/bids /data/out group --model srtm2 --outcome BPND --baseline-session bl
+
+config file keys (JSON or YAML) are the long option names with '_' (e.g. model_options:
+{srtm2: {k2prime: 0.04}}, voxelwise_options, reference_erode_mm); flags override the file.
+Finished subject/sessions are skipped unless their settings or inputs changed (or --force).
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    S = argparse.SUPPRESS  # noqa: N806 - "not given" so the config file can fill it
+    parser.add_argument("bids_dir", help="BIDS dataset root")
+    parser.add_argument("out_dir", help="output (derivatives) folder, e.g. BIDS_DIR/"
+                        "derivatives/sv2a")
+    parser.add_argument("analysis_level", choices=["participant", "group"],
+                        help="participant: per subject/session; group: statistics over arms")
+    sel = parser.add_argument_group("selection")
+    sel.add_argument("--participant-label", nargs="+", metavar="LABEL", default=S,
+                     help="subjects to process (with or without 'sub-')")
+    sel.add_argument("--session-label", nargs="+", metavar="LABEL", default=S,
+                     help="sessions to process (with or without 'ses-')")
+    mod = parser.add_argument_group("models")
+    mod.add_argument("--model", nargs="+", dest="models", metavar="MODEL", default=S,
+                     help="regional models (default: 1tcm srtm2 suvr); plasma-input models run "
+                     "only where blood data exist. At group level: the model to compare "
+                     "(default srtm2)")
+    mod.add_argument("--reference", default=S, metavar="REGION",
+                     help="reference region (default centrum_semiovale)")
+    mod.add_argument("--reference-erode", dest="reference_erode_mm", type=float, default=S,
+                     metavar="MM", help="erode the reference region by MM mm (default 0)")
+    mod.add_argument("--exclude-regions", nargs="+", dest="exclude_regions", metavar="REGION",
+                     default=S, help="atlas regions left out of model fits (e.g. ventricles)")
+    mod.add_argument("--atlas", default=S, metavar="PATH",
+                     help="label image used for every scan instead of anat/*_dseg")
+    mod.add_argument("--atlas-labels", default=S, metavar="TSV",
+                     help="label table of --atlas (dseg.tsv or FreeSurfer LUT)")
+    mod.add_argument("--atlas-name", default=S, metavar="NAME",
+                     help="seg-<NAME> in output file names (default: from the atlas file)")
+    mod.add_argument("--voxelwise", action="store_true", default=S,
+                     help="also compute parametric maps")
+    mod.add_argument("--voxelwise-model", nargs="+", dest="voxelwise_models", metavar="MODEL",
+                     default=S, help="models for the maps (default srtm2 if requested)")
+    mod.add_argument("--no-figures", dest="figures", action="store_false", default=S,
+                     help="skip figures and HTML reports")
+    grp = parser.add_argument_group("group level")
+    grp.add_argument("--outcome", default=S, help="parameter to compare (default BPND)")
+    grp.add_argument("--baseline-session", default=S, metavar="LABEL",
+                     help="baseline session label (default: auto, e.g. 'baseline' or 'bl')")
+    ex = parser.add_argument_group("execution")
+    ex.add_argument("--config", metavar="FILE", help="settings file (JSON or YAML)")
+    ex.add_argument("--nprocs", type=int, default=S, metavar="N",
+                    help="subject/sessions processed in parallel local processes (default 1)")
+    ex.add_argument("--dask-scheduler", default=S, metavar="ADDRESS",
+                    help="submit subject/sessions to a running Dask scheduler "
+                    "(tcp://host:8786)")
+    ex.add_argument("--force", action="store_true", default=S,
+                    help="redo subject/sessions even if they are up to date")
+    ex.add_argument("-q", "--quiet", action="store_true", help="no progress bar or info logs")
+    ex.add_argument("-v", "--verbose", action="count", default=0,
+                    help="more logging (-v info per scan, -vv debug)")
+
+
+def _setup_logging(quiet: bool, verbose: int) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else
+                                           logging.INFO if verbose == 1 else logging.WARNING)
+    logger = logging.getLogger("sv2a")
+    logger.setLevel(level)
+    if not any(getattr(h, "_sv2a_cli", False) for h in logger.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        h._sv2a_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(h)
+    for h in logger.handlers:
+        if getattr(h, "_sv2a_cli", False):
+            h.setLevel(level)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``sv2a run``; return 0 when everything succeeded, 1 when anything failed."""
+    _setup_logging(args.quiet, args.verbose)
+    given = {k: v for k, v in vars(args).items()
+             if k not in ("bids_dir", "out_dir", "analysis_level", "config", "quiet",
+                          "verbose", "command", "_module")}
+    if args.analysis_level == "group" and "models" in given:
+        models = given.pop("models")
+        if len(models) != 1:
+            raise ConfigError("at group level give one --model (the model whose fits are "
+                              f"compared), got {models}")
+        given["group_model"] = models[0]
+    cfg = resolve_config(given, args.config)
+    if not Path(args.bids_dir).is_dir():
+        raise ConfigError(f"BIDS_DIR {args.bids_dir} is not a directory")
+    if args.analysis_level == "participant":
+        from .execute import run_participant
+
+        summary = run_participant(args.bids_dir, args.out_dir, cfg, quiet=args.quiet)
+        print(summary.line(args.out_dir))
+        return 0 if summary.ok else 1
+    from .group import run_group
+
+    res = run_group(args.bids_dir, args.out_dir, cfg, quiet=args.quiet)
+    print(res.line())
+    return 0 if res.ok else 1

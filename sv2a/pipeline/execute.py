@@ -1,0 +1,265 @@
+"""Run the participant level over many scans: serially, in local processes, or on Dask.
+
+* serial (``nprocs=1``): in this process;
+* ``nprocs=N``: a :class:`concurrent.futures.ProcessPoolExecutor` (spawned processes);
+* ``dask_scheduler=ADDRESS``: :class:`distributed.Client` submission to an existing cluster
+  (the same path serves dask-jobqueue clusters on SLURM/PBS; pass ``client=`` from Python).
+
+Finished scans (done-marker with the same settings hash and all outputs present) are skipped
+unless ``force``. Each scan runs :func:`~sv2a.pipeline.participant.process_scan`, which never
+raises; failures are collected in ``logs/failures.tsv`` and the others complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..bids import find_scans, read_participants
+from ..errors import BIDSError, ConfigError
+from ..io import write_json, write_tsv
+from . import derivatives as drv
+from .config import PipelineConfig
+from .participant import WORK_DIR, ScanJob, is_done, job_from_scan, process_scan
+
+__all__ = ["RunSummary", "run_participant", "run_jobs", "FAILURE_COLUMNS"]
+
+log = logging.getLogger("sv2a.pipeline")
+
+FAILURE_COLUMNS = ["participant_id", "session", "pet", "stage", "error_type", "message", "log"]
+
+
+@dataclass
+class RunSummary:
+    """Outcome of a participant-level run."""
+
+    done: list[dict] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    reports: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def line(self, out_dir: str | os.PathLike) -> str:
+        """The one-line summary printed at the end of a run."""
+        s = (f"sv2a participant: {len(self.done)} done, {len(self.skipped)} skipped "
+             f"(already up to date), {len(self.failed)} failed in {self.seconds:.1f} s")
+        if self.failed:
+            s += f"; failures: {Path(out_dir) / 'logs' / 'failures.tsv'}"
+        if self.reports:
+            s += f"; reports: {Path(out_dir)}/sub-*.html"
+        return s
+
+
+def _progress(total: int, quiet: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="scan", disable=quiet or total == 0,
+                file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def run_jobs(jobs: list[ScanJob], *, nprocs: int = 1, dask_scheduler: str | None = None,
+             client=None, quiet: bool = False,
+             on_result: Callable[[dict], None] | None = None) -> list[dict]:
+    """Run :func:`process_scan` on every job; return the status dicts in job order.
+
+    Parameters
+    ----------
+    jobs : list of ScanJob
+    nprocs : int
+        Local processes (1 = serial in this process).
+    dask_scheduler : str, optional
+        Address of a running Dask scheduler; jobs are submitted with ``client.submit``.
+    client : distributed.Client, optional
+        An existing client (e.g. on a ``dask_jobqueue.SLURMCluster``); takes precedence.
+    """
+    results: dict[int, dict] = {}
+    bar = _progress(len(jobs), quiet, "participant")
+
+    def done(i: int, res: dict) -> None:
+        results[i] = res
+        bar.update(1)
+        bar.set_postfix_str(f"{res['stem']} {res['status']}", refresh=False)
+        if on_result:
+            on_result(res)
+
+    def crashed(i: int, exc: BaseException) -> dict:
+        j = jobs[i]
+        return {"stem": j.stem, "subject": j.subject, "session": j.session, "pet": j.pet,
+                "status": "failed", "stage": "worker", "error_type": type(exc).__name__,
+                "message": f"the worker running this scan died: {exc}",
+                "outputs": [], "notes": [], "log": f"logs/{j.stem}.log", "seconds": 0.0}
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    try:
+        with logging_redirect_tqdm(loggers=[logging.getLogger("sv2a")]):
+            _dispatch(jobs, nprocs, dask_scheduler, client, done, crashed)
+    finally:
+        bar.close()
+    return [results[i] for i in sorted(results)]
+
+
+def _dispatch(jobs, nprocs, dask_scheduler, client, done, crashed) -> None:
+    if client is not None or dask_scheduler:
+        _run_dask(jobs, client, dask_scheduler, done, crashed)
+    elif nprocs > 1 and len(jobs) > 1:
+        _run_pool(jobs, nprocs, done, crashed)
+    else:
+        for i, j in enumerate(jobs):
+            done(i, process_scan(j))
+
+
+def _run_pool(jobs, nprocs, done, crashed) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(nprocs, len(jobs)), mp_context=ctx,
+                             initializer=_worker_init) as pool:
+        futs = {pool.submit(process_scan, asdict(j)): i for i, j in enumerate(jobs)}
+        for fut in as_completed(futs):
+            i = futs[fut]
+            try:
+                done(i, fut.result())
+            except Exception as exc:  # BrokenProcessPool etc.
+                done(i, crashed(i, exc))
+
+
+def _worker_init() -> None:
+    # one BLAS thread per worker process: the parallelism is over scans
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def _run_dask(jobs, client, address, done, crashed) -> None:
+    try:
+        from distributed import Client, as_completed
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ConfigError("--dask-scheduler needs the 'distributed' package: pip install "
+                          "'sv2a[distributed]'") from exc
+    own = client is None
+    if own:
+        try:
+            client = Client(address, timeout="30s")
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(f"--dask-scheduler {address}: cannot connect ({exc}); start a "
+                              "scheduler (dask scheduler) or check the address") from None
+    try:
+        futs = {}
+        for i, j in enumerate(jobs):
+            f = client.submit(process_scan, asdict(j), pure=False,
+                              key=f"sv2a-{j.stem}-{j.config_hash}-{os.getpid()}-{i}")
+            futs[f] = i
+        for fut in as_completed(list(futs)):
+            i = futs[fut]
+            try:
+                done(i, fut.result())
+            except Exception as exc:  # worker killed, lost, or unpicklable result
+                done(i, crashed(i, exc))
+    finally:
+        if own:
+            client.close()
+
+
+# --------------------------------------------------------------------------- participant level
+def run_participant(bids_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                    cfg: PipelineConfig, *, quiet: bool = False, client=None) -> RunSummary:
+    """Participant level of ``sv2a run``: every selected scan, then subject reports.
+
+    Returns a :class:`RunSummary`; ``logs/failures.tsv`` lists this run's failures (the file
+    is removed when nothing failed).
+    """
+    t0 = time.perf_counter()
+    bids_dir = Path(bids_dir)
+    out = Path(out_dir)
+    if bids_dir.resolve() == out.resolve():
+        raise ConfigError("OUT_DIR must differ from BIDS_DIR (derivatives go to their own "
+                          "folder, e.g. BIDS_DIR/derivatives/sv2a)")
+    scans = find_scans(bids_dir, participant_label=cfg.participant_label,
+                       session_label=cfg.session_label)
+    if not scans:
+        raise BIDSError(f"{bids_dir}: no PET scans match the selection")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "logs").mkdir(exist_ok=True)
+    shutil.rmtree(out / WORK_DIR, ignore_errors=True)  # leftovers of an interrupted run
+    drv.write_dataset_description(out, bids_dir)
+    drv.write_bidsignore(out)
+    write_json(out / "sv2a_config.json", {"level": "participant", "bids_dir":
+                                          str(bids_dir.resolve()), "command": drv.command_line(),
+                                          **cfg.to_dict()})
+    parts = read_participants(bids_dir)
+    jobs, summary = [], RunSummary()
+    for s in scans:
+        prow = parts.loc[s.subject].to_dict() if s.subject in parts.index else {}
+        job = job_from_scan(s, cfg, bids_dir, out, prow)
+        if not cfg.force and is_done(job):
+            summary.skipped.append(job.stem)
+            log.info("%s: up to date, skipped", job.label)
+        else:
+            jobs.append(job)
+    log.info("%d scan(s): %d to run, %d up to date", len(scans), len(jobs),
+             len(summary.skipped))
+
+    def on_result(res: dict) -> None:
+        if res["status"] == "done":
+            log.info("%s: done in %.1f s", res["stem"], res["seconds"])
+            for n in res.get("notes", []):
+                log.info("  note: %s", n)
+        else:
+            log.warning("%s: FAILED (%s at %s): %s — see %s", res["stem"], res["error_type"],
+                        res["stage"], res["message"], out / res["log"])
+
+    results = run_jobs(jobs, nprocs=cfg.nprocs, dask_scheduler=cfg.dask_scheduler,
+                       client=client, quiet=quiet, on_result=on_result)
+    for r in results:
+        (summary.done if r["status"] == "done" else summary.failed).append(r)
+    _write_failures(out, summary.failed)
+    shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+    if cfg.figures:
+        from .. import report
+
+        subjects = sorted({s.subject for s in scans})
+        touched = {r["subject"] for r in summary.done}
+        for sub in subjects:
+            html = out / f"sub-{sub}.html"
+            if sub in touched or not html.exists():
+                try:
+                    report.subject_report(out, sub)
+                except Exception as exc:  # a report must never sink a finished run
+                    log.warning("report for sub-%s failed: %s", sub, exc)
+                    continue
+            if html.exists():
+                summary.reports.append(str(html))
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _write_failures(out: Path, failed: list[dict]) -> None:
+    path = out / "logs" / "failures.tsv"
+    if not failed:
+        path.unlink(missing_ok=True)
+        return
+    rows = [{"participant_id": f"sub-{r['subject']}",
+             "session": f"ses-{r['session']}" if r.get("session") else "n/a",
+             "pet": Path(r["pet"]).name, "stage": r["stage"], "error_type": r["error_type"],
+             "message": r["message"], "log": r["log"]} for r in failed]
+    write_tsv(path, pd.DataFrame(rows, columns=FAILURE_COLUMNS))
+
+
+def summary_dict(summary: RunSummary) -> dict[str, Any]:
+    return {"done": [r["stem"] for r in summary.done], "skipped": summary.skipped,
+            "failed": [{k: r[k] for k in ("stem", "stage", "error_type", "message")}
+                       for r in summary.failed], "seconds": round(summary.seconds, 2)}
