@@ -20,6 +20,7 @@ _LAZY = {
     "parametric_maps": "sv2a.parametric",
 }
 _SUBMODULES = ("models", "phantom", "longitudinal", "parametric", "io", "atlas", "report",
+               "pipeline", "resources", "blood", "frames", "tacs", "validate",
                "weights", "bids")
 
 

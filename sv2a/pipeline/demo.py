@@ -45,9 +45,10 @@ def make_demo_data(out_dir: str | os.PathLike, *, force: bool = False):
 
 
 def find_demo_data() -> Path | None:
-    """``demo_data/`` of the source tree (beside the package) or of the current directory."""
-    here = Path(__file__).resolve().parents[2] / "demo_data"
-    for cand in (here, Path.cwd() / "demo_data"):
+    """The bundled ``demo_data/`` (package data or source tree), or ``./demo_data``."""
+    from ..resources import demo_data_dir
+
+    for cand in (demo_data_dir(), Path.cwd() / "demo_data"):
         if (cand / "dataset_description.json").exists() and any(cand.glob("sub-*")):
             return cand
     return None
