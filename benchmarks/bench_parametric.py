@@ -10,29 +10,54 @@ multiple of the 4D image, and the bias/SD of BPND per region (noisy and noise-fr
     python benchmarks/bench_parametric.py --hrrt     # also a 256x256x207x30 image
     PYTHONPATH=/path/to/niftypad python benchmarks/bench_parametric.py   # + NiftyPAD ratio
 
-The phantom (analytic TACs) is the one of tests/test_parametric.py, imported from there.
+The TACs are exact (closed-form 1TCM convolutions of a Feng input, :mod:`sv2a.phantom`), with
+the same kinetic parameters as the phantom of tests/test_parametric.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import resource
 import sys
 import time
 import tracemalloc
 import warnings
-from pathlib import Path
 
 import numpy as np
 
 from sv2a.frames import frames_from_counts
 from sv2a.parametric import parametric_maps
+from sv2a.phantom.simulate import frame_average, noise_sd, pet_curve
+from sv2a.phantom.tracers import FengInput
 
-HERE = Path(__file__).resolve().parent
-spec = importlib.util.spec_from_file_location("tp", HERE.parent / "tests" / "test_parametric.py")
-tp = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tp)
+
+class tp:  # noqa: N801 - phantom constants, as in tests/test_parametric.py
+    """SRTM-consistent phantom: 1TCM reference and five 1TCM targets, 27 frames over 90 min."""
+
+    FRAMES27 = frames_from_counts([(6, 30), (3, 60), (2, 120), (16, 300)], half_life=20.4)
+    INPUT = FengInput(A1=1150.0, A2=36.0, A3=9.0, lambda1=4.0, lambda2=0.4, lambda3=0.003,
+                      delay=0.25, parent_plateau=0.2, parent_tau=9.0)
+    REF = {"K1": 0.135, "VT": 3.8}
+    BPS = np.array([0.5, 1.5, 2.5, 3.5, 4.5])
+    K1S = np.array([0.30, 0.35, 0.40, 0.42, 0.45])
+    K2P = REF["K1"] / REF["VT"]
+
+    @classmethod
+    def srtm_phantom(cls, frames):
+        """Reference TAC (n_frames,) and target TACs (5, n_frames), noise-free, frame means."""
+        def tac(k1, k2):
+            return frame_average(lambda t: pet_curve(cls.INPUT, {"K1": k1, "k2": k2}, t),
+                                 frames, delay=cls.INPUT.delay)
+
+        cr = tac(cls.REF["K1"], cls.K2P)
+        ct = np.array([tac(k1, k1 / (cls.REF["VT"] * (1 + bp)))
+                       for bp, k1 in zip(cls.BPS, cls.K1S, strict=True)])
+        return cr, ct
+
+    @staticmethod
+    def noise_sd(c, frames, pc=1.0):
+        """var = Pc C exp(λ t_mid) / Δt (DOMAIN §3)."""
+        return noise_sd(c, frames, pc)
 
 N_BRAIN = 193_650
 N_REF = 4_000

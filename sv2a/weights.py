@@ -30,8 +30,8 @@ import numpy as np
 from .errors import ModelError, ShapeMismatchError
 from .frames import FrameSchedule
 
-__all__ = ["SCHEMES", "frame_weights", "logan_weights", "ratio_weights", "integral_matrix",
-           "normalise"]
+__all__ = ["SCHEMES", "frame_weights", "logan_weights", "ratio_weights", "normalise",
+           "integral_matrix"]  # noqa: F822 - lazy re-export, see __getattr__
 
 SCHEMES = ("uniform", "duration", "kinfitr", "variance")
 
@@ -165,35 +165,6 @@ def _kinfitr_scale(w: np.ndarray, minweight: float, checkn: int, live: np.ndarra
     return np.where(live, w, 0.0)
 
 
-def integral_matrix(t: np.ndarray, *, method: str = "trapezoid",
-                    durations: np.ndarray | None = None) -> np.ndarray:
-    """Matrix ``A`` with ``∫_0^{t_i} C ≈ (A @ C)_i`` for samples ``C`` at times ``t`` (min).
-
-    ``method="trapezoid"``: trapezoid rule on ``t`` with (0, 0) prepended;
-    ``"framecumsum"``: ``Σ_{j<i} C_j Δt_j + C_i Δt_i / 2`` (kinfitr ``_framecumsum``; needs
-    ``durations``).
-    """
-    t = np.asarray(t, dtype=float)
-    n = t.size
-    a = np.zeros((n, n))
-    if method == "framecumsum":
-        if durations is None:
-            raise ModelError("integral_matrix(method='framecumsum') needs durations=")
-        d = np.asarray(durations, dtype=float)
-        a[:] = np.tril(np.broadcast_to(d, (n, n)), -1)
-        a[np.diag_indices(n)] = d / 2
-        return a
-    if method != "trapezoid":
-        raise ModelError(f"unknown integration method {method!r}; use trapezoid or framecumsum")
-    tt = np.concatenate([[0.0], t])
-    h = np.diff(tt)  # h[k] = t_k - t_{k-1}
-    # ∫_0^{t_i} = Σ_{k<=i} h_k (C_{k-1} + C_k)/2 with C_{-1} = 0
-    for i in range(n):
-        a[i, : i + 1] += h[: i + 1] / 2
-        a[i, :i] += h[1 : i + 1] / 2
-    return a
-
-
 def logan_weights(weights: np.ndarray, tac: np.ndarray, amat: np.ndarray) -> np.ndarray:
     """Delta-method weights for Logan-type ordinates ``y_i = (A C)_i / C_i``.
 
@@ -229,3 +200,13 @@ def ratio_weights(weights: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     ``var(y) = var(C)/D²`` so ``w_y = w D²`` (normalised to max 1)."""
     w = np.asarray(weights, dtype=float) * np.asarray(denominator, dtype=float) ** 2
     return normalise(np.where(np.isfinite(w), w, 0.0))
+
+
+def __getattr__(name: str):
+    # ``integral_matrix`` lives in :mod:`sv2a.models._kinetics` (one implementation for every
+    # model); re-exported here lazily because sv2a.models imports this module.
+    if name == "integral_matrix":
+        from .models._kinetics import integral_matrix
+
+        return integral_matrix
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,6 +24,7 @@ from sv2a.errors import (
     Sv2aError,
 )
 from sv2a.frames import frames_from_counts
+from sv2a.models import _kinetics as K
 from sv2a.models import reference as ref
 from sv2a.tacs import tacs_from_arrays
 
@@ -390,7 +391,7 @@ def test_array_cores_vectorise_over_rows(phantom):
     y = phantom.values[1:]
     cr = phantom.values[0]
     w = np.ones(FRAMES.n)
-    grid = ref.k2a_grid()
+    grid = K.rate_grid()
     x1, b = ref.srtm_regressors(FRAMES, cr, grid)
     batch = ref.srtm_grid_fit(x1, b, y, w)
     single = [ref.srtm_grid_fit(x1, b, y[i:i + 1], w) for i in range(3)]
@@ -398,7 +399,7 @@ def test_array_cores_vectorise_over_rows(phantom):
     mask = np.ones(FRAMES.n, bool)
     m = ref.mrtm_arrays(FRAMES, cr, y, w, mask)
     np.testing.assert_allclose(m["BPND"], TRUE_BP, rtol=5e-3)
-    conv = ref.exp_conv_pwlinear([0, 1, 2], [0, 1, 1], [0.5], [2.0])
+    conv = K.exp_conv_pwlinear([0, 1, 2], [0, 1, 1], [0.5], [2.0])
     # ∫_0^2 C(s) e^{-0.5 (2-s)} ds with C = s on [0,1], 1 on [1,2], by quadrature
     s = np.linspace(0, 2, 200001)
     c = np.minimum(s, 1)

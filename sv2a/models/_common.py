@@ -31,6 +31,7 @@ __all__ = [
     "aic",
     "jacobian_se",
     "at_bound",
+    "wls_batch",
     "NEGATIVE_TOLERANCE",
 ]
 
@@ -319,3 +320,45 @@ def at_bound(x: np.ndarray, lb: np.ndarray, ub: np.ndarray, rtol: float = 1e-4) 
     x, lb, ub = (np.asarray(a, dtype=float) for a in (x, lb, ub))
     tol = rtol * np.where(np.isfinite(ub - lb), ub - lb, np.maximum(np.abs(x), 1.0))
     return bool(np.any((x - lb <= tol) | (ub - x <= tol)))
+
+
+def wls_batch(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
+    """Weighted least squares for many rows at once.
+
+    Parameters
+    ----------
+    x : array (n, f, p)
+        Design matrices (one per row).
+    y : array (n, f)
+    w : array (n, f)
+        Weights (0 excludes a frame).
+
+    Returns
+    -------
+    dict ``beta`` (n, p), ``cov`` (n, p, p) (``s² (XᵀWX)⁻¹`` with ``s² = RSS/(m − p)``, m the
+    frames with non-zero weight, as R's ``lm``), ``rss`` (n,), ``m`` (n,), ``ok`` (n,) bool
+    (False when the normal matrix is singular or ill-conditioned).
+    """
+    n, f, p = x.shape
+    xtw = x * w[:, :, None]
+    a = np.einsum("nfp,nfq->npq", xtw, x)
+    bvec = np.einsum("nfp,nf->np", xtw, y)
+    # scale columns to make the conditioning test meaningful
+    scale = np.sqrt(np.clip(np.einsum("npp->np", a), 1e-300, None))
+    a_s = a / scale[:, :, None] / scale[:, None, :]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        cond = np.linalg.cond(a_s)
+    ok = np.isfinite(cond) & (cond < 1e12)
+    a_s[~ok] = np.eye(p)
+    inv_s = np.linalg.inv(a_s)
+    inv = inv_s / scale[:, :, None] / scale[:, None, :]
+    beta = np.einsum("npq,nq->np", inv, bvec)
+    res = y - np.einsum("nfp,np->nf", x, beta)
+    rss = (w * res * res).sum(1)
+    m = (w > 0).sum(1)
+    s2 = rss / np.maximum(m - p, 1)
+    cov = inv * s2[:, None, None]
+    beta[~ok] = np.nan
+    cov[~ok] = np.nan
+    rss = np.where(ok, rss, np.nan)
+    return {"beta": beta, "cov": cov, "rss": rss, "m": m, "ok": ok}

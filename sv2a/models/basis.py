@@ -42,10 +42,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import lfilter
 
 from ..errors import DataError, FitError, ModelError
 from ..frames import FrameSchedule
+from ._kinetics import (
+    exp_conv_step,
+    integral_matrix,
+    plasma_convolution,
+    plasma_frame_integrals,
+    plasma_frame_means,
+    rate_grid,
+)
 
 __all__ = [
     "FLAG_EDGE",
@@ -53,12 +60,6 @@ __all__ = [
     "FLAG_NEG_DENOMINATOR",
     "FLAG_NEGATIVE",
     "FLAGS",
-    "basis_grid",
-    "integral_operator",
-    "step_convolution",
-    "plasma_convolution",
-    "plasma_frame_means",
-    "plasma_frame_integrals",
     "SRTMBasis",
     "SRTM2Basis",
     "MRTM2",
@@ -110,177 +111,6 @@ def describe_flags(flag: np.ndarray) -> dict[str, int]:
         if n:
             out[name] = n
     return out
-
-
-# =========================================================================== time helpers
-def basis_grid(lo: float = DEFAULT_RANGE[0], hi: float = DEFAULT_RANGE[1],
-               n: int = DEFAULT_N_BASIS) -> np.ndarray:
-    """Log-spaced grid of basis rate constants ``θ`` (1/min).
-
-    Parameters
-    ----------
-    lo, hi : float
-        Smallest and largest ``θ`` (1/min), ``0 < lo < hi``.
-    n : int
-        Number of basis functions (at least 3).
-    """
-    lo, hi = float(lo), float(hi)
-    if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi):
-        raise ModelError(
-            f"basis range must satisfy 0 < low < high (1/min), got ({lo}, {hi}); e.g. "
-            "basis_range=(0.005, 1.0)"
-        )
-    if int(n) != n or n < 3:
-        raise ModelError(f"n_basis must be an integer >= 3, got {n!r}")
-    return np.exp(np.linspace(np.log(lo), np.log(hi), int(n)))
-
-
-def _segments(frames: FrameSchedule) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Piecewise-constant segments covering ``[0, end of last frame]``.
-
-    Returns ``(start, duration, M, rows)``: segment ``i`` has value ``(M @ C)[i]`` for frame
-    values ``C``; ``rows[k]`` is the segment of frame ``k``. Leading time before the first frame
-    has value 0, gaps take the mean of the two neighbouring frames.
-    """
-    s, e = frames.start, frames.end
-    m = frames.n
-    starts, durs, mrows, rows = [], [], [], []
-    if s[0] > 1e-9:
-        starts.append(0.0)
-        durs.append(float(s[0]))
-        mrows.append(np.zeros(m))
-    for k in range(m):
-        if k > 0 and s[k] > e[k - 1] + 1e-9:
-            starts.append(float(e[k - 1]))
-            durs.append(float(s[k] - e[k - 1]))
-            r = np.zeros(m)
-            r[k - 1] = r[k] = 0.5
-            mrows.append(r)
-        rows.append(len(starts))
-        starts.append(float(s[k]))
-        durs.append(float(e[k] - s[k]))
-        r = np.zeros(m)
-        r[k] = 1.0
-        mrows.append(r)
-    return np.array(starts), np.array(durs), np.array(mrows), np.array(rows)
-
-
-def integral_operator(frames: FrameSchedule) -> np.ndarray:
-    """Matrix ``A`` (n_frames, n_frames) with ``A @ C`` = frame averages of ``∫_0^t C``.
-
-    The activity is held at its frame mean inside each frame, so the average of the running
-    integral over frame ``k`` is ``Σ_{j<k} C_j Δt_j + C_k Δt_k / 2`` (gaps bridged, see module
-    docstring). For a TAC that is linear within a frame the error is ``−C' Δt²/12``.
-    """
-    _, d, mm, rows = _segments(frames)
-    n_seg = d.size
-    low = np.tril(np.broadcast_to(d, (n_seg, n_seg)), -1) + np.diag(d / 2.0)
-    return (low @ mm)[rows]
-
-
-def step_convolution(tac: np.ndarray, frames: FrameSchedule, thetas: np.ndarray) -> np.ndarray:
-    """Frame averages of ``C ⊗ e^(-θ t)`` for a TAC of frame means held constant in each frame.
-
-    Parameters
-    ----------
-    tac : array (n_frames,)
-        Frame-mean activity (kBq/mL).
-    frames : FrameSchedule
-        Frame timing (min).
-    thetas : array (K,)
-        Rate constants (1/min), > 0.
-
-    Returns
-    -------
-    array (K, n_frames)
-        Exact frame averages of the convolution of the piecewise-constant TAC (kBq/mL·min).
-        Within a segment of value ``v`` and length ``d``:
-        ``y(t) = y_s e^(-θ τ) + v (1 − e^(-θ τ))/θ`` and its mean is
-        ``y_s g + v (1 − g)/θ`` with ``g = (1 − e^(-θ d))/(θ d)``.
-    """
-    _, d, mm, rows = _segments(frames)
-    v = mm @ np.asarray(tac, dtype=float)
-    th = np.asarray(thetas, dtype=float)[:, None]
-    x = th * d[None, :]
-    one_minus_e = -np.expm1(-x)
-    g = np.where(x > 1e-12, one_minus_e / np.where(x > 1e-12, x, 1.0), 1.0 - x / 2)
-    avg_v = np.where(x > 1e-12, (1.0 - g) / th, d[None, :] / 2)
-    out = np.empty((th.shape[0], d.size))
-    y = np.zeros(th.shape[0])
-    for i in range(d.size):  # loop over frames (not voxels), vectorised over θ
-        out[:, i] = y * g[:, i] + v[i] * avg_v[:, i]
-        y = y * (1.0 - one_minus_e[:, i]) + v[i] * np.where(
-            x[:, i] > 1e-12, one_minus_e[:, i] / th[:, 0], d[i])
-    return out[:, rows]
-
-
-def _fine_grid(frames: FrameSchedule, dt: float) -> np.ndarray:
-    t_end = float(frames.end[-1])
-    n = max(int(np.ceil(t_end / dt)), 10)
-    return np.linspace(0.0, t_end, n + 1)
-
-
-def _frame_means_from_fine(t: np.ndarray, y: np.ndarray, frames: FrameSchedule) -> np.ndarray:
-    """Frame averages of samples ``y`` (..., n_t) on the uniform grid ``t`` (trapezoid)."""
-    h = t[1] - t[0]
-    cum = np.concatenate([np.zeros(y.shape[:-1] + (1,)),
-                          np.cumsum((y[..., 1:] + y[..., :-1]) * (h / 2), axis=-1)], axis=-1)
-
-    def at(tq):
-        idx = np.clip(np.searchsorted(t, tq, side="right") - 1, 0, t.size - 2)
-        frac = (tq - t[idx]) / h
-        # exact integral of the linear interpolant up to tq
-        y0, y1 = y[..., idx], y[..., idx + 1]
-        return cum[..., idx] + h * (frac * y0 + 0.5 * frac**2 * (y1 - y0))
-
-    return (at(frames.end) - at(frames.start)) / frames.duration
-
-
-def plasma_convolution(input_function, frames: FrameSchedule, thetas: np.ndarray, *,
-                       delay: float = 0.0, dt: float = 0.005) -> np.ndarray:
-    """Frame averages of ``Cp ⊗ e^(-θ t)`` (kBq/mL·min) for every ``θ`` (1/min).
-
-    ``Cp`` is the metabolite-corrected plasma of ``input_function`` (linear interpolation,
-    shifted later by ``delay`` min) sampled every ``dt`` min; the convolution is the exact
-    recursion for a piecewise-linear input (a first-order IIR filter), then averaged per frame.
-
-    Returns
-    -------
-    array (K, n_frames)
-    """
-    t = _fine_grid(frames, dt)
-    h = t[1] - t[0]
-    cp = input_function.plasma_at(t - float(delay))
-    cp = np.where(t - float(delay) >= 0, cp, 0.0)
-    th = np.asarray(thetas, dtype=float)
-    out = np.empty((th.size, t.size))
-    for j, k in enumerate(th):  # loop over basis functions (not voxels)
-        e = np.exp(-k * h)
-        p = -np.expm1(-k * h) / k  # ∫_0^h e^{-k(h-s)} ds
-        q = h / k - p / k          # ∫_0^h s e^{-k(h-s)} ds
-        b = [q / h, p - q / h]
-        # y[n] = e y[n-1] + b0 cp[n] + b1 cp[n-1], with y(0) = 0 exactly
-        out[j], _ = lfilter(b, [1.0, -e], cp, zi=[-b[0] * cp[0]])
-    return _frame_means_from_fine(t, out, frames)
-
-
-def plasma_frame_means(input_function, frames: FrameSchedule, *, delay: float = 0.0,
-                       dt: float = 0.005, whole_blood: bool = False) -> np.ndarray:
-    """Frame averages of the plasma (or whole-blood) curve (kBq/mL)."""
-    t = _fine_grid(frames, dt)
-    f = input_function.whole_blood_at if whole_blood else input_function.plasma_at
-    y = np.where(t - float(delay) >= 0, f(t - float(delay)), 0.0)
-    return _frame_means_from_fine(t, y, frames)
-
-
-def plasma_frame_integrals(input_function, frames: FrameSchedule, *, delay: float = 0.0,
-                           dt: float = 0.005) -> np.ndarray:
-    """Frame averages of ``∫_0^t Cp`` (kBq/mL·min)."""
-    t = _fine_grid(frames, dt)
-    y = np.where(t - float(delay) >= 0, input_function.plasma_at(t - float(delay)), 0.0)
-    h = t[1] - t[0]
-    integ = np.concatenate([[0.0], np.cumsum((y[1:] + y[:-1]) * (h / 2))])
-    return _frame_means_from_fine(t, integ, frames)
 
 
 # =========================================================================== common pieces
@@ -548,8 +378,8 @@ class SRTMBasis:
         self.frames = frames
         self.reference = _check_reference(reference, frames.n)
         self.weights = _weights(weights, frames.n)
-        self.thetas = basis_grid(*basis_range, n_basis)
-        fam = step_convolution(self.reference, frames, self.thetas)
+        self.thetas = rate_grid(*basis_range, n_basis, what="basis_range")
+        fam = exp_conv_step(self.reference, frames, self.thetas)
         self.ls = _BasisLS(fam, self.thetas, self.weights, r0=self.reference, refine=refine)
 
     def solve(self, tacs) -> dict[str, np.ndarray]:
@@ -582,8 +412,8 @@ class SRTM2Basis:
         self.reference = _check_reference(reference, frames.n)
         self.k2prime = _check_k2prime(k2prime)
         self.weights = _weights(weights, frames.n)
-        self.thetas = basis_grid(*basis_range, n_basis)
-        conv = step_convolution(self.reference, frames, self.thetas)
+        self.thetas = rate_grid(*basis_range, n_basis, what="basis_range")
+        conv = exp_conv_step(self.reference, frames, self.thetas)
         fam = self.reference[None, :] + (self.k2prime - self.thetas)[:, None] * conv
         self.ls = _BasisLS(fam, self.thetas, self.weights, r0=None, refine=refine)
 
@@ -628,7 +458,7 @@ class MRTM2:
         self.sel = np.ones(frames.n, bool) if frame_mask is None else np.asarray(frame_mask, bool)
         if self.sel.sum() < 3:
             raise FitError(f"MRTM2 needs at least 3 frames after t*, got {int(self.sel.sum())}")
-        self.amat = integral_operator(frames)
+        self.amat = integral_matrix(method="frame", frames=frames)
         self.x1 = (self.amat @ self.reference + self.reference / self.k2prime)[self.sel]
         self.at = self.amat[self.sel].T.copy()      # (m, m_sel): ∫C_T at selected frames
 
@@ -665,7 +495,7 @@ class LoganRef:
         self.sel = np.ones(frames.n, bool) if frame_mask is None else np.asarray(frame_mask, bool)
         if self.sel.sum() < 3:
             raise FitError(f"Logan needs at least 3 frames after t*, got {int(self.sel.sum())}")
-        amat = integral_operator(frames)
+        amat = integral_matrix(method="frame", frames=frames)
         num = amat @ self.reference
         if self.k2prime is not None:
             num = num + self.reference / self.k2prime
@@ -777,7 +607,7 @@ class OneTCMBasis:
                  refine: bool = True, dt: float = 0.005):
         self.frames = frames
         self.weights = _weights(weights, frames.n)
-        self.thetas = basis_grid(*basis_range, n_basis)
+        self.thetas = rate_grid(*basis_range, n_basis, what="basis_range")
         self.fit_vb = isinstance(vB, str)
         if self.fit_vb and vB != "fit":
             raise ModelError(f"vB must be a number in [0, 1) or 'fit', got {vB!r}")
@@ -832,7 +662,7 @@ class LoganPlasma:
         if self.sel.sum() < 3:
             raise FitError(f"Logan needs at least 3 frames after t*, got {int(self.sel.sum())}")
         self.ip = plasma_frame_integrals(input_function, frames, delay=delay, dt=dt)[self.sel]
-        self.at = integral_operator(frames)[self.sel].T.copy()
+        self.at = integral_matrix(method="frame", frames=frames)[self.sel].T.copy()
 
     def solve(self, tacs) -> dict[str, np.ndarray]:
         y, bad = _clean(_as_rows(tacs, self.frames.n))
@@ -865,7 +695,7 @@ class MA1:
         if self.sel.sum() < 3:
             raise FitError(f"MA1 needs at least 3 frames after t*, got {int(self.sel.sum())}")
         self.ip = plasma_frame_integrals(input_function, frames, delay=delay, dt=dt)[self.sel]
-        self.at = integral_operator(frames)[self.sel].T.copy()
+        self.at = integral_matrix(method="frame", frames=frames)[self.sel].T.copy()
 
     def solve(self, tacs) -> dict[str, np.ndarray]:
         y, bad = _clean(_as_rows(tacs, self.frames.n))
@@ -957,8 +787,8 @@ def estimate_k2prime(tacs, reference, frames: FrameSchedule, *, weights=None,
         y = y[np.linspace(0, y.shape[0] - 1, max_rows).astype(int)]
     ref = _check_reference(reference, frames.n)
     w = _weights(weights, frames.n)
-    thetas = basis_grid(*basis_range, n_basis)
-    conv = step_convolution(ref, frames, thetas)
+    thetas = rate_grid(*basis_range, n_basis, what="basis_range")
+    conv = exp_conv_step(ref, frames, thetas)
 
     def total_rss(log_k: float) -> float:
         fam = ref[None, :] + (np.exp(log_k) - thetas)[:, None] * conv

@@ -35,9 +35,25 @@ import xarray as xr
 
 from ..blood import InputFunction
 from ..errors import InputFunctionError, ModelError
-from ..weights import frame_weights, integral_matrix, logan_weights
-from ._common import aic, at_bound, check_options, fit_regions, select_frames, tac_matrix
-from ._kinetics import exp_conv, make_grid, shift_grid, tcm2_rates, tcm2_rates_jac
+from ..weights import frame_weights, logan_weights
+from ._common import (
+    aic,
+    at_bound,
+    check_options,
+    fit_regions,
+    select_frames,
+    tac_matrix,
+    wls_batch,
+)
+from ._kinetics import (
+    cumtrapz,
+    exp_conv,
+    integral_matrix,
+    make_grid,
+    shift_grid,
+    tcm2_rates,
+    tcm2_rates_jac,
+)
 from .registry import register
 from .result import build_result
 
@@ -578,8 +594,7 @@ def _graphical_setup(model, tacs, inp, options):
     h = float(opts["grid_step"])
     tg = np.arange(int(np.ceil(tm[-1] / h)) + 2) * h
     cpg = inp.plasma_at(tg - delay)
-    cum = np.concatenate([[0.0], np.cumsum(0.5 * h * (cpg[1:] + cpg[:-1]))])
-    icp = np.interp(tm, tg, cum)
+    icp = np.interp(tm, tg, cumtrapz(cpg, h))
     ct = values
     if vb > 0:
         cb_mid = inp.whole_blood_at(tm - delay)
@@ -601,25 +616,12 @@ def _graphical_setup(model, tacs, inp, options):
 
 
 def _wls(x, y, w, intercept: bool):
-    """Vectorised weighted least squares over regions: rows are regions.
+    """Weighted least squares over regions (rows) with :func:`._common.wls_batch`.
 
-    Model ``y = X β`` with ``X = [x…, 1]``. Returns β (n_reg, p), cov (n_reg, p, p), rss."""
+    Model ``y = X β`` with ``X = [x…, 1]``. Returns β (n_reg, p), cov (n_reg, p, p), rss, n."""
     cols = list(x) + ([np.ones_like(y)] if intercept else [])
-    X = np.stack(cols, axis=-1)  # (n_reg, n, p)
-    sw = np.sqrt(w)
-    Xw = X * sw[..., None]
-    yw = y * sw
-    xtx = np.einsum("rnp,rnq->rpq", Xw, Xw)
-    xty = np.einsum("rnp,rn->rp", Xw, yw)
-    inv = np.linalg.pinv(xtx)
-    beta = np.einsum("rpq,rq->rp", inv, xty)
-    res = yw - np.einsum("rnp,rp->rn", Xw, beta)
-    rss = np.sum(res**2, axis=1)
-    n = np.count_nonzero(w > 0, axis=1)
-    p = X.shape[-1]
-    s2 = rss / np.maximum(n - p, 1)
-    cov = inv * s2[:, None, None]
-    return beta, cov, rss, n
+    r = wls_batch(np.stack(cols, axis=-1), y, w)
+    return r["beta"], r["cov"], r["rss"], r["m"]
 
 
 @register("logan", kind="plasma", parameters=("VT",),

@@ -33,10 +33,11 @@ Conventions (time in min, rates in 1/min, activity in kBq/mL)
 
 Array cores
 -----------
-The numerical work is done by functions over 2-D arrays (rows = TACs) that the voxelwise code
-can share: :func:`exp_conv_pwlinear`, :func:`srtm_regressors`, :func:`srtm_grid_fit`,
+The numerical work is done by functions over 2-D arrays (rows = TACs): convolutions and
+integrals come from :mod:`sv2a.models._kinetics` (:func:`srtm_regressors` is
+:func:`~sv2a.models._kinetics.tac_convolution`), then :func:`srtm_grid_fit`,
 :func:`srtm_refine`, :func:`srtm2_grid_fit`, :func:`srtm2_refine`, :func:`mrtm_arrays`,
-:func:`mrtm2_arrays`, :func:`logan_ref_arrays` and :func:`wls_batch`.
+:func:`mrtm2_arrays` and :func:`logan_ref_arrays` (batch WLS: :func:`._common.wls_batch`).
 
 References
 ----------
@@ -59,10 +60,10 @@ import numpy as np
 import xarray as xr
 
 from ..errors import FitError, ModelError, RegionError, ShapeMismatchError
-from ..frames import FrameSchedule
 from ..tacs import region_name
-from ..weights import frame_weights, integral_matrix, logan_weights
-from ._common import aic, check_options, select_frames, tac_matrix
+from ..weights import frame_weights, logan_weights
+from ._common import aic, check_options, select_frames, tac_matrix, wls_batch
+from ._kinetics import integral_matrix, rate_grid, tac_convolution
 from .registry import register
 from .result import build_result
 
@@ -72,7 +73,6 @@ __all__ = [
     "mrtm",
     "mrtm2",
     "logan_ref",
-    "exp_conv_pwlinear",
     "srtm_regressors",
     "srtm_grid_fit",
     "srtm_refine",
@@ -81,8 +81,6 @@ __all__ = [
     "mrtm_arrays",
     "mrtm2_arrays",
     "logan_ref_arrays",
-    "wls_batch",
-    "k2a_grid",
 ]
 
 _UNITS = {"BPND": "1", "DVR": "1", "R1": "1", "k2": "1/min", "k2a": "1/min",
@@ -94,157 +92,10 @@ _UNITS = {"BPND": "1", "DVR": "1", "R1": "1", "k2": "1/min", "k2a": "1/min",
 # =====================================================================================
 
 
-def k2a_grid(k2a_min: float = 0.005, k2a_max: float = 1.0, n: int = 100) -> np.ndarray:
-    """Log-spaced grid of apparent efflux rates ``k2a = k2 / (1 + BPND)`` (1/min) for the
-    basis-function method (Gunn 1997)."""
-    if not (0 < k2a_min < k2a_max) or n < 3:
-        raise ModelError(
-            f"k2a grid needs 0 < k2a_min < k2a_max and n_basis >= 3, got k2a_min={k2a_min}, "
-            f"k2a_max={k2a_max}, n_basis={n}"
-        )
-    return np.geomspace(k2a_min, k2a_max, int(n))
-
-
-def _nodes(t_mid: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Interpolation nodes of a TAC: mid-times with (0, 0) prepended when t_mid[0] > 0."""
-    t_mid = np.asarray(t_mid, dtype=float)
-    c = np.asarray(c, dtype=float)
-    if t_mid[0] > 0:
-        return np.concatenate([[0.0], t_mid]), np.concatenate([[0.0], c])
-    return t_mid, c
-
-
-def _interp_extrap(t: np.ndarray, tn: np.ndarray, cn: np.ndarray) -> np.ndarray:
-    """Linear interpolation with linear extrapolation of the last segment beyond ``tn[-1]``."""
-    out = np.interp(t, tn, cn)
-    late = t > tn[-1]
-    if late.any() and tn.size >= 2:
-        slope = (cn[-1] - cn[-2]) / (tn[-1] - tn[-2])
-        out[late] = cn[-1] + slope * (t[late] - tn[-1])
-    return out
-
-
-def exp_conv_pwlinear(t_nodes, c_nodes, k, t_out, *, frames: FrameSchedule | None = None,
-                      sampling: str = "mid") -> np.ndarray:
-    """Exact ``y(t) = ∫_0^t C(s) exp(-k (t - s)) ds`` for piecewise-linear ``C``.
-
-    Parameters
-    ----------
-    t_nodes, c_nodes : array (m,)
-        Nodes of ``C`` (min, kBq/mL), sorted, ``t_nodes[0] = 0``; ``C`` is linear between
-        nodes and its last segment is extended linearly.
-    k : array (K,)
-        Rate constants (1/min), > 0.
-    t_out : array (f,)
-        Output times (min) for ``sampling="mid"``.
-    frames : FrameSchedule, optional
-        With ``sampling="frame"``: return the frame averages
-        ``(1/Δt) ∫_frame y dt = [∫_frame C − (y(t_e) − y(t_s))] / (k Δt)``
-        (from ``dy/dt = C − k y``).
-
-    Returns
-    -------
-    np.ndarray (K, f)
-
-    Notes
-    -----
-    On a segment of length ``d`` with ``C(s) = c0 + m s`` the recursion is
-    ``y1 = y0 e^{-kd} + c0 (1 − e^{-kd})/k + m (kd − 1 + e^{-kd})/k²`` (exact).
-    """
-    k = np.atleast_1d(np.asarray(k, dtype=float))
-    tn = np.asarray(t_nodes, dtype=float)
-    cn = np.asarray(c_nodes, dtype=float)
-    if sampling == "frame":
-        if frames is None:
-            raise ModelError("exp_conv_pwlinear(sampling='frame') needs frames=")
-        want = np.concatenate([frames.start, frames.end])
-    else:
-        want = np.asarray(t_out, dtype=float)
-    grid = np.unique(np.concatenate([tn, want, [0.0]]))
-    cg = _interp_extrap(grid, tn, cn)
-    d = np.diff(grid)
-    c0 = cg[:-1]
-    m = np.diff(cg) / d
-    kk = np.maximum(k, 1e-12)[:, None]
-    kd = kk * d[None, :]
-    one_m_e = -np.expm1(-kd)
-    small = kd < 1e-6
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        f1 = np.where(small, d * (1 - kd / 2), one_m_e / kk)
-        f2 = np.where(small, d**2 / 2 * (1 - kd / 3), (kd - one_m_e) / kk**2)
-    seg = c0[None, :] * f1 + m[None, :] * f2
-    e = 1.0 - one_m_e
-    y = np.empty((k.size, grid.size))
-    y[:, 0] = 0.0
-    for i in range(d.size):
-        y[:, i + 1] = y[:, i] * e[:, i] + seg[:, i]
-    if sampling != "frame":
-        return y[:, np.searchsorted(grid, want)]
-    i_s = np.searchsorted(grid, frames.start)
-    i_e = np.searchsorted(grid, frames.end)
-    ic = np.concatenate([[0.0], np.cumsum(d * (cg[:-1] + cg[1:]) / 2)])
-    int_c = ic[i_e] - ic[i_s]
-    return (int_c[None, :] - (y[:, i_e] - y[:, i_s])) / (kk * frames.duration[None, :])
-
-
-def _kinfitr_conv(t_mid, c, k, n_grid: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """kinfitr's SRTM convolution: reference on ``linspace(0, t_last, n_grid)``, rectangle
-    rule ``step · Σ_{j<=i} C_j e^{-k step (i-j)}``, linear interpolation back to ``t_mid``.
-
-    Returns ``x1`` (f,) = the interpolated reference at the mid-times and ``B`` (K, f).
-    """
-    tn, cn = _nodes(t_mid, c)
-    grid = np.linspace(tn[0], tn[-1], n_grid)
-    step = grid[1] - grid[0]
-    iref = np.interp(grid, tn, cn)
-    k = np.atleast_1d(np.asarray(k, dtype=float))
-    rel = grid - grid[0]
-    b = np.empty((k.size, n_grid))
-    safe = k * rel[-1] < 600
-    if safe.any():
-        ks = k[safe][:, None]
-        b[safe] = step * np.exp(-ks * rel) * np.cumsum(iref * np.exp(ks * rel), axis=1)
-    if (~safe).any():
-        from scipy.signal import lfilter
-
-        for j in np.flatnonzero(~safe):
-            b[j] = step * lfilter([1.0], [1.0, -np.exp(-k[j] * step)], iref)
-    t_mid = np.asarray(t_mid, dtype=float)
-    idx = np.clip(np.searchsorted(grid, t_mid, side="right"), 1, n_grid - 1)
-    frac = (t_mid - grid[idx - 1]) / step
-    x1 = iref[idx - 1] * (1 - frac) + iref[idx] * frac
-    bm = b[:, idx - 1] * (1 - frac) + b[:, idx] * frac
-    return x1, bm
-
-
-def srtm_regressors(frames: FrameSchedule, cr, k, *, sampling: str = "frame",
-                    convolution: str = "exact") -> tuple[np.ndarray, np.ndarray]:
-    """Regressors of the SRTM operational equation for the frames.
-
-    ``C_T = R1 x1 + θ2 B(k2a)`` with ``x1`` the reference TAC and ``B(k) = C_R ⊗ e^{-k t}``
-    (frame averages or mid-time samples).
-
-    Parameters
-    ----------
-    frames : FrameSchedule
-    cr : array (f,)
-        Reference TAC (kBq/mL).
-    k : array (K,)
-        Values of k2a (1/min).
-    sampling : "frame" | "mid"
-    convolution : "exact" | "kinfitr"
-
-    Returns
-    -------
-    x1 : array (f,)
-    B : array (K, f)
-    """
-    cr = np.asarray(cr, dtype=float)
-    if convolution == "kinfitr":
-        return _kinfitr_conv(frames.mid, cr, k)
-    tn, cn = _nodes(frames.mid, cr)
-    b = exp_conv_pwlinear(tn, cn, k, frames.mid, frames=frames, sampling=sampling)
-    return cr, b
+#: Regressors of the SRTM operational equation ``C_T = R1 x1 + θ2 B(k2a)``: ``x1`` the reference
+#: TAC and ``B(k) = C_R ⊗ e^{−kt}`` (K, n_frames), frame averages or mid-time samples; see
+#: :func:`sv2a.models._kinetics.tac_convolution` (the name is kept for callers).
+srtm_regressors = tac_convolution
 
 
 def _solve2(a11, a12, a22, b1, b2):
@@ -421,48 +272,6 @@ def srtm2_refine(frames, cr, y, w, grid, j, k2prime, *, sampling="frame",
     x1, b = _regressors_rows(frames, cr, k, sampling, convolution)
     rss, r1 = _rss_rows_srtm2(x1, b, y, w, kp, k)
     return {"k2a": k, "R1": r1, "rss": rss}
-
-
-def wls_batch(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
-    """Weighted least squares for many rows at once.
-
-    Parameters
-    ----------
-    x : array (n, f, p)
-        Design matrices (one per row).
-    y : array (n, f)
-    w : array (n, f)
-        Weights (0 excludes a frame).
-
-    Returns
-    -------
-    dict ``beta`` (n, p), ``cov`` (n, p, p) (``s² (XᵀWX)⁻¹`` with ``s² = RSS/(m − p)``, m the
-    frames with non-zero weight, as R's ``lm``), ``rss`` (n,), ``m`` (n,), ``ok`` (n,) bool
-    (False when the normal matrix is singular or ill-conditioned).
-    """
-    n, f, p = x.shape
-    xtw = x * w[:, :, None]
-    a = np.einsum("nfp,nfq->npq", xtw, x)
-    bvec = np.einsum("nfp,nf->np", xtw, y)
-    # scale columns to make the conditioning test meaningful
-    scale = np.sqrt(np.clip(np.einsum("npp->np", a), 1e-300, None))
-    a_s = a / scale[:, :, None] / scale[:, None, :]
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        cond = np.linalg.cond(a_s)
-    ok = np.isfinite(cond) & (cond < 1e12)
-    a_s[~ok] = np.eye(p)
-    inv_s = np.linalg.inv(a_s)
-    inv = inv_s / scale[:, :, None] / scale[:, None, :]
-    beta = np.einsum("npq,nq->np", inv, bvec)
-    res = y - np.einsum("nfp,np->nf", x, beta)
-    rss = (w * res * res).sum(1)
-    m = (w > 0).sum(1)
-    s2 = rss / np.maximum(m - p, 1)
-    cov = inv * s2[:, None, None]
-    beta[~ok] = np.nan
-    cov[~ok] = np.nan
-    rss = np.where(ok, rss, np.nan)
-    return {"beta": beta, "cov": cov, "rss": rss, "m": m, "ok": ok}
 
 
 def mrtm_arrays(frames, cr, y, w, mask, *, integration="trapezoid") -> dict[str, np.ndarray]:
@@ -753,7 +562,8 @@ def _check_conv_opts(opts, model):
 
 def _srtm_core(frames, cr, y, w, opts, *, method=None):
     method = method or opts["method"]
-    grid = k2a_grid(opts["k2a_min"], opts["k2a_max"], opts["n_basis"])
+    grid = rate_grid(opts["k2a_min"], opts["k2a_max"], opts["n_basis"],
+                     what="k2a_min/k2a_max")
     smp, cnv = opts["sampling"], opts["convolution"]
     x1, b = srtm_regressors(frames, cr, grid, sampling=smp, convolution=cnv)
     g = srtm_grid_fit(x1, b, y, w)
@@ -915,7 +725,8 @@ def srtm2(tacs: xr.DataArray, *, input=None, reference=None, **options) -> xr.Da
     values, regions, frames, cr, label = _prepare(tacs, reference, "srtm2")
     kp, info = _resolve_k2prime(values, regions, frames, cr, opts, "srtm2")
     w = _weights(opts, values, frames)
-    grid = k2a_grid(opts["k2a_min"], opts["k2a_max"], opts["n_basis"])
+    grid = rate_grid(opts["k2a_min"], opts["k2a_max"], opts["n_basis"],
+                     what="k2a_min/k2a_max")
     smp, cnv = opts["sampling"], opts["convolution"]
     x1, b = srtm_regressors(frames, cr, grid, sampling=smp, convolution=cnv)
     g = srtm2_grid_fit(x1, b, values, w, grid, kp)
