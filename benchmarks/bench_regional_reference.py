@@ -19,22 +19,19 @@ import numpy as np  # noqa: E402
 
 import sv2a  # noqa: E402
 from sv2a.frames import frames_from_counts  # noqa: E402
+from sv2a.phantom.simulate import pet_curve  # noqa: E402
+from sv2a.phantom.tracers import FengInput  # noqa: E402
 from sv2a.tacs import tacs_from_arrays  # noqa: E402
 
 # PiB-like 34-frame, 90-min schedule
 FR = frames_from_counts([(4, 15), (8, 30), (9, 60), (2, 180), (8, 300), (3, 600)])
-A1, A2, A3, L1, L2, L3 = 1150.0, 36.0, 9.0, 4.0, 0.40, 0.003
+# Feng input, all parent; exact 1TCM tissue curves from the phantom module
+INPUT = FengInput(A1=1150.0, A2=36.0, A3=9.0, lambda1=4.0, lambda2=0.40, lambda3=0.003,
+                  delay=0.0, parent_plateau=1.0, parent_tau=1.0)
 
 
 def conv_1tcm(k1, k2, t):
-    def e(lam):
-        return (np.exp(-lam * t) - np.exp(-k2 * t)) / (k2 - lam)
-
-    def te(lam):
-        a = k2 - lam
-        return (t / a - 1 / a**2) * np.exp(-lam * t) + np.exp(-k2 * t) / a**2
-
-    return k1 * (A1 * te(L1) - (A2 + A3) * e(L1) + A2 * e(L2) + A3 * e(L3))
+    return pet_curve(INPUT, {"K1": k1, "k2": k2}, t)
 
 
 def make(n, seed=0):

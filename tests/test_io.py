@@ -93,7 +93,7 @@ def test_truncated_gzip_detected_on_read(tmp_path):
     p.write_bytes(raw[: len(raw) // 2])
     with pytest.raises(DataError, match="truncated or corrupt"):
         pet = load_pet(p)
-        pet.data
+        _ = pet.data
 
 
 def test_decay_uncorrected_image_is_corrected(tmp_path):

@@ -123,6 +123,24 @@ def test_integral_operator_exact_for_step_tacs():
     np.testing.assert_allclose(a @ c, brute, rtol=2e-3)
 
 
+def test_integral_matrix_methods_agree():
+    # one integral operator for every model: the frame-held integral equals kinfitr's
+    # framecumsum for contiguous frames, and bridges a gap with the neighbours' mean
+    fr = FRAMES27
+    a = K.integral_matrix(method="frame", frames=fr)
+    b = K.integral_matrix(method="framecumsum", durations=fr.duration)
+    np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+    with pytest.warns(UserWarning, match="gaps"):
+        gap = sv2a.frames.FrameSchedule(np.array([0.0, 1.0, 3.0]), np.array([1.0, 2.0, 4.0]))
+    c = np.array([2.0, 4.0, 6.0])
+    # ∫ to the middle of frame 3: 2·1 + 4·1 + 5·1 (gap) + 6·0.5
+    assert (K.integral_matrix(method="frame", frames=gap) @ c)[2] == pytest.approx(14.0)
+    with pytest.raises(ModelError, match="frame"):
+        K.integral_matrix(method="frame")
+    with pytest.raises(ModelError, match="step"):
+        K.tac_convolution(fr, c, [0.1], convolution="bogus")
+
+
 def test_step_convolution_matches_numeric():
     fr = FRAMES27
     c = np.abs(np.sin(np.arange(fr.n))) + 0.5

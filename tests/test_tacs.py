@@ -79,6 +79,7 @@ def test_tacs_from_arrays_validation():
 @pytest.mark.parametrize("raw,name", [("Left-Hippocampus", "left_hippocampus"),
                                       ("centrum semiovale", "centrum_semiovale"),
                                       ("ctx-lh-posteriorcingulate", "ctx_lh_posteriorcingulate"),
-                                      ("dlPFC", "dlpfc"), ("posteriorCingulate", "posterior_cingulate")])
+                                      ("dlPFC", "dlpfc"),
+                                      ("posteriorCingulate", "posterior_cingulate")])
 def test_region_names(raw, name):
     assert region_name(raw) == name

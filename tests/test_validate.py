@@ -33,7 +33,8 @@ def test_every_problem_is_reported(small_bids, capsys):
     meta["FrameDuration"][0] = 120
     sc.write_text(json.dumps(meta))
     # 2. blood that stops before the end of the scan in another session
-    blood = small_bids / "sub-01/ses-followup/pet/sub-01_ses-followup_trc-ucbj_recording-manual_blood.tsv"
+    blood = (small_bids / "sub-01/ses-followup/pet"
+             / "sub-01_ses-followup_trc-ucbj_recording-manual_blood.tsv")
     lines = blood.read_text().splitlines()
     blood.write_text("\n".join(lines[:-2]) + "\n")
     # 3. a truncated image

@@ -647,49 +647,36 @@ def tac_convolution(frames, c, k, *, sampling: str = "frame",
 
 
 # =========================================================================== plasma on frames
-def _plasma_grid(inp, frames, dt: float, delay: float):
-    """Uniform grid ``[0, end of last frame]`` (step ≤ ``dt``), the (delayed) plasma on it and
-    the frame-averaging matrix."""
-    t_end = float(frames.end[-1])
-    n = max(int(np.ceil(t_end / dt)), 10)
-    t = np.linspace(0.0, t_end, n + 1)
-    S = sampling_matrix(frames.start, frames.end, t, "frame")
-    return t, S
-
-
 def plasma_convolution(inp, frames, thetas: np.ndarray, *, delay: float = 0.0,
                        dt: float = 0.005) -> np.ndarray:
     """Frame averages of ``Cp ⊗ e^{−θt}`` (kBq/mL·min) for every ``θ`` (1/min).
 
     ``Cp`` is the metabolite-corrected plasma of ``inp`` (linear interpolation, shifted later
-    by ``delay`` min, zero before) sampled every ``dt`` min (or slightly less); the convolution
-    is :func:`exp_conv` (exact for the piecewise-linear input), averaged exactly per frame.
+    by ``delay`` min, zero before) on the uniform :func:`make_grid` of step ``dt``; the
+    convolution is :func:`exp_conv` (exact for the piecewise-linear input), averaged exactly
+    over each frame.
 
     Returns
     -------
     array (K, n_frames)
     """
-    t, S = _plasma_grid(inp, frames, dt, delay)
-    cp = np.asarray(inp.plasma_at(t - float(delay)), dtype=float)
-    h = float(t[1] - t[0])
+    g = make_grid(inp, frames.start, frames.end, step=dt, step_late=None, delay=float(delay))
     th = np.asarray(thetas, dtype=float)
-    y = np.empty((t.size, th.size))
+    y = np.empty((g.t.size, th.size))
     for j, k in enumerate(th):  # loop over basis functions (not voxels)
-        y[:, j] = exp_conv(cp, float(k), h)
-    return (S @ y).T
+        y[:, j] = exp_conv(g.cp, float(k), g)
+    return (g.S @ y).T
 
 
 def plasma_frame_means(inp, frames, *, delay: float = 0.0, dt: float = 0.005,
                        whole_blood: bool = False) -> np.ndarray:
     """Frame averages of the plasma (or whole-blood) curve (kBq/mL), shifted by ``delay``."""
-    t, S = _plasma_grid(inp, frames, dt, delay)
-    f = inp.whole_blood_at if whole_blood else inp.plasma_at
-    return S @ np.asarray(f(t - float(delay)), dtype=float)
+    g = make_grid(inp, frames.start, frames.end, step=dt, step_late=None, delay=float(delay))
+    return g.S @ (g.cb if whole_blood else g.cp)
 
 
 def plasma_frame_integrals(inp, frames, *, delay: float = 0.0,
                            dt: float = 0.005) -> np.ndarray:
     """Frame averages of ``∫_0^t Cp`` (kBq/mL·min), ``Cp`` shifted by ``delay``."""
-    t, S = _plasma_grid(inp, frames, dt, delay)
-    cp = np.asarray(inp.plasma_at(t - float(delay)), dtype=float)
-    return S @ cumtrapz(cp, float(t[1] - t[0]))
+    g = make_grid(inp, frames.start, frames.end, step=dt, step_late=None, delay=float(delay))
+    return g.S @ cumtrapz(g.cp, g.h)

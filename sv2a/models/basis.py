@@ -26,6 +26,15 @@ Models (minutes, 1/min, kBq/mL):
 * :class:`MA1` -- Ichise et al. 2002 (JCBFM 22:1271): ``C_T = −(VT/b) ∫Cp + (1/b) ∫C_T``.
 * :class:`SUVR`, :class:`SUV` -- frame-duration-weighted window means.
 
+Shared primitives. Convolutions, running integrals and the rate grid come from
+:mod:`sv2a.models._kinetics` (``exp_conv_step``, ``plasma_convolution``, ``integral_matrix``
+with ``method="frame"``, ``rate_grid``). The regional models (:mod:`.reference`,
+:mod:`.plasma`) keep their own least-squares drivers on purpose: they take per-region weights,
+report standard errors, and refine ``k2a`` by an exact 1-D search; the solvers here need
+weights common to all rows (one Gram matrix), search the grid in float32 and refine by
+quadratic interpolation, which is what makes ~200,000 voxels a second possible. The regional
+SRTM/SRTM2 with ``convolution="step"`` use this module's discretisation (agreement ~1e-3).
+
 Frame averages. A PET frame holds the *average* of the activity over the frame. Integrals of
 measured TACs are computed with the activity held at the frame mean inside each frame (which
 reproduces the measured integral over every frame exactly); gaps between frames are bridged
@@ -209,6 +218,7 @@ class _BasisLS:
         # the grid search runs in float32 (half the memory traffic); the three scores around
         # the winner are recomputed in float64 before refinement and the final solution
         self.design32 = self.design.astype(np.float32)
+        self.design_t = np.ascontiguousarray(self.design.T)             # (K, m) row gathers
 
     def solve(self, y: np.ndarray) -> dict[str, np.ndarray]:
         """Best basis per row: ``b0, b1, theta, rss, edge, bad_det`` arrays (n,)."""
@@ -226,7 +236,7 @@ class _BasisLS:
         else:
             z0 = np.zeros(n)
             j = np.argmax(sc, axis=1)
-        sj = np.einsum("nm,mn->n", yw, self.design[:, j])            # float64 score
+        sj = np.einsum("nm,nm->n", yw, self.design_t[j])             # float64 score
         zj = sj * self.sqrt_d[j]
         dj = self.d[j]
         cj = self.c[j]
@@ -235,7 +245,7 @@ class _BasisLS:
             inner = (j > 0) & (j < k - 1)
             jj = np.clip(j, 1, k - 2)
             idx = jj[:, None] + np.array([-1, 0, 1])[None, :]       # (n, 3)
-            s3 = np.einsum("nm,mnk->nk", yw, self.design[:, idx])     # float64 scores
+            s3 = np.einsum("nm,nkm->nk", yw, self.design_t[idx])      # float64 scores
             z3 = s3 * self.sqrt_d[idx]
             q3 = s3 * s3 if self.r0 is not None else np.where(s3 > 0, s3 * s3, -np.inf)
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -430,7 +440,46 @@ class SRTM2Basis:
         return _finish(out, flag, bad)
 
 
-class MRTM2:
+class _LinearPlot:
+    """Shared set-up and solvers of the linear methods over frames with mid ≥ t*.
+
+    ``x`` is a regressor common to all rows (frame averages: ``∫C_R (+ C_R/k2')`` or ``∫Cp``);
+    ``∫C_T`` of every row is ``A C_T`` with ``A`` the frame-held integral matrix
+    (:func:`sv2a.models._kinetics.integral_matrix`, ``method="frame"``).
+    """
+
+    def _setup(self, model: str, frames: FrameSchedule, weights, frame_mask, x: np.ndarray,
+               amat: np.ndarray | None = None) -> None:
+        self.frames = frames
+        self.weights = _weights(weights, frames.n)
+        self.sel = np.ones(frames.n, bool) if frame_mask is None else np.asarray(frame_mask, bool)
+        if self.sel.sum() < 3:
+            raise FitError(f"{model} needs at least 3 frames after t*, got {int(self.sel.sum())}")
+        if amat is None:
+            amat = integral_matrix(method="frame", frames=frames)
+        self.x = np.asarray(x, dtype=float)[self.sel]
+        self.at = amat[self.sel].T.copy()       # (m, m_sel): ∫C_T at the selected frames
+
+    def _logan(self, tacs):
+        """Logan plot ``∫C_T/C_T = s x/C_T + b`` per row: slope, rss, flag, bad-input rows."""
+        y, bad = _clean(_as_rows(tacs, self.frames.n))
+        ct = y[:, self.sel]
+        pos = np.all(ct > 0, axis=1)
+        inv = 1.0 / np.where(pos[:, None], ct, 1.0)
+        s, _, den, rss = _slope(self.x[None, :] * inv, (y @ self.at) * inv,
+                                self.weights[self.sel])
+        flag = np.where(~(den > 0) | ~pos, FLAG_NEG_DENOMINATOR, 0).astype(np.uint8)
+        return np.where(pos, s, np.nan), np.where(pos, rss, np.nan), flag, bad
+
+    def _multilinear(self, tacs):
+        """``C_T = g1 x + g2 ∫C_T`` per row: ``g1, g2, det, rss`` and bad-input rows."""
+        y, bad = _clean(_as_rows(tacs, self.frames.n))
+        g1, g2, det, rss = _two_regressor(self.x, y @ self.at, y[:, self.sel],
+                                          self.weights[self.sel])
+        return g1, g2, det, rss, bad
+
+
+class MRTM2(_LinearPlot):
     """MRTM2 (Ichise et al. 2003) with ``k2'`` fixed; linear per row, frames with mid ≥ t*.
 
     ``C_T(t) = γ1 [∫_0^t C_R + C_R(t)/k2'] + γ2 ∫_0^t C_T`` (frame averages, see module
@@ -451,22 +500,15 @@ class MRTM2:
 
     def __init__(self, reference, frames: FrameSchedule, k2prime: float, *, weights=None,
                  frame_mask=None):
-        self.frames = frames
         self.reference = _check_reference(reference, frames.n)
         self.k2prime = _check_k2prime(k2prime)
-        self.weights = _weights(weights, frames.n)
-        self.sel = np.ones(frames.n, bool) if frame_mask is None else np.asarray(frame_mask, bool)
-        if self.sel.sum() < 3:
-            raise FitError(f"MRTM2 needs at least 3 frames after t*, got {int(self.sel.sum())}")
-        self.amat = integral_matrix(method="frame", frames=frames)
-        self.x1 = (self.amat @ self.reference + self.reference / self.k2prime)[self.sel]
-        self.at = self.amat[self.sel].T.copy()      # (m, m_sel): ∫C_T at selected frames
+        amat = integral_matrix(method="frame", frames=frames)
+        self._setup("MRTM2", frames, weights, frame_mask,
+                    amat @ self.reference + self.reference / self.k2prime, amat)
 
     def solve(self, tacs) -> dict[str, np.ndarray]:
         """Fit every row of ``tacs`` (n, n_frames)."""
-        y, bad = _clean(_as_rows(tacs, self.frames.n))
-        it = y @ self.at
-        g1, g2, det, rss = _two_regressor(self.x1, it, y[:, self.sel], self.weights[self.sel])
+        g1, g2, det, rss, bad = self._multilinear(tacs)
         with np.errstate(divide="ignore", invalid="ignore"):
             out = {"BPND": -(g1 / g2 + 1.0), "R1": g1 / self.k2prime, "k2": g1, "k2a": -g2,
                    "rss": rss}
@@ -475,7 +517,7 @@ class MRTM2:
         return _finish(out, flag, bad)
 
 
-class LoganRef:
+class LoganRef(_LinearPlot):
     """Reference Logan plot (Logan et al. 1996) over frames with mid ≥ t*.
 
     ``∫C_T/C_T = DVR (∫C_R + C_R/k2')/C_T + b``; with ``k2prime=None`` the ``C_R/k2'`` term is
@@ -488,34 +530,18 @@ class LoganRef:
 
     def __init__(self, reference, frames: FrameSchedule, k2prime: float | None = None, *,
                  weights=None, frame_mask=None):
-        self.frames = frames
         self.reference = _check_reference(reference, frames.n)
         self.k2prime = None if k2prime is None else _check_k2prime(k2prime)
-        self.weights = _weights(weights, frames.n)
-        self.sel = np.ones(frames.n, bool) if frame_mask is None else np.asarray(frame_mask, bool)
-        if self.sel.sum() < 3:
-            raise FitError(f"Logan needs at least 3 frames after t*, got {int(self.sel.sum())}")
         amat = integral_matrix(method="frame", frames=frames)
         num = amat @ self.reference
         if self.k2prime is not None:
             num = num + self.reference / self.k2prime
-        self.xnum = num[self.sel]
-        self.at = amat[self.sel].T.copy()
+        self._setup("Logan", frames, weights, frame_mask, num, amat)
 
     def solve(self, tacs) -> dict[str, np.ndarray]:
         """Fit every row of ``tacs`` (n, n_frames)."""
-        y, bad = _clean(_as_rows(tacs, self.frames.n))
-        ct = y[:, self.sel]
-        pos = np.all(ct > 0, axis=1)
-        inv = 1.0 / np.where(pos[:, None], ct, 1.0)
-        x = self.xnum[None, :] * inv
-        yy = (y @ self.at) * inv
-        w = self.weights[self.sel]
-        s, b, den, rss = _slope(x, yy, w)
-        s = np.where(pos, s, np.nan)
-        out = {"DVR": s, "BPND": s - 1.0, "rss": np.where(pos, rss, np.nan)}
-        flag = np.where(~(den > 0) | ~pos, FLAG_NEG_DENOMINATOR, 0).astype(np.uint8)
-        return _finish(out, flag, bad)
+        s, rss, flag, bad = self._logan(tacs)
+        return _finish({"DVR": s, "BPND": s - 1.0, "rss": rss}, flag, bad)
 
 
 class SUVR:
@@ -646,7 +672,7 @@ class OneTCMBasis:
         return _finish(out, flag, bad)
 
 
-class LoganPlasma:
+class LoganPlasma(_LinearPlot):
     """Plasma-input Logan plot (Logan et al. 1990) over frames with mid ≥ t*.
 
     ``∫C_T/C_T = VT ∫Cp/C_T + b``. Outputs ``VT``, ``rss`` (of the plot) and ``flag``.
@@ -656,29 +682,15 @@ class LoganPlasma:
 
     def __init__(self, input_function, frames: FrameSchedule, *, delay: float = 0.0,
                  weights=None, frame_mask=None, dt: float = 0.005):
-        self.frames = frames
-        self.weights = _weights(weights, frames.n)
-        self.sel = np.ones(frames.n, bool) if frame_mask is None else np.asarray(frame_mask, bool)
-        if self.sel.sum() < 3:
-            raise FitError(f"Logan needs at least 3 frames after t*, got {int(self.sel.sum())}")
-        self.ip = plasma_frame_integrals(input_function, frames, delay=delay, dt=dt)[self.sel]
-        self.at = integral_matrix(method="frame", frames=frames)[self.sel].T.copy()
+        self._setup("Logan", frames, weights, frame_mask,
+                    plasma_frame_integrals(input_function, frames, delay=delay, dt=dt))
 
     def solve(self, tacs) -> dict[str, np.ndarray]:
-        y, bad = _clean(_as_rows(tacs, self.frames.n))
-        ct = y[:, self.sel]
-        pos = np.all(ct > 0, axis=1)
-        inv = 1.0 / np.where(pos[:, None], ct, 1.0)
-        x = self.ip[None, :] * inv
-        yy = (y @ self.at) * inv
-        w = self.weights[self.sel]
-        s, b, den, rss = _slope(x, yy, w)
-        out = {"VT": np.where(pos, s, np.nan), "rss": np.where(pos, rss, np.nan)}
-        flag = np.where(~(den > 0) | ~pos, FLAG_NEG_DENOMINATOR, 0).astype(np.uint8)
-        return _finish(out, flag, bad)
+        s, rss, flag, bad = self._logan(tacs)
+        return _finish({"VT": s, "rss": rss}, flag, bad)
 
 
-class MA1:
+class MA1(_LinearPlot):
     """Multilinear analysis MA1 (Ichise et al. 2002) over frames with mid ≥ t*.
 
     ``C_T(t) = γ1 ∫Cp + γ2 ∫C_T`` with ``γ1 = −VT/b``, ``γ2 = 1/b``: ``VT = −γ1/γ2``.
@@ -689,18 +701,11 @@ class MA1:
 
     def __init__(self, input_function, frames: FrameSchedule, *, delay: float = 0.0,
                  weights=None, frame_mask=None, dt: float = 0.005):
-        self.frames = frames
-        self.weights = _weights(weights, frames.n)
-        self.sel = np.ones(frames.n, bool) if frame_mask is None else np.asarray(frame_mask, bool)
-        if self.sel.sum() < 3:
-            raise FitError(f"MA1 needs at least 3 frames after t*, got {int(self.sel.sum())}")
-        self.ip = plasma_frame_integrals(input_function, frames, delay=delay, dt=dt)[self.sel]
-        self.at = integral_matrix(method="frame", frames=frames)[self.sel].T.copy()
+        self._setup("MA1", frames, weights, frame_mask,
+                    plasma_frame_integrals(input_function, frames, delay=delay, dt=dt))
 
     def solve(self, tacs) -> dict[str, np.ndarray]:
-        y, bad = _clean(_as_rows(tacs, self.frames.n))
-        it = y @ self.at
-        g1, g2, det, rss = _two_regressor(self.ip, it, y[:, self.sel], self.weights[self.sel])
+        g1, g2, det, rss, bad = self._multilinear(tacs)
         with np.errstate(divide="ignore", invalid="ignore"):
             out = {"VT": -g1 / g2, "rss": rss}
         flag = np.where(~(det > 0) | ~(g2 < 0), FLAG_NEG_DENOMINATOR, 0).astype(np.uint8)

@@ -20,7 +20,9 @@ Conventions (time in min, rates in 1/min, activity in kBq/mL)
   the model with the data (``sampling="frame"``); ``sampling="mid"`` samples at mid-times.
   ``convolution="kinfitr"`` reproduces kinfitr 0.9 (reference interpolated onto 1024 points
   between 0 and the last mid-time, rectangle-rule discrete convolution, model linearly
-  interpolated at the mid-times); it implies ``sampling="mid"``.
+  interpolated at the mid-times); it implies ``sampling="mid"``. ``convolution="step"`` holds
+  the reference at its frame mean inside each frame, the discretisation of the voxelwise maps
+  (:mod:`sv2a.models.basis`), for like-for-like regional vs voxel comparisons.
 * Linear methods (MRTM, MRTM2, reference Logan) use integrals at the frame mid-times by the
   trapezoid rule with (0, 0) prepended (``integration="trapezoid"``, as kinfitr and TPCCLIB
   ``logan -mid=y``) or kinfitr's ``framecumsum`` (``Σ_{j<i} C_j Δt_j + C_i Δt_i / 2``).
@@ -98,12 +100,50 @@ _UNITS = {"BPND": "1", "DVR": "1", "R1": "1", "k2": "1/min", "k2a": "1/min",
 srtm_regressors = tac_convolution
 
 
-def _solve2(a11, a12, a22, b1, b2):
+def _moments(x1, b, y, w):
+    """Weighted moments of ``y ≈ θ1 x1 + θ2 b`` for the SRTM-type regressions.
+
+    ``b`` is a basis family (K, f) shared by all rows (grid search: moments (n, K)) or one
+    basis per row (n, f) (refinement: moments (n,)). Returns ``a11 a12 a22 b1 b2 yy``.
+    """
+    wx1 = w * x1
+    if b.shape == y.shape:
+        wb = w * b
+        return ((wx1 * x1).sum(1), (wx1 * b).sum(1), (wb * b).sum(1), (wx1 * y).sum(1),
+                (wb * y).sum(1), (w * y * y).sum(1))
+    wy = w * y
+    return ((wx1 * x1).sum(1)[:, None], wx1 @ b.T, w @ (b * b).T, (wy * x1).sum(1)[:, None],
+            wy @ b.T, (wy * y).sum(1)[:, None])
+
+
+def _srtm_rss(x1, b, y, w):
+    """SRTM: both coefficients free. Returns ``rss`` (inf where singular), ``θ1``, ``θ2``."""
+    a11, a12, a22, b1, b2, yy = _moments(x1, b, y, w)
     det = a11 * a22 - a12 * a12
     with np.errstate(divide="ignore", invalid="ignore"):
         t1 = (a22 * b1 - a12 * b2) / det
         t2 = (a11 * b2 - a12 * b1) / det
-    return t1, t2, det
+    rss = yy - t1 * b1 - t2 * b2
+    return np.where(np.isfinite(rss) & (det > 0), rss, np.inf), t1, t2
+
+
+def _srtm2_rss(x1, b, y, w, kp, k):
+    """SRTM2: ``y ≈ R1 (x1 + (k2' − k2a) b)``. ``kp`` (n,), ``k`` (K,) with a family or (n,)
+    with one basis per row. Returns ``rss`` (inf where undefined) and ``R1``."""
+    if b.shape == y.shape:  # one basis per row: form the regressor (no cancellation)
+        x = x1 + (kp - k)[:, None] * b
+        sxx = (w * x * x).sum(1)
+        sxy = (w * x * y).sum(1)
+        yy = (w * y * y).sum(1)
+    else:                   # a family: expand in the SRTM moments, (n, K) at once
+        a11, a12, a22, b1, b2, yy = _moments(x1, b, y, w)
+        c = kp[:, None] - k[None, :]
+        sxx = a11 + 2.0 * c * a12 + c * c * a22
+        sxy = b1 + c * b2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r1 = sxy / sxx
+    rss = yy - r1 * sxy
+    return np.where(np.isfinite(rss) & (sxx > 0), rss, np.inf), r1
 
 
 def srtm_grid_fit(x1, b, y, w) -> dict[str, np.ndarray]:
@@ -118,7 +158,8 @@ def srtm_grid_fit(x1, b, y, w) -> dict[str, np.ndarray]:
     y : array (n, f)
         Target TACs.
     w : array (n, f) or (f,)
-        Frame weights.
+        Frame weights (per row: unlike :class:`sv2a.models.basis.SRTMBasis`, which needs
+        weights common to all rows).
 
     Returns
     -------
@@ -127,30 +168,11 @@ def srtm_grid_fit(x1, b, y, w) -> dict[str, np.ndarray]:
     """
     y = np.atleast_2d(np.asarray(y, dtype=float))
     w = np.broadcast_to(np.asarray(w, dtype=float), y.shape)
-    wy = w * y
-    a11 = (w * x1 * x1).sum(1)[:, None]                     # (n,1)
-    a12 = (w * x1) @ b.T                                     # (n,K)
-    a22 = w @ (b * b).T                                      # (n,K)
-    b1 = (wy * x1).sum(1)[:, None]                           # (n,1)
-    b2 = wy @ b.T                                            # (n,K)
-    t1, t2, det = _solve2(a11, a12, a22, b1, b2)
-    rss = (wy * y).sum(1)[:, None] - t1 * b1 - t2 * b2
-    rss = np.where(np.isfinite(rss) & (det > 0), rss, np.inf)
+    rss, t1, t2 = _srtm_rss(x1, b, y, w)
     j = np.argmin(rss, axis=1)
     r = np.arange(y.shape[0])
     return {"index": j, "theta1": t1[r, j], "theta2": t2[r, j], "rss": rss[r, j],
             "rss_all": rss}
-
-
-def _rss_rows_srtm(x1, brow, y, w):
-    a11 = (w * x1 * x1).sum(1)
-    a12 = (w * x1 * brow).sum(1)
-    a22 = (w * brow * brow).sum(1)
-    b1 = (w * x1 * y).sum(1)
-    b2 = (w * brow * y).sum(1)
-    t1, t2, det = _solve2(a11, a12, a22, b1, b2)
-    rss = (w * y * y).sum(1) - t1 * b1 - t2 * b2
-    return np.where(np.isfinite(rss) & (det > 0), rss, np.inf), t1, t2
 
 
 def _golden(fun: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.ndarray,
@@ -198,12 +220,12 @@ def srtm_refine(frames, cr, y, w, grid, j, *, sampling="frame", convolution="exa
 
     def f(lk):
         x1, b = rows(lk)
-        return _rss_rows_srtm(x1, b, y, w)[0]
+        return _srtm_rss(x1, b, y, w)[0]
 
     lo, hi = _bracket(grid, j)
     lk = _golden(f, lo, hi)
     x1, b = rows(lk)
-    rss, t1, t2 = _rss_rows_srtm(x1, b, y, w)
+    rss, t1, t2 = _srtm_rss(x1, b, y, w)
     return {"k2a": np.exp(lk), "theta1": t1, "theta2": t2, "rss": rss}
 
 
@@ -223,32 +245,11 @@ def srtm2_grid_fit(x1, b, y, w, grid, k2prime) -> dict[str, np.ndarray]:
     y = np.atleast_2d(np.asarray(y, dtype=float))
     w = np.broadcast_to(np.asarray(w, dtype=float), y.shape)
     kp = np.broadcast_to(np.asarray(k2prime, dtype=float), (y.shape[0],))
-    best = np.full(y.shape[0], np.inf)
-    jbest = np.zeros(y.shape[0], int)
-    r1best = np.full(y.shape[0], np.nan)
-    wyy = (w * y * y).sum(1)
-    for j in range(grid.size):
-        x = x1[None, :] + (kp - grid[j])[:, None] * b[j][None, :]
-        sxx = (w * x * x).sum(1)
-        sxy = (w * x * y).sum(1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r1 = sxy / sxx
-        rss = np.where(sxx > 0, wyy - r1 * sxy, np.inf)
-        better = rss < best
-        best = np.where(better, rss, best)
-        jbest = np.where(better, j, jbest)
-        r1best = np.where(better, r1, r1best)
-    return {"index": jbest, "R1": r1best, "rss": best}
-
-
-def _rss_rows_srtm2(x1, brow, y, w, kp, k):
-    x = x1 + (kp - k)[:, None] * brow
-    sxx = (w * x * x).sum(1)
-    sxy = (w * x * y).sum(1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r1 = sxy / sxx
-    rss = np.where(sxx > 0, (w * y * y).sum(1) - r1 * sxy, np.inf)
-    return rss, r1
+    rss, r1 = _srtm2_rss(x1, b, y, w, kp, np.asarray(grid, dtype=float))
+    j = np.argmin(rss, axis=1)
+    r = np.arange(y.shape[0])
+    best = rss[r, j]
+    return {"index": j, "R1": np.where(np.isfinite(best), r1[r, j], np.nan), "rss": best}
 
 
 def srtm2_refine(frames, cr, y, w, grid, j, k2prime, *, sampling="frame",
@@ -264,13 +265,13 @@ def srtm2_refine(frames, cr, y, w, grid, j, k2prime, *, sampling="frame",
     def f(lk):
         k = np.exp(lk)
         x1, b = _regressors_rows(frames, cr, k, sampling, convolution)
-        return _rss_rows_srtm2(x1, b, y, w, kp, k)[0]
+        return _srtm2_rss(x1, b, y, w, kp, k)[0]
 
     lo, hi = _bracket(grid, j)
     lk = _golden(f, lo, hi)
     k = np.exp(lk)
     x1, b = _regressors_rows(frames, cr, k, sampling, convolution)
-    rss, r1 = _rss_rows_srtm2(x1, b, y, w, kp, k)
+    rss, r1 = _srtm2_rss(x1, b, y, w, kp, k)
     return {"k2a": k, "R1": r1, "rss": rss}
 
 
@@ -550,13 +551,19 @@ def _check_conv_opts(opts, model):
         raise ModelError(f"{model}: method must be 'nonlinear' or 'basis', got {opts['method']!r}")
     if opts["sampling"] not in ("frame", "mid"):
         raise ModelError(f"{model}: sampling must be 'frame' or 'mid', got {opts['sampling']!r}")
-    if opts["convolution"] not in ("exact", "kinfitr"):
+    if opts["convolution"] not in ("exact", "kinfitr", "step"):
         raise ModelError(
-            f"{model}: convolution must be 'exact' or 'kinfitr', got {opts['convolution']!r}")
+            f"{model}: convolution must be 'exact', 'kinfitr' or 'step', got "
+            f"{opts['convolution']!r}")
     if opts["convolution"] == "kinfitr" and opts["sampling"] == "frame":
         raise ModelError(
             f"{model}: convolution='kinfitr' samples the model at mid-times; pass "
             "sampling='mid' with it"
+        )
+    if opts["convolution"] == "step" and opts["sampling"] == "mid":
+        raise ModelError(
+            f"{model}: convolution='step' (TAC held at the frame mean, as the voxelwise maps) "
+            "gives frame averages; use sampling='frame' with it"
         )
 
 
@@ -662,8 +669,9 @@ def srtm(tacs: xr.DataArray, *, input=None, reference=None, **options) -> xr.Dat
         the grid range.
     sampling : {"frame", "mid"}
         Frame-averaged (default) or mid-time model values.
-    convolution : {"exact", "kinfitr"}
-        See the module notes; ``"kinfitr"`` needs ``sampling="mid"``.
+    convolution : {"exact", "kinfitr", "step"}
+        See the module notes; ``"kinfitr"`` needs ``sampling="mid"``, ``"step"`` the default
+        ``sampling="frame"``.
     weights : str or array
         ``"uniform"`` (default), ``"duration"``, ``"kinfitr"``, ``"variance"`` or an array.
     half_life : float, optional
