@@ -23,6 +23,7 @@ Example
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ DESCRIPTIONS = {
     "flag": "quality bit field: " + ", ".join(f"{b} = {n}" for b, n in B.FLAGS.items()),
 }
 
-_COMMON = {"fwhm": None, "chunk_size": None, "chunks": None, "warn": True}
+_COMMON = {"fwhm": None, "chunk_size": None, "chunks": None, "warn": True, "progress": False}
 _FIT_COMMON = {**_COMMON, "weights": "auto", "half_life": None}
 _REF_COMMON = {"allow_overlap": False}
 
@@ -107,12 +108,13 @@ def map_filename(stem: str, model: str, param: str) -> str:
 
 
 # ====================================================================== input handling
-def _resolve_pet(pet, frames, affine):
-    if hasattr(pet, "frames") and hasattr(pet, "data"):
+def _resolve_pet(pet, frames, affine, chunks=None):
+    if hasattr(pet, "frames") and hasattr(type(pet), "data"):  # DynamicPET (no read here)
         fr = pet.frames if frames is None else frames
         aff = np.asarray(pet.affine if affine is None else affine, dtype=float)
         meta = dict(getattr(pet, "meta", {}) or {})
-        data = pet.data
+        # out of core: with chunks= a file-backed image is read block by block, never whole
+        data = pet.to_dask(tuple(chunks)[:3]) if chunks is not None else pet.data
     else:
         if frames is None:
             raise ModelError(
@@ -332,10 +334,13 @@ def parametric_maps(
     **options
         Common: ``fwhm`` (Gaussian pre-smoothing, mm; default none), ``chunk_size`` (voxels
         per chunk, default automatic), ``chunks`` (dask spatial chunk shape, e.g. ``(64, 64,
-        64)``; implies the dask path), ``weights`` (``"auto"``: ``"variance"`` when the
-        half-life is known, else ``"duration"``; or ``"uniform"``, ``"duration"``,
-        ``"kinfitr"``, an array -- computed from the mean TAC of the mask, common to all
-        voxels), ``half_life``, ``warn`` (one summary warning about flagged voxels).
+        64)``; implies the dask path; a :class:`~sv2a.DynamicPET` from a file is then read
+        block by block, never whole, see :meth:`~sv2a.DynamicPET.to_dask`), ``weights``
+        (``"auto"``: ``"variance"`` when the half-life is known, else ``"duration"``; or
+        ``"uniform"``, ``"duration"``, ``"kinfitr"``, an array -- computed from the mean TAC
+        of the mask, common to all voxels), ``half_life``, ``warn`` (one summary warning
+        about flagged voxels), ``progress`` (a tqdm bar on stderr over voxel chunks, or over
+        dask blocks on the local dask scheduler; default False).
         ``srtm``: ``k2a_min`` (0.01), ``k2a_max`` (1.0), ``n_basis`` (100), ``refine``.
         The voxel floor 0.01/min is higher than the regional 0.005 on purpose: at voxel
         noise a basis with a tiny ``k2a`` is nearly collinear with ``∫C_R`` and noisy
@@ -387,7 +392,7 @@ def parametric_maps(
         )
     spec = MAP_MODELS[key]
     opts = check_options(f"parametric_maps({key})", options, spec["defaults"])
-    data, frames, aff, meta = _resolve_pet(pet, frames, affine)
+    data, frames, aff, meta = _resolve_pet(pet, frames, affine, opts["chunks"])
     shape3 = tuple(int(s) for s in data.shape[:3])
     is_dask = _is_dask(data) or opts["chunks"] is not None
     if is_dask:
@@ -491,18 +496,29 @@ def parametric_maps(
         m_d = da.from_array(mask, chunks=data.chunks[:3])[..., None]
         res = da.map_blocks(_solve_block, data, m_d, solver=solver, names=names,
                             chunks=(*data.chunks[:3], (n_par,)), dtype=np.float32)
-        stack = np.asarray(res.compute())
+        if opts["progress"]:
+            from tqdm.dask import TqdmCallback
+
+            with TqdmCallback(desc=f"maps {key}", unit="task", leave=False, file=sys.stderr):
+                stack = np.asarray(res.compute())
+        else:
+            stack = np.asarray(res.compute())
         maps = {nm: stack[..., i] for i, nm in enumerate(names)}
         flag = np.where(mask, stack[..., -1], 0).astype(np.uint8)
     else:
         chunk = opts["chunk_size"] or _auto_chunk(getattr(solver, "thetas", None), frames.n)
         vals = {nm: np.full(n_vox, np.nan, np.float32) for nm in names}
         fl = np.zeros(n_vox, np.uint8)
-        for i0 in range(0, n_vox, chunk):
-            r = solver.solve(np.asarray(voxel_sample[i0:i0 + chunk], dtype=np.float64))
-            for nm in names:
-                vals[nm][i0:i0 + chunk] = r[nm]
-            fl[i0:i0 + chunk] = r["flag"]
+        from tqdm.auto import tqdm
+
+        with tqdm(total=n_vox, desc=f"maps {key}", unit="voxel", unit_scale=True, leave=False,
+                  disable=not opts["progress"], file=sys.stderr, dynamic_ncols=True) as bar:
+            for i0 in range(0, n_vox, chunk):
+                r = solver.solve(np.asarray(voxel_sample[i0:i0 + chunk], dtype=np.float64))
+                for nm in names:
+                    vals[nm][i0:i0 + chunk] = r[nm]
+                fl[i0:i0 + chunk] = r["flag"]
+                bar.update(min(chunk, n_vox - i0))
         maps = {}
         for nm in names:
             m = np.full(int(np.prod(shape3)), np.nan, np.float32)

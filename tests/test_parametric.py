@@ -294,6 +294,39 @@ def test_dask_path_identical(image):
                                        equal_nan=True, err_msg=f"{model}:{v}")
 
 
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_file_backed_image_out_of_core(image, tmp_path, suffix):
+    """With chunks= a loaded NIfTI is read block by block (never whole) and gives the same
+    maps as the in-memory path."""
+    pytest.importorskip("dask.array")
+    from conftest import write_small_pet
+
+    img, lab = image
+    sched = list(zip((FRAMES27.start * 60).tolist(), (FRAMES27.duration * 60).tolist(),
+                     strict=True))
+    path, _ = write_small_pet(tmp_path / f"sub-01_pet{suffix}", frames=sched, data=img)
+    pet = sv2a.load_pet(path)
+    kw = dict(reference=lab == 0, mask=lab > 0, k2prime=K2P)
+    lazy = pet.to_dask((5, 7, 3))
+    assert lazy.chunks[3] == (27,) and "data" not in pet._cache
+    b = parametric_maps(pet, "srtm2", chunks=(5, 7, 3), **kw)
+    assert "data" not in pet._cache  # the 4D image was never read whole
+    a = parametric_maps(sv2a.load_pet(path), "srtm2", **kw)
+    for v in a.data_vars:
+        np.testing.assert_allclose(b[v].values, a[v].values, rtol=1e-6, atol=1e-7,
+                                   equal_nan=True, err_msg=v)
+
+
+def test_progress_bar_over_chunks(image, capsys):
+    img, lab = image
+    kw = dict(reference=lab == 0, mask=lab > 0, frames=FRAMES27, k2prime=K2P)
+    parametric_maps(img, "srtm2", chunk_size=50, progress=True, **kw)
+    err = capsys.readouterr().err
+    assert "maps srtm2" in err and "voxel" in err
+    parametric_maps(img, "srtm2", chunk_size=50, **kw)
+    assert "maps srtm2" not in capsys.readouterr().err
+
+
 def test_chunking_does_not_change_numbers(image):
     img, lab = image
     kw = dict(reference=lab == 0, mask=lab > 0, frames=FRAMES27, k2prime=K2P)

@@ -263,7 +263,9 @@ def test_parallel_and_dask_equal_serial(cohort, tmp_path):
     dask_out = tmp_path / "dask"
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
-        c = PipelineConfig(**cfg, dask_scheduler=cluster.scheduler_address).validate()
+        # maps out of core inside the Dask workers too (the dask-array path, read in slabs)
+        c = PipelineConfig(**cfg, dask_scheduler=cluster.scheduler_address,
+                           max_memory_gb=1e-6).validate()
         s = run_participant(cohort, dask_out, c, quiet=True)
     assert s.ok and len(s.done) == 4
 
@@ -286,3 +288,31 @@ def test_parallel_and_dask_equal_serial(cohort, tmp_path):
                 a = np.asarray(nib.load(serial / rel).dataobj)
                 b = np.asarray(nib.load(other / rel).dataobj)
                 np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9, err_msg=rel)
+
+
+def test_out_of_core_maps_equal_in_memory(cohort, full_run, tmp_path):
+    """Above max_memory_gb the maps go through the dask-array path (image read from the file
+    in z-slabs, never whole) and equal the in-memory maps."""
+    pytest.importorskip("dask.array")
+    out = tmp_path / "ooc"
+    cfg = PipelineConfig(models=["srtm2"], voxelwise=True, figures=False, max_memory_gb=1e-6,
+                         participant_label=["02"], session_label=["baseline"]).validate()
+    assert run_participant(cohort, out, cfg, quiet=True).ok
+    log = (out / "logs/sub-02_ses-baseline.log").read_text()
+    assert "out of core" in log and "dask blocks of (24, 28, 1) voxels" in log
+    ref_out = full_run[0]
+    maps = sorted((out / "sub-02/ses-baseline/pet").glob("*_mimap.nii.gz"))
+    assert maps
+    for m in maps:
+        a = np.asarray(nib.load(ref_out / m.relative_to(out)).dataobj)
+        b = np.asarray(nib.load(m).dataobj)
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-9, err_msg=m.name)
+
+
+def test_max_memory_config_checked():
+    from sv2a.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max-memory-gb must be > 0"):
+        PipelineConfig(max_memory_gb=0).validate()
+    with pytest.raises(ConfigError, match="max_memory_gb must be a number"):
+        PipelineConfig(max_memory_gb="lots").validate()

@@ -81,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ex.add_argument("--dask-scheduler", default=S, metavar="ADDRESS",
                     help="submit subject/sessions to a running Dask scheduler "
                     "(tcp://host:8786)")
+    ex.add_argument("--max-memory-gb", dest="max_memory_gb", type=float, default=S,
+                    metavar="GB", help="memory per scan for voxelwise maps; larger images are "
+                    "fitted out of core through dask (default 8)")
     ex.add_argument("--force", action="store_true", default=S,
                     help="redo subject/sessions even if they are up to date")
     ex.add_argument("-q", "--quiet", action="store_true", help="no progress bar or info logs")

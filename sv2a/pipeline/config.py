@@ -70,6 +70,10 @@ class PipelineConfig:
         Address of a running Dask scheduler (``tcp://host:8786``) to submit scans to.
     force : bool
         Redo scans even when their done-marker matches.
+    max_memory_gb : float
+        Memory a scan's voxelwise fit may use in one process. Above it (a map needs about
+        3x the float32 4D image), maps are fitted out of core: the image is read from the
+        file in z-slabs through the dask-array path, never whole (same numbers).
     """
 
     models: list[str] = field(default_factory=lambda: ["1tcm", "srtm2", "suvr"])
@@ -92,6 +96,7 @@ class PipelineConfig:
     nprocs: int = 1
     dask_scheduler: str | None = None
     force: bool = False
+    max_memory_gb: float = 8.0
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> PipelineConfig:
@@ -147,6 +152,13 @@ class PipelineConfig:
             raise ConfigError(f"nprocs must be an integer, got {self.nprocs!r}") from None
         if self.nprocs < 1:
             raise ConfigError(f"--nprocs must be >= 1, got {self.nprocs}")
+        try:
+            self.max_memory_gb = float(self.max_memory_gb)
+        except (TypeError, ValueError):
+            raise ConfigError(f"max_memory_gb must be a number of GB, got "
+                              f"{self.max_memory_gb!r}") from None
+        if not self.max_memory_gb > 0:
+            raise ConfigError(f"--max-memory-gb must be > 0, got {self.max_memory_gb}")
         if self.nprocs > 1 and self.dask_scheduler:
             raise ConfigError("give either --nprocs or --dask-scheduler, not both")
         if self.atlas is not None and not Path(self.atlas).exists():

@@ -12,6 +12,7 @@ raises; failures are collected in ``logs/failures.tsv`` and the others complete.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -87,6 +88,9 @@ def run_jobs(jobs: list[ScanJob], *, nprocs: int = 1, dask_scheduler: str | None
     """
     results: dict[int, dict] = {}
     bar = _progress(len(jobs), quiet, "participant")
+    serial = client is None and not dask_scheduler and (nprocs <= 1 or len(jobs) <= 1)
+    if serial and not quiet:  # a nested bar over voxel chunks (workers stay silent)
+        jobs = [dataclasses.replace(j, progress=True) for j in jobs]
 
     def done(i: int, res: dict) -> None:
         results[i] = res

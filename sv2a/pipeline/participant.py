@@ -14,8 +14,10 @@ figures -> commit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import shutil
 import time
 import traceback
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..errors import RegionError, ShapeMismatchError, Sv2aError
+from ..errors import DataError, RegionError, ShapeMismatchError, Sv2aError
 from . import derivatives as drv
 from .config import PipelineConfig, input_fingerprint
 
@@ -54,6 +56,7 @@ class ScanJob:
     config_hash: str
     participant: dict[str, Any] = field(default_factory=dict)
     command_line: str = ""
+    progress: bool = False  # a progress bar over voxel chunks (serial runs on a terminal)
 
     @property
     def stem(self) -> str:
@@ -62,6 +65,33 @@ class ScanJob:
     @property
     def label(self) -> str:
         return f"sub-{self.subject}" + (f"/ses-{self.session}" if self.session else "")
+
+
+def _out_of_core(pet, name, opts, run_opts, cfg, job, slog):
+    """Route a map through the dask-array path when the image is too large for memory.
+
+    Sets ``run_opts["chunks"]`` (z-slabs read from the file) and returns the
+    context that runs the blocks on threads in this process (also on a Dask worker).
+    """
+    need_gb = 3.0 * pet.nbytes / 1e9
+    if "chunks" not in opts and need_gb <= cfg.max_memory_gb:
+        return contextlib.nullcontext()
+    try:
+        import dask.config
+    except ImportError:
+        raise DataError(
+            f"{job.label}: voxelwise {name} needs ~{need_gb:.1f} GB, more than max_memory_gb "
+            f"{cfg.max_memory_gb:g}, and the out-of-core path needs dask: pip install "
+            "'sv2a[distributed]', or raise --max-memory-gb") from None
+    if "chunks" not in opts:
+        # z-slabs: all threads' blocks (about 3x their bytes each) within the budget, <= 128 MB
+        nx, ny, nz, nt = pet.shape
+        budget = min(128e6, cfg.max_memory_gb * 1e9 / (3.0 * (os.cpu_count() or 1)))
+        run_opts["chunks"] = (nx, ny, max(1, min(nz, int(budget // (nx * ny * nt * 4)))))
+    slog.info("voxelwise %s out of core (~%.1f GB needed in memory, max_memory_gb %g): dask "
+              "blocks of %s voxels", name, need_gb, cfg.max_memory_gb,
+              tuple(run_opts["chunks"][:3]))
+    return dask.config.set(scheduler="threads")
 
 
 def job_from_scan(scan, cfg: PipelineConfig, bids_dir, out_dir, participant: dict | None = None
@@ -358,8 +388,11 @@ def _run(job: ScanJob, stage_dir: Path, slog, stage: _Stage) -> tuple[list[str],
                 if k2p is not None:
                     opts["k2prime"] = k2p
                     slog.info("voxelwise srtm2: k2prime %.4g /min from the regional fit", k2p)
+            run_opts = {**opts, "progress": job.progress}
+            ctx = _out_of_core(pet, name, opts, run_opts, cfg, job, slog)
             t1 = time.perf_counter()
-            mp = parametric_maps(pet, model=name, **kwargs, **opts)
+            with ctx:
+                mp = parametric_maps(pet, model=name, **kwargs, **run_opts)
             maps[name] = mp
             slog.info("maps %s in %.2f s", name, time.perf_counter() - t1)
             files = mp.sv2a.to_nifti(stage_dir / out_rel, job.stem)
