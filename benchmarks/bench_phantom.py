@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sv2a.io import write_nifti
 from sv2a.phantom import make_cohort, make_subject
-from sv2a.phantom.cohort import _write_nifti_gz
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     t_sim = time.perf_counter() - t0
     tmp = Path(tempfile.mkdtemp())
     t0 = time.perf_counter()
-    _write_nifti_gz(tmp / "x_pet.nii.gz", s.image, s.affine)
+    write_nifti(tmp / "x_pet.nii.gz", s.image, s.affine)
     t_write = time.perf_counter() - t0
     size = (tmp / "x_pet.nii.gz").stat().st_size / 1e6
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
