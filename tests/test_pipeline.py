@@ -316,3 +316,48 @@ def test_max_memory_config_checked():
         PipelineConfig(max_memory_gb=0).validate()
     with pytest.raises(ConfigError, match="max_memory_gb must be a number"):
         PipelineConfig(max_memory_gb="lots").validate()
+
+
+def test_suv_regional_and_maps(cohort, tmp_path):
+    """SUV end to end: dose and weight from the sidecar; regional SUV = duration-weighted mean
+    of the written TACs over 60-90 min x weight / dose, recomputed here from the TAC table;
+    a scan without BodyWeight fails alone with a MetadataError."""
+    bids = _copy(cohort, tmp_path)
+    side = bids / "sub-02/ses-baseline/pet/sub-02_ses-baseline_pet.json"
+    meta = json.loads(side.read_text())
+    meta.pop("BodyWeight")
+    side.write_text(json.dumps(meta))
+    # participants.tsv `weight` is the fallback for a missing BodyWeight: remove it as well
+    parts = pd.read_csv(bids / "participants.tsv", sep="\t", dtype=str)
+    parts.loc[parts.participant_id == "sub-02", "weight"] = "n/a"
+    parts.to_csv(bids / "participants.tsv", sep="\t", index=False)
+    out = tmp_path / "out"
+    cfg = PipelineConfig(models=["suv"], voxelwise=True, voxelwise_models=["suv"],
+                         figures=False, participant_label=["01", "02"],
+                         session_label=["baseline"]).validate()
+    s = run_participant(bids, out, cfg, quiet=True)
+    assert len(s.done) == 1 and len(s.failed) == 1 and not s.ok
+    fails = pd.read_csv(out / "logs/failures.tsv", sep="\t")
+    assert fails.loc[0, "error_type"] == "MetadataError"
+    assert "sub-02" in fails.loc[0, "pet"] and "weight" in fails.loc[0, "message"].lower()
+
+    meta1 = json.loads((bids / "sub-01/ses-baseline/pet/sub-01_ses-baseline_pet.json")
+                       .read_text())
+    pet_dir = out / "sub-01/ses-baseline/pet"
+    tacs = pd.read_csv(pet_dir / "sub-01_ses-baseline_seg-dseg_tacs.tsv", sep="\t")
+    t0, t1 = tacs["frame_start"] / 60.0, tacs["frame_end"] / 60.0
+    w = np.clip(np.minimum(t1, 90.0) - np.maximum(t0, 60.0), 0, None)
+    kbq_per_ml = (tacs.drop(columns=["frame_start", "frame_end"]).mul(w, axis=0).sum()
+                  / w.sum())
+    expected = kbq_per_ml * meta1["BodyWeight"] * 1000.0 / (meta1["InjectedRadioactivity"]
+                                                             * 1000.0)
+    suv = _kinpar(out, "01", "baseline", "SUV")
+    np.testing.assert_allclose(suv["SUV"], expected[suv.index], rtol=1e-6)
+    assert 3.0 < suv.loc["frontal_cortex", "SUV"] < 6.0  # DOMAIN §3: SUV 60-90 min 4-5.5
+    m = nib.load(pet_dir / "sub-01_ses-baseline_model-SUV_meas-SUV_mimap.nii.gz").get_fdata()
+    lab = np.asarray(nib.load(bids / "sub-01/ses-baseline/anat/"
+                              "sub-01_ses-baseline_dseg.nii.gz").dataobj)
+    names = pd.read_csv(bids / "sub-01/ses-baseline/anat/sub-01_ses-baseline_dseg.tsv",
+                        sep="\t").set_index("name")["index"]
+    fc = lab == names["frontal_cortex"]
+    assert np.nanmean(m[fc]) == pytest.approx(suv.loc["frontal_cortex", "SUV"], rel=1e-5)
