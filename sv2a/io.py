@@ -254,18 +254,29 @@ class DynamicPET:
             ) from exc
         return arr
 
+    def _read_block(self, key: tuple = (slice(None),) * 4) -> np.ndarray:
+        """Voxels ``key`` = (x, y, z, frame; frame an int or a slice) as float32 kBq/mL.
+
+        The one place where raw values are scaled to kBq/mL (``scale`` and the per-frame
+        ``frame_scale``), shared by :meth:`frame`, :attr:`data` and :meth:`to_dask`.
+        """
+        sx, sy, sz, st = key
+        if len(self.dataobj.shape) == 3:  # static image: one frame
+            arr = self._read((sx, sy, sz))[..., None][..., st]
+        else:
+            arr = self._read(key)
+        f = np.float32(self.scale)
+        if self.frame_scale is not None:
+            return arr * (f * np.asarray(self.frame_scale, dtype=np.float32)[st])
+        return arr * f if f != 1.0 else arr
+
     def frame(self, i: int) -> np.ndarray:
         """Frame ``i`` as a 3D float32 array in kBq/mL (reads only that frame if possible)."""
         if "data" in self._cache:
             return self._cache["data"][..., i]
-        if len(self.dataobj.shape) == 3:
-            if i != 0:
-                raise IndexError(f"static image has one frame, asked for frame {i}")
-            arr = self._read(slice(None))
-        else:
-            arr = self._read((slice(None), slice(None), slice(None), i))
-        f = self.scale * (1.0 if self.frame_scale is None else float(self.frame_scale[i]))
-        return arr * np.float32(f) if f != 1.0 else arr
+        if len(self.dataobj.shape) == 3 and i != 0:
+            raise IndexError(f"static image has one frame, asked for frame {i}")
+        return self._read_block((slice(None), slice(None), slice(None), i))
 
     @property
     def data(self) -> np.ndarray:
@@ -273,15 +284,7 @@ class DynamicPET:
         if "data" not in self._cache:
             if hasattr(self.dataobj, "chunks") and not isinstance(self.dataobj, np.ndarray):
                 return self.dataobj  # dask array: stays lazy
-            arr = self._read(slice(None))
-            if arr.ndim == 3:
-                arr = arr[..., None]
-            f = np.float32(self.scale)
-            if self.frame_scale is not None:
-                arr = arr * (f * self.frame_scale.astype(np.float32))
-            elif f != 1.0:
-                arr = arr * f
-            self._cache["data"] = arr
+            self._cache["data"] = self._read_block()
         return self._cache["data"]
 
     @property
@@ -334,7 +337,7 @@ class DynamicPET:
 
 class _BlockReader:
     """Array-like view of a :class:`DynamicPET` for ``dask.array.from_array``: each block is
-    read through the lazy proxy and scaled to kBq/mL like :meth:`DynamicPET.frame`."""
+    read through the lazy proxy by :meth:`DynamicPET._read_block`."""
 
     def __init__(self, pet: DynamicPET):
         self.pet = pet
@@ -344,15 +347,7 @@ class _BlockReader:
 
     def __getitem__(self, key) -> np.ndarray:
         key = tuple(key) + (slice(None),) * (4 - len(tuple(key)))
-        pet = self.pet
-        if len(pet.dataobj.shape) == 3:
-            arr = pet._read(key[:3])[..., None][(slice(None),) * 3 + (key[3],)]
-        else:
-            arr = pet._read(key)
-        f = np.float32(pet.scale)
-        if pet.frame_scale is not None:
-            return arr * (f * np.asarray(pet.frame_scale, np.float32)[key[3]])
-        return arr * f if f != 1.0 else arr
+        return self.pet._read_block(key)
 
 
 def _require(meta: dict, key: str, path: Path, hint: str):
