@@ -292,6 +292,12 @@ class DynamicPET:
         """Size of the whole 4D image as float32 (bytes): what :attr:`data` would hold."""
         return int(np.prod(self.shape)) * 4
 
+    def slab_chunks(self, max_bytes: float = 128e6) -> tuple[int, int, int]:
+        """Spatial block shape of whole x-y planes in z-slabs of at most ``max_bytes`` (float32,
+        all frames; at least one plane): the out-of-core blocks of :meth:`to_dask`."""
+        nx, ny, nz, nt = self.shape
+        return (nx, ny, max(1, min(nz, int(max_bytes // (nx * ny * nt * 4)))))
+
     def to_dask(self, chunks: tuple[int, int, int] | None = None):
         """The 4D image as a lazy dask array (float32, kBq/mL), read from the file per block.
 
@@ -303,7 +309,7 @@ class DynamicPET:
         ----------
         chunks : (int, int, int), optional
             Spatial block shape (voxels); every block holds all frames, as the voxelwise
-            models need whole TACs. Default: whole x-y planes in z-slabs of about 128 MB.
+            models need whole TACs. Default: :meth:`slab_chunks` (z-slabs of <= 128 MB).
 
         Examples
         --------
@@ -312,11 +318,8 @@ class DynamicPET:
         """
         import dask.array as da
 
-        nx, ny, nz, nt = self.shape
-        if chunks is None:
-            cz = max(1, min(nz, int(128e6 // (nx * ny * nt * 4))))
-            chunks = (nx, ny, cz)
-        cs = (*tuple(chunks)[:3], nt)
+        nt = self.shape[3]
+        cs = (*tuple(self.slab_chunks() if chunks is None else chunks)[:3], nt)
         if "data" in self._cache:
             return da.from_array(self._cache["data"], chunks=cs)
         if hasattr(self.dataobj, "chunks") and not isinstance(self.dataobj, np.ndarray):

@@ -88,9 +88,6 @@ def run_jobs(jobs: list[ScanJob], *, nprocs: int = 1, dask_scheduler: str | None
     """
     results: dict[int, dict] = {}
     bar = _progress(len(jobs), quiet, "participant")
-    serial = client is None and not dask_scheduler and (nprocs <= 1 or len(jobs) <= 1)
-    if serial and not quiet:  # a nested bar over voxel chunks (workers stay silent)
-        jobs = [dataclasses.replace(j, progress=True) for j in jobs]
 
     def done(i: int, res: dict) -> None:
         results[i] = res
@@ -110,20 +107,20 @@ def run_jobs(jobs: list[ScanJob], *, nprocs: int = 1, dask_scheduler: str | None
 
     try:
         with logging_redirect_tqdm(loggers=[logging.getLogger("sv2a")]):
-            _dispatch(jobs, nprocs, dask_scheduler, client, done, crashed)
+            _dispatch(jobs, nprocs, dask_scheduler, client, done, crashed, quiet)
     finally:
         bar.close()
     return [results[i] for i in sorted(results)]
 
 
-def _dispatch(jobs, nprocs, dask_scheduler, client, done, crashed) -> None:
+def _dispatch(jobs, nprocs, dask_scheduler, client, done, crashed, quiet) -> None:
     if client is not None or dask_scheduler:
         _run_dask(jobs, client, dask_scheduler, done, crashed)
     elif nprocs > 1 and len(jobs) > 1:
         _run_pool(jobs, nprocs, done, crashed)
     else:
-        for i, j in enumerate(jobs):
-            done(i, process_scan(j))
+        for i, j in enumerate(jobs):  # serial: a nested bar over voxel chunks (workers: none)
+            done(i, process_scan(dataclasses.replace(j, progress=not quiet)))
 
 
 def _run_pool(jobs, nprocs, done, crashed) -> None:

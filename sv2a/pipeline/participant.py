@@ -67,30 +67,25 @@ class ScanJob:
         return f"sub-{self.subject}" + (f"/ses-{self.session}" if self.session else "")
 
 
-def _out_of_core(pet, name, opts, run_opts, cfg, job, slog):
-    """Route a map through the dask-array path when the image is too large for memory.
+def _out_of_core_chunks(pet, cfg: PipelineConfig) -> tuple[int, int, int] | None:
+    """Blocks for voxelwise maps too large for ``max_memory_gb`` (a map needs about 3x the
+    float32 image): z-slabs such that every thread's block (~3x its bytes) fits, <= 128 MB.
+    ``None`` when the image fits in memory."""
+    if 3.0 * pet.nbytes / 1e9 <= cfg.max_memory_gb:
+        return None
+    return pet.slab_chunks(min(128e6, cfg.max_memory_gb * 1e9 / (3.0 * (os.cpu_count() or 1))))
 
-    Sets ``run_opts["chunks"]`` (z-slabs read from the file) and returns the
-    context that runs the blocks on threads in this process (also on a Dask worker).
-    """
-    need_gb = 3.0 * pet.nbytes / 1e9
-    if "chunks" not in opts and need_gb <= cfg.max_memory_gb:
-        return contextlib.nullcontext()
+
+def _dask_threads(job: ScanJob, name: str):
+    """Context that runs one map's dask blocks on threads in this process (also on a Dask
+    worker, where the cluster runs whole scans)."""
     try:
         import dask.config
     except ImportError:
         raise DataError(
-            f"{job.label}: voxelwise {name} needs ~{need_gb:.1f} GB, more than max_memory_gb "
-            f"{cfg.max_memory_gb:g}, and the out-of-core path needs dask: pip install "
+            f"{job.label}: voxelwise {name} runs out of core (the image needs more than "
+            "max_memory_gb, or chunks were given) and that needs dask: pip install "
             "'sv2a[distributed]', or raise --max-memory-gb") from None
-    if "chunks" not in opts:
-        # z-slabs: all threads' blocks (about 3x their bytes each) within the budget, <= 128 MB
-        nx, ny, nz, nt = pet.shape
-        budget = min(128e6, cfg.max_memory_gb * 1e9 / (3.0 * (os.cpu_count() or 1)))
-        run_opts["chunks"] = (nx, ny, max(1, min(nz, int(budget // (nx * ny * nt * 4)))))
-    slog.info("voxelwise %s out of core (~%.1f GB needed in memory, max_memory_gb %g): dask "
-              "blocks of %s voxels", name, need_gb, cfg.max_memory_gb,
-              tuple(run_opts["chunks"][:3]))
     return dask.config.set(scheduler="threads")
 
 
@@ -367,6 +362,7 @@ def _run(job: ScanJob, stage_dir: Path, slog, stage: _Stage) -> tuple[list[str],
         from ..parametric import parametric_maps
 
         brain = atlas.labels > 0
+        ooc_chunks = _out_of_core_chunks(pet, cfg)
         for name in vox_models:
             stage.name = f"voxelwise:{name}"
             spec = _models.get(name)
@@ -389,7 +385,14 @@ def _run(job: ScanJob, stage_dir: Path, slog, stage: _Stage) -> tuple[list[str],
                     opts["k2prime"] = k2p
                     slog.info("voxelwise srtm2: k2prime %.4g /min from the regional fit", k2p)
             run_opts = {**opts, "progress": job.progress}
-            ctx = _out_of_core(pet, name, opts, run_opts, cfg, job, slog)
+            ctx = contextlib.nullcontext()
+            if ooc_chunks is not None:
+                run_opts.setdefault("chunks", ooc_chunks)
+            if "chunks" in run_opts:
+                ctx = _dask_threads(job, name)
+                slog.info("voxelwise %s out of core (~%.1f GB needed in memory, max_memory_gb "
+                          "%g): dask blocks of %s voxels", name, 3.0 * pet.nbytes / 1e9,
+                          cfg.max_memory_gb, tuple(int(c) for c in run_opts["chunks"][:3]))
             t1 = time.perf_counter()
             with ctx:
                 mp = parametric_maps(pet, model=name, **kwargs, **run_opts)
