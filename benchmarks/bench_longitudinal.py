@@ -1,4 +1,4 @@
-"""Validation and speed of sv2a.longitudinal on simulated regional cohorts (issue 6 §7).
+"""Validation and speed of sv2a.longitudinal on simulated regional cohorts.
 
 Prints:
 1. false-positive rate of the within-arm tests (t on log ratio, Wilcoxon) under no change,

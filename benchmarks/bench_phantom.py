@@ -1,6 +1,6 @@
-"""Phantom generator speed (issue 3 §8) and calibration numbers; prints a table.
+"""Phantom generator speed and calibration numbers; prints a table.
 
-Usage: python benchmarks/bench_phantom.py [--cohort] [--jobs N]
+Usage: python benchmarks/bench_phantom.py [--cohort] [--nprocs N]
 Targets: one human scan (96 x 112 x 96, UCB-J protocol) <= 10 s simulated, <= 20 s with the
 compressed NIfTI, <= 2 GB peak; 12-subject x 2-session human cohort <= 5 min.
 """
@@ -23,7 +23,8 @@ from sv2a.phantom import make_cohort, make_subject
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cohort", action="store_true", help="also time the 12 x 2 human cohort")
-    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--nprocs", type=int, default=1, metavar="N",
+                    help="parallel worker processes for --cohort (default 1)")
     args = ap.parse_args()
     make_subject(voxel_mm=8.0)  # imports, caches
     t0 = time.perf_counter()
@@ -51,9 +52,9 @@ def main() -> None:
     if args.cohort:
         out = tmp / "cohort"
         t0 = time.perf_counter()
-        c = make_cohort(out, "ketamine-human", seed=0, n_subjects=12, n_jobs=args.jobs)
+        c = make_cohort(out, "ketamine-human", seed=0, n_subjects=12, nprocs=args.nprocs)
         dt = time.perf_counter() - t0
-        print(f"cohort 12 x 2 human ({len(c.scans)} scans, jobs={args.jobs}): {dt:.1f} s "
+        print(f"cohort 12 x 2 human ({len(c.scans)} scans, nprocs={args.nprocs}): {dt:.1f} s "
               f"({dt / len(c.scans):.1f} s/scan)")
     shutil.rmtree(tmp, ignore_errors=True)
     np.seterr(all="ignore")

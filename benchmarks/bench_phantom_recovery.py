@@ -1,12 +1,12 @@
 """Bias and SD of plasma-input model estimates on noisy phantom TACs.
 
-Noise-free TACs come from the analytic 1TCM/2TCM with the Feng input of DOMAIN §3 (frame
-averages, 39 human frames, 90 min); noise follows the DOMAIN §2 model
-``var = Pc · C · e^{λ t} / Δt`` (C-11) with Pc = 0.004 (regional, ~2 % CV in late frames) and
-Pc = 0.02 (small regions). Prints bias (% of truth, mean ± SE) and SD (% of truth) of VT and K1
-per model and region type. The phantoms have vB 0.03-0.05, so graphical rows with vB=0
-show the bias of ignoring blood volume; 2TCM on 1TCM data is over-parameterised (k3/k4
-unidentifiable), hence its heavy-tailed VT (see the median).
+Noise-free TACs come from the analytic 1TCM/2TCM with the Feng et al. (1993) input of the
+phantom presets (frame averages, 39 human frames, 90 min); noise follows the Turku PET Centre
+``fvar4tac`` model ``var = Pc · C · e^{λ t} / Δt`` (C-11) with Pc = 0.004 (regional, ~2 % CV
+in late frames) and Pc = 0.02 (small regions). Prints bias (% of truth, mean ± SE) and SD
+(% of truth) of VT and K1 per model and region type. The phantoms have vB 0.03-0.05, so
+graphical rows with vB=0 show the bias of ignoring blood volume; 2TCM on 1TCM data is
+over-parameterised (k3/k4 unidentifiable), hence its heavy-tailed VT (see the median).
 Run: ``python benchmarks/bench_phantom_recovery.py [--n 200]``.
 """
 

@@ -1,10 +1,10 @@
 """Speed of regional kinetic-model fits (one core), table-driven.
 
 Each CASE names a model, its options, the number of regions fitted per call and the target
-(fits/s, issue 4 §10). Run: ``python benchmarks/bench_regional.py [--repeat N] [--model M]``.
-Regional TACs are 39-frame 1TCM/2TCM curves from the Feng input of DOMAIN §3 (human UCB-J-like)
-with ~2 % noise. CPU time of this process is reported (robust to other load on the machine)
-together with wall time. Reference-tissue models: add rows to CASES (``reference=`` in opts).
+(fits/s). Run: ``python benchmarks/bench_regional.py [--repeat N] [--model M]``.
+Regional TACs are 39-frame 1TCM/2TCM curves from a Feng input (human [11C]UCB-J-like)
+with ~2 % noise. Every case goes through ``sv2a.fit`` (the regional adapter). CPU time of this
+process is reported (robust to other load on the machine) together with wall time. Reference-tissue models: add rows to CASES (``reference=`` in opts).
 """
 
 from __future__ import annotations
@@ -29,11 +29,14 @@ from sv2a.tacs import tacs_from_arrays  # noqa: E402
 
 # (label, model, options, regions per call, target fits/s)
 CASES = [
-    ("1TCM vB fixed", "1tcm", {"vB": 0.05}, 20, 200),
-    ("1TCM vB fit", "1tcm", {"vB": "fit"}, 20, 200),
-    ("1TCM vB+delay fit", "1tcm", {"vB": "fit", "delay": "fit"}, 10, None),
-    ("1TCM kinfitr mid", "1tcm", {"vB": 0.05, "sampling": "mid", "convolution": "kinfitr"},
-     20, None),
+    ("1TCM basis vB fixed", "1tcm", {"vB": 0.05}, 20, 200),
+    ("1TCM basis vB fit", "1tcm", {"vB": "fit"}, 20, 200),
+    ("1TCM LM vB fixed", "1tcm", {"vB": 0.05, "method": "nonlinear"}, 20, 200),
+    ("1TCM LM vB fit", "1tcm", {"vB": "fit", "method": "nonlinear"}, 20, 200),
+    ("1TCM LM vB+delay fit", "1tcm", {"vB": "fit", "delay": "fit", "method": "nonlinear"},
+     10, None),
+    ("1TCM LM kinfitr mid", "1tcm", {"vB": 0.05, "sampling": "mid", "convolution": "kinfitr",
+                                     "method": "nonlinear"}, 20, None),
     ("2TCM multistart vB fixed", "2tcm", {"vB": 0.05}, 5, 10),
     ("2TCM multistart vB fit", "2tcm", {"vB": "fit"}, 5, 10),
     ("Logan (t*=30)", "logan", {"tstar": 30.0}, 2000, 5000),

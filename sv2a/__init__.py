@@ -1,47 +1,121 @@
-"""sv2a: synaptic density from SV2A PET."""
+"""sv2a: synaptic density from SV2A PET.
+
+Kinetic modelling of regional time-activity curves, parametric maps, BIDS batch processing
+and longitudinal statistics. The public functions and classes are available from the package
+itself and load their module on first use, so ``import sv2a`` is fast (NumPy, xarray,
+matplotlib and statsmodels are imported only when needed):
+
+>>> import sv2a
+>>> pet = sv2a.load_pet("sub-01_pet.nii.gz")                     # doctest: +SKIP
+>>> tacs = sv2a.extract_tacs(pet, sv2a.load_atlas("sub-01_dseg.nii.gz", pet=pet))  # doctest: +SKIP
+>>> sv2a.fit(tacs, model="srtm2", reference="centrum_semiovale")  # doctest: +SKIP
+
+``dir(sv2a)`` and ``sv2a.__all__`` list the public API: the names below and the sub-modules.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import Sv2aError
+
 __version__ = "0.1.0"
 
-from . import errors, units  # noqa: F401
-from .blood import InputFunction
-from .errors import Sv2aError
-from .frames import FrameSchedule
-from .tacs import extract_tacs, frames_of, tacs_from_arrays
-
+# public name -> module that defines it (imported on first access)
 _LAZY = {
     "fit": "sv2a.models",
-    "load_pet": "sv2a.io",
-    "load_blood": "sv2a.io",
+    "parametric_maps": "sv2a.parametric",
+    "load_pet": "sv2a.pet",
+    "DynamicPET": "sv2a.pet",
+    "load_blood": "sv2a.blood_io",
+    "InputFunction": "sv2a.blood",
     "load_atlas": "sv2a.atlas",
     "Atlas": "sv2a.atlas",
-    "DynamicPET": "sv2a.io",
-    "parametric_maps": "sv2a.parametric",
+    "FrameSchedule": "sv2a.frames",
+    "extract_tacs": "sv2a.tacs",
+    "tacs_from_arrays": "sv2a.tacs",
+    "frames_of": "sv2a.tacs",
 }
-_SUBMODULES = ("models", "phantom", "longitudinal", "parametric", "io", "atlas", "report",
-               "pipeline", "resources", "blood", "frames", "tacs", "validate",
-               "weights", "bids")
+
+# public sub-modules (imported on first access)
+_SUBMODULES = (
+    "atlas", "atomic", "bids", "blood", "blood_io", "errors", "figures", "frames", "io",
+    "longitudinal", "models", "parametric", "pet", "phantom", "pipeline", "regions",
+    "report", "resources", "sidecar", "tacs", "units", "validate", "weights",
+)
+
+__all__ = ["__version__", "Sv2aError", *_LAZY, *_SUBMODULES]
+
+if TYPE_CHECKING:  # static checkers see the lazy names as ordinary imports
+    from . import (  # noqa: F401
+        atlas,
+        atomic,
+        bids,
+        blood,
+        blood_io,
+        errors,
+        figures,
+        frames,
+        io,
+        longitudinal,
+        models,
+        parametric,
+        pet,
+        phantom,
+        pipeline,
+        regions,
+        report,
+        resources,
+        sidecar,
+        tacs,
+        units,
+        validate,
+        weights,
+    )
+    from .atlas import Atlas, load_atlas  # noqa: F401
+    from .blood import InputFunction  # noqa: F401
+    from .blood_io import load_blood  # noqa: F401
+    from .frames import FrameSchedule  # noqa: F401
+    from .models import fit  # noqa: F401
+    from .parametric import parametric_maps  # noqa: F401
+    from .pet import DynamicPET, load_pet  # noqa: F401
+    from .tacs import extract_tacs, frames_of, tacs_from_arrays  # noqa: F401
 
 
-def __getattr__(name: str):
-    # Lazy access keeps `import sv2a` and the CLI fast (statsmodels, matplotlib load on use).
-    import importlib
+def __getattr__(name: str) -> Any:
+    """Import a public name or sub-module on first access.
 
+    Parameters
+    ----------
+    name : str
+        A name of :data:`__all__`.
+
+    Returns
+    -------
+    object
+        The function, class or module.
+
+    Raises
+    ------
+    AttributeError
+        ``name`` is not public.
+    """
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later accesses skip __getattr__
+        return value
     if name in _SUBMODULES:
-        return importlib.import_module(f"sv2a.{name}")
-    raise AttributeError(f"module 'sv2a' has no attribute {name!r}")
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = [
-    *_LAZY,
-    "__version__",
-    "Sv2aError",
-    "FrameSchedule",
-    "InputFunction",
-    "extract_tacs",
-    "frames_of",
-    "tacs_from_arrays",
-]
+def __dir__() -> list[str]:
+    """The public API of the package.
+
+    Returns
+    -------
+    list of str
+        The names of :data:`__all__`.
+    """
+    return list(__all__)

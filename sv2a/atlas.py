@@ -9,17 +9,20 @@ A region atlas is a 3D integer label image plus a table ``index -> name`` read f
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
+from nibabel.spatialimages import SpatialImage
 from scipy import ndimage
 
 from .errors import DataError, MetadataError, RegionError, ShapeMismatchError
-from .tacs import region_name
+from .regions import region_name
 
 __all__ = ["Atlas", "load_atlas", "read_label_table"]
 
@@ -32,7 +35,7 @@ class Atlas:
     ----------
     labels : ndarray of int, shape (x, y, z)
         0 = background.
-    names : mapping int -> str
+    label_names : mapping int -> str
         Region name of each label value (normalised to snake_case).
     affine : ndarray (4, 4)
         Voxel -> mm.
@@ -92,6 +95,7 @@ class Atlas:
 
     @property
     def voxel_volume_ml(self) -> float:
+        """Volume of one voxel (mL)."""
         return float(np.prod(self.voxel_size) / 1000.0)
 
     def _index(self, name: str) -> int:
@@ -104,7 +108,23 @@ class Atlas:
         return idx[key]
 
     def mask(self, name: str | Iterable[str]) -> np.ndarray:
-        """Boolean mask of one region or the union of several."""
+        """Boolean mask of one region or the union of several.
+
+        Parameters
+        ----------
+        name : str or iterable of str
+            Region name(s), in any spelling that normalises to an atlas name.
+
+        Returns
+        -------
+        ndarray of bool, shape (x, y, z)
+            True inside the region(s).
+
+        Raises
+        ------
+        RegionError
+            A name is not in the atlas or the regions have no voxels.
+        """
         names = [name] if isinstance(name, str) else list(name)
         m = np.isin(self.labels, [self._index(n) for n in names])
         if not m.any():
@@ -112,15 +132,43 @@ class Atlas:
         return m
 
     def volume_ml(self, name: str) -> float:
-        """Volume of a region (mL)."""
+        """Volume of a region.
+
+        Parameters
+        ----------
+        name : str
+            Region name.
+
+        Returns
+        -------
+        float
+            Number of voxels times the voxel volume (mL).
+        """
         return float(self.mask(name).sum() * self.voxel_volume_ml)
 
     # ---------------------------------------------------------------- editing
     def merge(self, new_name: str, names: Iterable[str], *, keep: bool = False) -> Atlas:
         """Merge regions into one named ``new_name`` (e.g. left + right hemispheres).
 
-        With ``keep=False`` the parts are replaced by the merged region; with ``keep=True``
-        the merged region cannot be represented in one label image, so an error is raised.
+        Parameters
+        ----------
+        new_name : str
+            Name of the merged region; it takes the smallest label value of the parts.
+        names : iterable of str
+            Regions to merge.
+        keep : bool
+            With ``False`` the parts are replaced by the merged region; ``True`` (keep the
+            parts as well) cannot be represented in one label image, so an error is raised.
+
+        Returns
+        -------
+        Atlas
+            A new atlas.
+
+        Raises
+        ------
+        RegionError
+            ``keep=True``, an unknown part, or ``new_name`` already used by another region.
         """
         if keep:
             raise RegionError("a label image cannot hold overlapping regions; use keep=False")
@@ -139,7 +187,25 @@ class Atlas:
 
         Voxels closer than ``mm`` to any voxel outside the region are removed from it (set to
         background), e.g. to keep a centrum-semiovale ROI away from grey matter spill-in.
-        Raises :class:`RegionError` if nothing is left.
+
+        Parameters
+        ----------
+        name : str
+            Region to erode.
+        mm : float
+            Erosion distance (mm).
+        new_name : str, optional
+            Rename the eroded region.
+
+        Returns
+        -------
+        Atlas
+            A new atlas.
+
+        Raises
+        ------
+        RegionError
+            Nothing is left of the region.
         """
         idx = self._index(name)
         m = self.labels == idx
@@ -158,15 +224,46 @@ class Atlas:
         return Atlas(labels, table, self.affine, self.source)
 
     def subset(self, names: Iterable[str]) -> Atlas:
-        """Keep only the named regions."""
+        """Keep only the named regions.
+
+        Parameters
+        ----------
+        names : iterable of str
+            Regions to keep; the others become background.
+
+        Returns
+        -------
+        Atlas
+            A new atlas.
+        """
         keep = {self._index(n) for n in names}
         labels = np.where(np.isin(self.labels, list(keep)), self.labels, 0)
         return Atlas(labels, {k: v for k, v in self.label_names.items() if k in keep},
                      self.affine, self.source)
 
     # ---------------------------------------------------------------- grids
-    def check_grid(self, shape, affine, *, atol: float = 1e-3) -> None:
-        """Raise :class:`ShapeMismatchError` unless the atlas is on the grid ``shape/affine``."""
+    def check_grid(self, shape: Sequence[int], affine: npt.ArrayLike, *,
+                   atol: float = 1e-3) -> None:
+        """Check that the atlas is on a given voxel grid.
+
+        Parameters
+        ----------
+        shape : sequence of int
+            Grid shape (voxels); only the first three entries are used.
+        affine : array_like, shape (4, 4)
+            Voxel index -> mm of the grid.
+        atol : float
+            Largest allowed difference of affine entries (mm).
+
+        Returns
+        -------
+        None
+
+        Raises
+        ------
+        ShapeMismatchError
+            The shape or the affine differs.
+        """
         shape = tuple(int(s) for s in shape[:3])
         if self.labels.shape != shape:
             raise ShapeMismatchError(
@@ -181,8 +278,21 @@ class Atlas:
                 "PET space. Resample it (resample=True) or fix the header"
             )
 
-    def resample_to(self, shape, affine) -> Atlas:
-        """Nearest-neighbour resampling onto another grid (``shape``, ``affine``)."""
+    def resample_to(self, shape: Sequence[int], affine: npt.ArrayLike) -> Atlas:
+        """Nearest-neighbour resampling onto another grid.
+
+        Parameters
+        ----------
+        shape : sequence of int
+            Target grid shape (voxels); only the first three entries are used.
+        affine : array_like, shape (4, 4)
+            Target voxel index -> mm.
+
+        Returns
+        -------
+        Atlas
+            The atlas on the target grid (labels outside the original field of view are 0).
+        """
         target = np.asarray(affine, float)
         vox2vox = np.linalg.solve(self.affine, target)  # target voxel -> atlas voxel
         out = ndimage.affine_transform(self.labels, vox2vox[:3, :3], offset=vox2vox[:3, 3],
@@ -191,8 +301,25 @@ class Atlas:
         return Atlas(out.astype(self.labels.dtype), self.label_names, target, self.source)
 
 
-def read_label_table(path: str | os.PathLike) -> dict[int, str]:
-    """Read ``index -> name`` from a BIDS ``dseg.tsv`` or a FreeSurfer colour LUT."""
+def read_label_table(path: str | os.PathLike[str]) -> dict[int, str]:
+    """Read the label table of a label image.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A BIDS ``dseg.tsv`` (columns ``index`` and ``name``) or a FreeSurfer colour LUT
+        (``index name R G B A`` lines, ``#`` comments).
+
+    Returns
+    -------
+    dict of int to str
+        Label value -> region name as written in the file.
+
+    Raises
+    ------
+    MetadataError
+        The file is missing, malformed or empty.
+    """
     p = Path(path)
     if not p.exists():
         raise MetadataError(f"label table not found: {p}")
@@ -222,8 +349,9 @@ def read_label_table(path: str | os.PathLike) -> dict[int, str]:
     return table
 
 
-def load_atlas(path: str | os.PathLike, labels: str | os.PathLike | Mapping | None = None, *,
-               pet=None, resample: bool = False) -> Atlas:
+def load_atlas(path: str | os.PathLike[str],
+               labels: str | os.PathLike[str] | Mapping[int, str] | None = None, *,
+               pet: Any = None, resample: bool = False) -> Atlas:
     """Load a label image and its names.
 
     Parameters
@@ -237,12 +365,30 @@ def load_atlas(path: str | os.PathLike, labels: str | os.PathLike | Mapping | No
         Check the atlas is on this PET's grid (:class:`ShapeMismatchError` otherwise) ...
     resample : bool
         ... or, if True, resample it there with nearest neighbour.
+
+    Returns
+    -------
+    Atlas
+        The label image with its region names (snake_case), only labels present in the image.
+
+    Raises
+    ------
+    DataError
+        The image is missing or unreadable.
+    MetadataError
+        No label table found, or the table is malformed.
+    RegionError
+        Label values without a name.
+    ShapeMismatchError
+        ``pet`` is given, ``resample`` is False and the grids differ.
     """
     p = Path(path)
     if not p.exists():
         raise DataError(f"atlas image not found: {p}")
     try:
         img = nib.load(str(p))
+        if not isinstance(img, SpatialImage):
+            raise TypeError(f"not a volume image ({type(img).__name__})")
         data = np.asarray(img.dataobj)
     except Exception as exc:
         raise DataError(f"{p}: cannot read label image ({exc})") from exc
@@ -264,7 +410,8 @@ def load_atlas(path: str | os.PathLike, labels: str | os.PathLike | Mapping | No
         raise RegionError(
             f"{p}: label values {unnamed[:10]} have no name in the label table; add them"
         )
-    atlas = Atlas(data, {k: v for k, v in table.items() if k in present}, img.affine, str(p))
+    atlas = Atlas(data, {k: v for k, v in table.items() if k in present},
+                  np.asarray(img.affine, dtype=float), str(p))
     if pet is not None:
         if resample:
             return atlas.resample_to(pet.shape, pet.affine)

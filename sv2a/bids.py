@@ -22,7 +22,20 @@ _PET_RE = re.compile(r"^(sub-[A-Za-z0-9]+)(_ses-[A-Za-z0-9]+)?(_.*)?_pet\.nii(\.
 
 
 def strip_prefix(label: str, prefix: str) -> str:
-    """``'sub-01'`` -> ``'01'`` (labels may be given with or without the prefix)."""
+    """Remove a BIDS entity prefix from a label, if present.
+
+    Parameters
+    ----------
+    label : str
+        A label with or without the prefix (``'sub-01'`` or ``'01'``).
+    prefix : str
+        The entity (``'sub'``, ``'ses'``).
+
+    Returns
+    -------
+    str
+        The label without ``<prefix>-`` (``'sub-01'`` -> ``'01'``).
+    """
     label = str(label)
     return label[len(prefix) + 1:] if label.startswith(prefix + "-") else label
 
@@ -47,7 +60,7 @@ class Scan:
     subject: str
     session: str | None
     pet: Path
-    blood: dict = field(default_factory=dict)
+    blood: dict[str, Path] = field(default_factory=dict)
     dseg: Path | None = None
 
     @property
@@ -62,7 +75,20 @@ class Scan:
 
 
 def scan_prefix(subject: str, session: str | None) -> str:
-    """BIDS file-name prefix of a subject/session."""
+    """BIDS file-name prefix of a subject/session.
+
+    Parameters
+    ----------
+    subject : str
+        Subject label without ``sub-``.
+    session : str or None
+        Session label without ``ses-`` (None: no session).
+
+    Returns
+    -------
+    str
+        ``'sub-01_ses-bl'`` (or ``'sub-01'``).
+    """
     return f"sub-{subject}" + (f"_ses-{session}" if session else "")
 
 
@@ -74,7 +100,7 @@ def _find_dseg(anat: Path, prefix: str) -> Path | None:
     return cands[0] if cands else None
 
 
-def find_scans(bids_dir: str | os.PathLike, *, participant_label: Iterable[str] | None = None,
+def find_scans(bids_dir: str | os.PathLike[str], *, participant_label: Iterable[str] | None = None,
                session_label: Iterable[str] | None = None) -> list[Scan]:
     """Every PET scan in a BIDS dataset, sorted by subject and session.
 
@@ -84,6 +110,16 @@ def find_scans(bids_dir: str | os.PathLike, *, participant_label: Iterable[str] 
         Dataset root (holds ``sub-*`` folders).
     participant_label, session_label : iterable of str, optional
         Keep only these subjects / sessions (with or without ``sub-``/``ses-``).
+
+    Returns
+    -------
+    list of Scan
+        One per ``*_pet.nii[.gz]`` file, with its blood recordings and segmentation.
+
+    Raises
+    ------
+    BIDSError
+        The folder is missing, has no ``sub-*`` folders, or a requested participant is absent.
     """
     root = Path(bids_dir)
     if not root.is_dir():
@@ -102,7 +138,8 @@ def find_scans(bids_dir: str | os.PathLike, *, participant_label: Iterable[str] 
         sub = strip_prefix(sub_dir.name, "sub")
         if want_sub and sub not in want_sub:
             continue
-        ses_dirs = sorted(p for p in sub_dir.glob("ses-*") if p.is_dir()) or [None]
+        ses_dirs: list[Path | None] = [
+            *sorted(p for p in sub_dir.glob("ses-*") if p.is_dir())] or [None]
         for ses_dir in ses_dirs:
             ses = strip_prefix(ses_dir.name, "ses") if ses_dir else None
             if want_ses and ses not in want_ses:
@@ -116,7 +153,7 @@ def find_scans(bids_dir: str | os.PathLike, *, participant_label: Iterable[str] 
                 if not m:
                     continue
                 stem = pet.name.split("_pet.nii")[0]
-                blood = {}
+                blood: dict[str, Path] = {}
                 for rec in ("manual", "autosampler"):
                     cands = sorted(pet_dir.glob(f"{scan_prefix(sub, ses)}*recording-{rec}"
                                                 "_blood.tsv"))
@@ -129,8 +166,25 @@ def find_scans(bids_dir: str | os.PathLike, *, participant_label: Iterable[str] 
     return scans
 
 
-def read_participants(bids_dir: str | os.PathLike) -> pd.DataFrame:
-    """``participants.tsv`` indexed by label without ``sub-`` (empty frame if absent)."""
+def read_participants(bids_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a dataset's ``participants.tsv``.
+
+    Parameters
+    ----------
+    bids_dir : str or path-like
+        Dataset root.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per participant, indexed by the label without ``sub-`` (``n/a`` as NaN);
+        an empty frame when the file is absent.
+
+    Raises
+    ------
+    BIDSError
+        The first column is not ``participant_id``.
+    """
     p = Path(bids_dir) / "participants.tsv"
     if not p.exists():
         return pd.DataFrame(index=pd.Index([], name="participant_id"))

@@ -16,7 +16,8 @@ Processing helpers (all times in minutes):
 * :func:`fit_parent_fraction` -- parent-fraction models fitted to HPLC samples
   (``"exp_plateau"`` ``f = a + (1 − a) e^{−t/τ}``, ``"hill"`` ``f = 1 − a t^b/(c + t^b)``,
   ``"biexp"``), :meth:`InputFunction.with_parent_model` applies one to total plasma;
-* :meth:`InputFunction.shifted` and :func:`estimate_delay` -- input delay;
+* :meth:`InputFunction.shifted` -- input delay (estimated by
+  :func:`sv2a.models.one_tcm.estimate_delay`);
 * :func:`dispersion_correct` -- autosampler dispersion correction with a known τ;
 * :meth:`InputFunction.check_covers` / :func:`coverage` -- does the input cover the scan.
 """
@@ -31,7 +32,7 @@ import numpy as np
 from .errors import InputFunctionError
 
 __all__ = ["InputFunction", "ParentFractionFit", "fit_parent_fraction", "dispersion_correct",
-           "estimate_delay", "coverage"]
+           "coverage"]
 
 
 def _curve(name: str, t, y, source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -399,45 +400,6 @@ def dispersion_correct(time, values, tau: float, *, smooth: float | None = None)
             pad = np.pad(y, (k // 2, k - 1 - k // 2), mode="edge")
             ys = np.convolve(pad, kern, mode="valid")
     return ys + tau * np.gradient(ys, t)
-
-
-def estimate_delay(inp: InputFunction, tac, frames, *, window: float = 10.0,
-                   bounds: tuple[float, float] = (-0.5, 0.5)) -> float:
-    """Delay (min) between the blood sampling site and the tissue, from an early TAC.
-
-    Fits ``C = (1 − vB) K1 e^{−k2 t} ⊗ Cp(t − d) + vB Cb(t − d)`` (1TCM with vB and delay
-    free) to the frames ending before ``window`` min of a high-count TAC (whole brain), the
-    approach of PMOD and kinfitr. A positive delay means the tissue sees the input later.
-
-    Parameters
-    ----------
-    inp : InputFunction
-    tac : array_like (n_frames,)
-        Tissue TAC (kBq/mL).
-    frames : FrameSchedule
-    window : float
-        Use frames that end at or before this time (min).
-    bounds : (float, float)
-        Search range (min).
-    """
-    from .models import fit
-    from .tacs import tacs_from_arrays
-
-    sel = frames.end <= window + 1e-9
-    if sel.sum() < 5:
-        raise InputFunctionError(
-            f"estimate_delay: only {int(sel.sum())} frames end before {window} min; use a "
-            "longer window="
-        )
-    t = tacs_from_arrays(np.asarray(tac, float)[sel][None, :], frames.start[sel],
-                         frames.end[sel], ["delay_tac"])
-    res = fit(t, model="1tcm", input=inp, vB="fit", delay="fit", weights="uniform",
-              bounds={"delay": bounds}, coverage_tolerance=1.0)
-    d = float(res["delay"].values[0])
-    if not np.isfinite(d):
-        raise InputFunctionError(f"estimate_delay: the delay fit failed: "
-                                 f"{res['message'].values[0]}")
-    return d
 
 
 def coverage(inp: InputFunction, t_start: float, t_end: float) -> dict:

@@ -18,15 +18,23 @@ _COMMANDS = {
     "phantom": "sv2a.phantom.cli",
     "validate": "sv2a.validate",
     "run": "sv2a.pipeline.cli",
+    "models": "sv2a.pipeline.catalog",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``sv2a`` parser with one sub-parser per installed sub-command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Sub-commands set ``_module`` (the module whose ``main`` runs them).
+    """
     parser = argparse.ArgumentParser(
         prog="sv2a",
         description="Synaptic density from SV2A PET: kinetic models, parametric maps, BIDS "
                     "batch processing and longitudinal statistics.",
-        epilog="examples:\n  sv2a demo\n  sv2a validate /data/bids\n"
+        epilog="examples:\n  sv2a demo\n  sv2a validate /data/bids\n  sv2a models\n"
                "  sv2a run /data/bids /data/derivatives/sv2a participant --model srtm2 suvr",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -49,6 +57,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``sv2a`` command line.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 success, 1 an sv2a error (printed as one line), 2 usage error or no
+        sub-command, 130 interrupted.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

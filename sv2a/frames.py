@@ -8,20 +8,44 @@ durations, the right number of frames for the image) and gives radioactive-decay
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .errors import FrameTimingError
 from .units import half_life as _half_life
 from .units import time_factor
 
-__all__ = ["FrameSchedule", "frames_from_counts"]
+__all__ = ["FrameSchedule", "frames_from_counts", "as_times"]
 
 _ATOL_MIN = 1e-6  # minutes; BIDS files are written with finite precision
 
 
-def _as_1d(name: str, values, source: str) -> np.ndarray:
+def as_times(name: str, values: npt.ArrayLike, source: str) -> np.ndarray:
+    """Frame times as a 1-D float array, checked to be non-empty and finite.
+
+    Parameters
+    ----------
+    name : str
+        What the values are (for messages, e.g. ``'FrameTimesStart'``).
+    values : array_like
+        One time per frame (any unit; not converted).
+    source : str
+        Where the values came from (for messages).
+
+    Returns
+    -------
+    ndarray of float, shape (n,)
+        The values, flattened.
+
+    Raises
+    ------
+    FrameTimingError
+        Not numbers, empty, or non-finite.
+    """
     try:
         arr = np.asarray(values, dtype=float).reshape(-1)
     except (TypeError, ValueError) as exc:
@@ -68,8 +92,8 @@ class FrameSchedule:
     source: str = "frame timing"
 
     def __post_init__(self) -> None:
-        start = _as_1d("frame start", self.start, self.source)
-        end = _as_1d("frame end", self.end, self.source)
+        start = as_times("frame start", self.start, self.source)
+        end = as_times("frame end", self.end, self.source)
         object.__setattr__(self, "start", start)
         object.__setattr__(self, "end", end)
         start.setflags(write=False)
@@ -80,8 +104,8 @@ class FrameSchedule:
     @classmethod
     def from_bids(
         cls,
-        frame_times_start,
-        frame_duration,
+        frame_times_start: npt.ArrayLike,
+        frame_duration: npt.ArrayLike,
         *,
         n_volumes: int | None = None,
         time_unit: str = "s",
@@ -89,13 +113,39 @@ class FrameSchedule:
         decay_corrected: bool = True,
         source: str = "sidecar",
     ) -> FrameSchedule:
-        """Build a schedule from BIDS ``FrameTimesStart`` and ``FrameDuration`` (seconds).
+        """Build a schedule from BIDS ``FrameTimesStart`` and ``FrameDuration``.
 
-        ``n_volumes`` is the 4th dimension of the image; a different number of frames raises
-        :class:`FrameTimingError` naming both numbers.
+        Parameters
+        ----------
+        frame_times_start, frame_duration : array_like
+            One value per frame, in ``time_unit`` (BIDS: seconds).
+        n_volumes : int, optional
+            The 4th dimension of the image; a different number of frames raises
+            :class:`FrameTimingError` naming both numbers.
+        time_unit : str
+            Unit of the times (``'s'``, ``'min'``, ``'h'``).
+        radionuclide : str, optional
+            BIDS ``TracerRadionuclide`` (e.g. ``'C11'``), giving the half-life (min).
+        decay_corrected : bool
+            Whether the image is decay corrected to injection.
+        source : str
+            Where the timing came from (for messages).
+
+        Returns
+        -------
+        FrameSchedule
+            Frame start and end times in minutes.
+
+        Raises
+        ------
+        FrameTimingError
+            Lengths differ, the frame count differs from ``n_volumes``, durations are not
+            positive, look cumulative, or the frames are unsorted or overlap.
+        UnitsError
+            Unknown ``time_unit`` or radionuclide.
         """
-        fts = _as_1d("FrameTimesStart", frame_times_start, source)
-        fdur = _as_1d("FrameDuration", frame_duration, source)
+        fts = as_times("FrameTimesStart", frame_times_start, source)
+        fdur = as_times("FrameDuration", frame_duration, source)
         if fts.size != fdur.size:
             raise FrameTimingError(
                 f"{source}: FrameTimesStart has {fts.size} values but FrameDuration has "
@@ -119,8 +169,24 @@ class FrameSchedule:
                    source=source)
 
     @classmethod
-    def from_durations(cls, durations, *, start: float = 0.0, **kwargs) -> FrameSchedule:
-        """Contiguous frames of the given durations (min) starting at ``start`` (min)."""
+    def from_durations(cls, durations: npt.ArrayLike, *, start: float = 0.0,
+                       **kwargs: Any) -> FrameSchedule:
+        """Contiguous frames of the given durations.
+
+        Parameters
+        ----------
+        durations : array_like
+            Frame durations (min).
+        start : float
+            Start of the first frame (min after injection).
+        **kwargs
+            ``half_life`` (min), ``decay_corrected``, ``source``: see :class:`FrameSchedule`.
+
+        Returns
+        -------
+        FrameSchedule
+            The schedule (min).
+        """
         d = np.asarray(durations, dtype=float)
         edges = start + np.concatenate([[0.0], np.cumsum(d)])
         return cls(edges[:-1], edges[1:], **kwargs)
@@ -133,9 +199,9 @@ class FrameSchedule:
                 f"{src}: {s.size} frame starts but {e.size} frame ends; give one of each per frame"
             )
         if np.any(s < -_ATOL_MIN):
-            i = np.flatnonzero(s < -_ATOL_MIN).tolist()
+            neg = np.flatnonzero(s < -_ATOL_MIN).tolist()
             raise FrameTimingError(
-                f"{src}: frame start before injection (negative time) at frame index {i}; "
+                f"{src}: frame start before injection (negative time) at frame index {neg}; "
                 "times must be relative to injection (BIDS TimeZero = injection)"
             )
         dur = e - s
@@ -198,9 +264,20 @@ class FrameSchedule:
         return float(np.log(2.0) / self.half_life)
 
     def decay_factors(self) -> np.ndarray:
-        """Per-frame factor that decay-corrects a frame-average (to injection time).
+        """Per-frame factor that decay-corrects a frame average to injection time.
 
-        ``f = λ Δt / (exp(−λ t_s) (1 − exp(−λ Δt)))``: multiply uncorrected frame means by ``f``.
+        ``f = λ Δt / (exp(−λ t_s) (1 − exp(−λ Δt)))`` with ``λ`` the decay constant (1/min),
+        ``t_s`` the frame start and ``Δt`` its duration (min).
+
+        Returns
+        -------
+        ndarray, shape (n,)
+            Dimensionless factors: multiply uncorrected frame means by them.
+
+        Raises
+        ------
+        FrameTimingError
+            No half-life is known.
         """
         lam = self.decay_constant
         d = self.duration
@@ -215,15 +292,32 @@ class FrameSchedule:
     def __hash__(self) -> int:
         return hash((self.n, tuple(np.round(self.start, 6)), tuple(np.round(self.end, 6))))
 
-    def to_bids(self) -> dict:
-        """``FrameTimesStart`` / ``FrameDuration`` in seconds, as written in a BIDS sidecar."""
+    def to_bids(self) -> dict[str, list[float]]:
+        """The timing as written in a BIDS sidecar.
+
+        Returns
+        -------
+        dict
+            ``FrameTimesStart`` and ``FrameDuration`` lists in seconds (rounded to µs).
+        """
         return {
             "FrameTimesStart": [round(float(x) * 60.0, 6) for x in self.start],
             "FrameDuration": [round(float(x) * 60.0, 6) for x in self.duration],
         }
 
     def overlap_weights(self, t0: float, t1: float) -> np.ndarray:
-        """Minutes of each frame inside the window ``[t0, t1]`` (min)."""
+        """How much of each frame lies inside a time window.
+
+        Parameters
+        ----------
+        t0, t1 : float
+            Window start and end (min after injection).
+
+        Returns
+        -------
+        ndarray, shape (n,)
+            Minutes of each frame inside ``[t0, t1]`` (0 for frames outside).
+        """
         return np.clip(np.minimum(self.end, t1) - np.maximum(self.start, t0), 0.0, None)
 
 
@@ -244,7 +338,26 @@ def _check_cumulative(fts: np.ndarray, fdur: np.ndarray, source: str) -> None:
         )
 
 
-def frames_from_counts(n_by_seconds, **kwargs) -> FrameSchedule:
-    """Contiguous frames from a protocol like ``[(6, 10), (3, 20), (14, 300)]`` (count, s)."""
+def frames_from_counts(n_by_seconds: Iterable[tuple[int, float]],
+                       **kwargs: Any) -> FrameSchedule:
+    """Contiguous frames from a protocol written as (count, duration) pairs.
+
+    Parameters
+    ----------
+    n_by_seconds : iterable of (int, float)
+        Frame counts and their duration in seconds, e.g. ``[(6, 10), (3, 20), (14, 300)]``.
+    **kwargs
+        ``start`` (min) and the :class:`FrameSchedule` options.
+
+    Returns
+    -------
+    FrameSchedule
+        The schedule (min).
+
+    Examples
+    --------
+    >>> frames_from_counts([(2, 30), (1, 60)]).duration.tolist()
+    [0.5, 0.5, 1.0]
+    """
     durs = np.concatenate([np.full(int(n), float(s) / 60.0) for n, s in n_by_seconds])
     return FrameSchedule.from_durations(durs, **kwargs)

@@ -18,17 +18,29 @@ def _find(name: str) -> Path:
     try:
         installed = Path(str(resources.files("sv2a") / name))
     except (ModuleNotFoundError, TypeError):  # pragma: no cover
-        installed = None
-    if installed is not None and installed.is_dir():
+        return _REPO_ROOT / name
+    if installed.is_dir():
         return installed
     return _REPO_ROOT / name
 
 
 def atlas_dir() -> Path:
-    """Folder of the phantom atlases (``phantom_<species>_dseg.nii.gz`` + ``.tsv``)."""
+    """Folder of the phantom atlases shipped with sv2a.
+
+    Returns
+    -------
+    Path
+        Folder holding ``phantom_<species>_dseg.nii.gz`` and ``.tsv`` (human, rat, mouse).
+    """
     return _find("atlases")
 
 
 def demo_data_dir() -> Path:
-    """Folder of the bundled demo BIDS dataset."""
+    """Folder of the demo BIDS dataset shipped with sv2a.
+
+    Returns
+    -------
+    Path
+        The dataset root (``dataset_description.json``, ``sub-*``).
+    """
     return _find("demo_data")

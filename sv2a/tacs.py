@@ -1,46 +1,97 @@
 """Regional time-activity curves (TACs) as ``xr.DataArray`` (region x frame).
 
 Coordinates: ``region`` (snake_case names), ``frame`` (index), ``frame_start``, ``frame_end``,
-``frame_mid``, ``frame_duration`` (min) on ``frame``; ``volume_ml`` and ``n_voxels`` on
+``frame_mid``, ``frame_duration`` (min) on ``frame``; ``volume_ml`` (mL) and ``n_voxels`` on
 ``region``. Values are kBq/mL. :func:`frames_of` recovers the :class:`FrameSchedule`.
 """
 
 from __future__ import annotations
 
-import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
+import numpy.typing as npt
 import xarray as xr
 
 from .errors import DataError, RegionError, ShapeMismatchError, Sv2aWarning
-from .frames import FrameSchedule
+from .frames import FrameSchedule, as_times
+from .regions import region_name
 
-__all__ = ["tacs_from_arrays", "frames_of", "region_name", "extract_tacs"]
+__all__ = ["tacs_from_arrays", "frames_of", "region_name", "extract_tacs", "LabelAtlas"]
 
 
-def region_name(name: str) -> str:
-    """Normalise a region label to lowercase snake_case (``'Left-Hippocampus'`` ->
-    ``'left_hippocampus'``)."""
-    s = re.sub(r"[^0-9a-zA-Z]+", "_", str(name).strip()).strip("_")
-    s = re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])", "_", s)  # camelCase -> camel_case
-    return s.lower()
+@runtime_checkable
+class LabelAtlas(Protocol):
+    """What :func:`extract_tacs` needs of an atlas (:class:`sv2a.atlas.Atlas` provides it).
+
+    Attributes
+    ----------
+    labels : ndarray of int, shape (x, y, z)
+        Label image, 0 = background.
+    names : list of str
+        Region names in label order.
+    index_of : dict
+        Region name -> label value.
+    voxel_volume_ml : float
+        Volume of one voxel (mL).
+    source : str
+        Where the atlas came from (for messages).
+    """
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Label image (int, shape (x, y, z)), 0 = background."""
+
+    @property
+    def source(self) -> str:
+        """Where the atlas came from (for messages)."""
+
+    @property
+    def names(self) -> list[str]:
+        """Region names in label order."""
+
+    @property
+    def index_of(self) -> dict[str, int]:
+        """Region name -> label value."""
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        """Volume of one voxel (mL)."""
+
+    def check_grid(self, shape: Sequence[int], affine: npt.ArrayLike, *,
+                   atol: float = 1e-3) -> None:
+        """Raise :class:`ShapeMismatchError` unless the atlas is on a voxel grid.
+
+        Parameters
+        ----------
+        shape : sequence of int
+            Grid shape (voxels).
+        affine : array_like, shape (4, 4)
+            Voxel index -> mm of the grid.
+        atol : float
+            Largest allowed difference of affine entries (mm).
+
+        Returns
+        -------
+        None
+        """
 
 
 def tacs_from_arrays(
-    values,
-    frame_start,
-    frame_end,
+    values: npt.ArrayLike,
+    frame_start: npt.ArrayLike,
+    frame_end: npt.ArrayLike,
     regions: Sequence[str],
     *,
-    volume_ml=None,
-    n_voxels=None,
+    volume_ml: npt.ArrayLike | None = None,
+    n_voxels: npt.ArrayLike | None = None,
     half_life: float | None = None,
     decay_corrected: bool = True,
     allow_nan: bool = False,
     source: str = "arrays",
-    attrs: dict | None = None,
+    attrs: Mapping[str, Any] | None = None,
 ) -> xr.DataArray:
     """Build a TAC array from plain arrays.
 
@@ -54,8 +105,30 @@ def tacs_from_arrays(
         Region names (normalised to snake_case).
     volume_ml, n_voxels : array_like, optional
         Per-region volume (mL) and voxel count.
+    half_life : float, optional
+        Physical half-life of the radionuclide (min), kept as ``attrs["half_life_min"]``.
+    decay_corrected : bool
+        Whether ``values`` are decay corrected to injection.
     allow_nan : bool
         By default NaN/inf values raise :class:`DataError`.
+    source : str
+        Where the values came from (for messages).
+    attrs : mapping, optional
+        Extra attributes of the result.
+
+    Returns
+    -------
+    xr.DataArray, shape (n_regions, n_frames)
+        The TACs (kBq/mL) with the coordinates described in the module docstring.
+
+    Raises
+    ------
+    ShapeMismatchError
+        ``values`` do not match the region names or the frame times.
+    RegionError
+        Duplicate region names (after normalisation).
+    DataError
+        Non-finite values (unless ``allow_nan``).
 
     Examples
     --------
@@ -72,7 +145,8 @@ def tacs_from_arrays(
             f"{source}: values have shape {v.shape} but {len(names)} region names were given; "
             "values must be (n_regions, n_frames)"
         )
-    fs = FrameSchedule(frame_start, frame_end, half_life=half_life,
+    fs = FrameSchedule(as_times("frame start", frame_start, source),
+                       as_times("frame end", frame_end, source), half_life=half_life,
                        decay_corrected=decay_corrected, source=source)
     if v.shape[1] != fs.n:
         raise ShapeMismatchError(
@@ -89,7 +163,7 @@ def tacs_from_arrays(
                 f"{source}: non-finite value in region '{names[r]}' at frame index {f} "
                 f"({int(bad.sum())} in all); remove the region or fix the data"
             )
-    coords = {
+    coords: dict[str, Any] = {
         "region": names,
         "frame": np.arange(fs.n),
         "frame_start": ("frame", fs.start.copy()),
@@ -101,7 +175,8 @@ def tacs_from_arrays(
         coords["volume_ml"] = ("region", np.asarray(volume_ml, dtype=float).reshape(-1))
     if n_voxels is not None:
         coords["n_voxels"] = ("region", np.asarray(n_voxels, dtype=int).reshape(-1))
-    a = {"units": "kBq/mL", "time_units": "min", "decay_corrected": int(decay_corrected)}
+    a: dict[str, Any] = {"units": "kBq/mL", "time_units": "min",
+                         "decay_corrected": int(decay_corrected)}
     if half_life is not None:
         a["half_life_min"] = float(half_life)
     a.update(attrs or {})
@@ -109,7 +184,24 @@ def tacs_from_arrays(
 
 
 def frames_of(tacs: xr.DataArray | xr.Dataset) -> FrameSchedule:
-    """The :class:`FrameSchedule` of a TAC array (from its ``frame_start``/``frame_end``)."""
+    """The frame schedule of a TAC array, from its ``frame_start``/``frame_end`` coordinates.
+
+    Parameters
+    ----------
+    tacs : xr.DataArray or xr.Dataset
+        TACs (or a result holding their frame coordinates, min).
+
+    Returns
+    -------
+    FrameSchedule
+        Frame start and end times (min), with the half-life (min) and decay-correction flag
+        from the attributes.
+
+    Raises
+    ------
+    ShapeMismatchError
+        The frame coordinates are missing.
+    """
     try:
         start, end = tacs["frame_start"].values, tacs["frame_end"].values
     except KeyError as exc:
@@ -130,7 +222,7 @@ class _LabelRuns:
     once with a streaming pass, about 2x faster than ``np.bincount`` over all voxels.
     """
 
-    def __init__(self, labels: np.ndarray, order: str, nbins: int):
+    def __init__(self, labels: np.ndarray, order: Literal["C", "F"], nbins: int):
         self.flat = labels.reshape(-1, order=order).astype(np.intp)
         self.nbins = nbins
         change = np.flatnonzero(self.flat[1:] != self.flat[:-1]) + 1
@@ -153,7 +245,7 @@ class _LabelRuns:
         return np.bincount(self.flat, weights=clean, minlength=self.nbins), nan_counts
 
 
-def _label_sums(pet, labels: np.ndarray, nbins: int) -> tuple[np.ndarray, np.ndarray]:
+def _label_sums(pet: Any, labels: np.ndarray, nbins: int) -> tuple[np.ndarray, np.ndarray]:
     """Sum of each label's voxels per frame, reading each frame once.
 
     The next frame is read in a background thread (file reads release the GIL) while the
@@ -172,7 +264,8 @@ def _label_sums(pet, labels: np.ndarray, nbins: int) -> tuple[np.ndarray, np.nda
             if f + 1 < nfr:
                 nxt = pool.submit(pet.frame, f + 1)
             # flatten in the frame's own memory order: no transposing copy
-            order = "F" if frame.flags.f_contiguous and not frame.flags.c_contiguous else "C"
+            order: Literal["C", "F"] = (
+                "F" if frame.flags.f_contiguous and not frame.flags.c_contiguous else "C")
             if order not in runs:
                 runs[order] = _LabelRuns(labels, order, nbins)
             sums[:, f], nans = runs[order].sums(frame.reshape(-1, order=order))
@@ -181,16 +274,17 @@ def _label_sums(pet, labels: np.ndarray, nbins: int) -> tuple[np.ndarray, np.nda
     return sums, nan_counts
 
 
-def extract_tacs(pet, atlas, *, regions: Sequence[str] | None = None,
+def extract_tacs(pet: Any, atlas: LabelAtlas, *, regions: Sequence[str] | None = None,
                  min_voxels: int = 1) -> xr.DataArray:
     """Mean activity per atlas region and frame, in one pass over the image.
 
     Parameters
     ----------
     pet : DynamicPET
-        From :func:`sv2a.load_pet`.
+        From :func:`sv2a.load_pet` (kBq/mL; frame times in minutes).
     atlas : Atlas
-        From :func:`sv2a.load_atlas`, on the PET grid (see ``Atlas.resample_to``).
+        From :func:`sv2a.load_atlas`, on the PET grid (see ``Atlas.resample_to``); any object
+        with the attributes of :class:`LabelAtlas` is accepted.
     regions : sequence of str, optional
         Regions to return (default: every region in the atlas). Requested regions that are not
         in the atlas raise :class:`RegionError`.
@@ -198,15 +292,28 @@ def extract_tacs(pet, atlas, *, regions: Sequence[str] | None = None,
         Regions with fewer voxels inside the image raise :class:`RegionError` when requested,
         or are dropped with a warning when not explicitly requested.
 
+    Returns
+    -------
+    xr.DataArray, shape (n_regions, n_frames)
+        Mean activity (kBq/mL) per region and frame, with region volumes (mL) and voxel
+        counts; see :func:`tacs_from_arrays`.
+
+    Raises
+    ------
+    TypeError
+        ``atlas`` is not an atlas.
+    ShapeMismatchError
+        The atlas is not on the PET grid.
+    RegionError
+        A requested region is missing or empty, or no region has voxels in the image.
+
     Notes
     -----
     Each frame is read once and reduced with ``np.bincount`` over the label image, so time
     and memory do not grow with the number of regions. Voxels whose value is NaN are excluded
     from the region mean (with a warning giving the count).
     """
-    from .atlas import Atlas  # local import: atlas imports tacs for names
-
-    if not isinstance(atlas, Atlas):
+    if not isinstance(atlas, LabelAtlas):
         raise TypeError("atlas must be an sv2a.Atlas (use sv2a.load_atlas)")
     atlas.check_grid(pet.shape[:3], pet.affine)
     labels = np.asarray(atlas.labels)

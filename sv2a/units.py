@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import numpy.typing as npt
 
 from .errors import UnitsError
 
@@ -63,8 +64,21 @@ HALF_LIFE_MIN = {
 def activity_factor(unit: str) -> float:
     """Factor that converts an activity concentration in ``unit`` to kBq/mL.
 
-    Accepts ``Bq/mL, kBq/mL, MBq/mL, kBq/cc, nCi/mL, uCi/mL`` in any case, with ``ml``, ``mL``,
-    ``cc`` or ``cm3`` as volume. Raises :class:`UnitsError` for anything else.
+    Parameters
+    ----------
+    unit : str
+        ``Bq/mL, kBq/mL, MBq/mL, kBq/cc, nCi/mL, uCi/mL`` ... in any case, with ``ml``,
+        ``mL``, ``cc``, ``cm3`` or ``L`` as volume (BIDS field ``Units``).
+
+    Returns
+    -------
+    float
+        kBq/mL per ``unit``.
+
+    Raises
+    ------
+    UnitsError
+        Anything else (including SUV or unitless images).
     """
     if not isinstance(unit, str) or not unit.strip():
         raise UnitsError(
@@ -87,13 +101,43 @@ def activity_factor(unit: str) -> float:
     return _ACTIVITY_PREFIX[act] / _VOLUME[vol]
 
 
-def to_kbq_per_ml(values, unit: str):
-    """Convert activity concentration ``values`` from ``unit`` to kBq/mL."""
+def to_kbq_per_ml(values: npt.ArrayLike, unit: str) -> np.ndarray:
+    """Convert activity concentrations to kBq/mL.
+
+    Parameters
+    ----------
+    values : array_like
+        Activity concentrations in ``unit``.
+    unit : str
+        Their unit (see :func:`activity_factor`).
+
+    Returns
+    -------
+    ndarray of float
+        The values in kBq/mL.
+    """
     return np.asarray(values, dtype=float) * activity_factor(unit)
 
 
 def radioactivity_factor(unit: str) -> float:
-    """Factor that converts an amount of radioactivity in ``unit`` (e.g. 'MBq', 'mCi') to MBq."""
+    """Factor that converts an amount of radioactivity to MBq.
+
+    Parameters
+    ----------
+    unit : str
+        ``Bq, kBq, MBq, GBq, nCi, uCi, mCi`` in any case (e.g. BIDS
+        ``InjectedRadioactivityUnits``).
+
+    Returns
+    -------
+    float
+        MBq per ``unit``.
+
+    Raises
+    ------
+    UnitsError
+        Unknown unit.
+    """
     if not isinstance(unit, str):
         raise UnitsError(f"radioactivity unit {unit!r} is not a string; give e.g. 'MBq'")
     u = unit.strip().lower()
@@ -104,25 +148,83 @@ def radioactivity_factor(unit: str) -> float:
     return _ACTIVITY_PREFIX[u] / 1e3
 
 
-def to_mbq(value, unit: str) -> float:
-    """Convert an injected radioactivity ``value`` in ``unit`` to MBq."""
+def to_mbq(value: float | str, unit: str) -> float:
+    """Convert an amount of radioactivity (e.g. the injected dose) to MBq.
+
+    Parameters
+    ----------
+    value : float or str
+        The amount in ``unit``.
+    unit : str
+        Its unit (see :func:`radioactivity_factor`).
+
+    Returns
+    -------
+    float
+        The amount in MBq.
+    """
     return float(value) * radioactivity_factor(unit)
 
 
 def time_factor(unit: str) -> float:
-    """Factor that converts a time in ``unit`` ('s', 'min', 'h', ...) to minutes."""
+    """Factor that converts a time to minutes.
+
+    Parameters
+    ----------
+    unit : str
+        ``'s'``, ``'min'``, ``'h'``, ``'ms'`` (and spelled-out forms), in any case.
+
+    Returns
+    -------
+    float
+        Minutes per ``unit``.
+
+    Raises
+    ------
+    UnitsError
+        Unknown unit.
+    """
     if not isinstance(unit, str) or unit.strip().lower() not in _TIME:
         raise UnitsError(f"unknown time unit {unit!r}; supported: s, min, h (BIDS uses 's')")
     return _TIME[unit.strip().lower()]
 
 
-def to_minutes(values, unit: str = "s"):
-    """Convert times from ``unit`` (BIDS: seconds) to minutes."""
+def to_minutes(values: npt.ArrayLike, unit: str = "s") -> np.ndarray:
+    """Convert times to minutes.
+
+    Parameters
+    ----------
+    values : array_like
+        Times in ``unit``.
+    unit : str
+        Their unit (BIDS: seconds).
+
+    Returns
+    -------
+    ndarray of float
+        The times in minutes.
+    """
     return np.asarray(values, dtype=float) * time_factor(unit)
 
 
 def half_life(radionuclide: str) -> float:
-    """Half-life in minutes of a BIDS ``TracerRadionuclide`` (``C11``, ``11C``, ``F-18`` ...)."""
+    """Physical half-life of a radionuclide.
+
+    Parameters
+    ----------
+    radionuclide : str
+        BIDS ``TracerRadionuclide`` in any common spelling (``C11``, ``11C``, ``F-18`` ...).
+
+    Returns
+    -------
+    float
+        Half-life (min).
+
+    Raises
+    ------
+    UnitsError
+        Unknown radionuclide.
+    """
     if not isinstance(radionuclide, str):
         raise UnitsError(f"TracerRadionuclide {radionuclide!r} is not a string, e.g. 'C11'")
     s = radionuclide.strip().replace("-", "").replace("^", "").replace(" ", "")

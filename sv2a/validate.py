@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +29,17 @@ EXAMPLES = """examples:
 
 @dataclass(frozen=True)
 class Problem:
-    """One finding of the validator."""
+    """One finding of the validator.
+
+    Parameters
+    ----------
+    severity : str
+        ``"error"`` (the dataset cannot be processed as is) or ``"warning"``.
+    file : str
+        The file or folder concerned.
+    message : str
+        What is wrong and how to fix it.
+    """
 
     severity: str  # "error" or "warning"
     file: str
@@ -37,7 +49,8 @@ class Problem:
         return f"{self.severity.upper():7s} {self.file}: {self.message}"
 
 
-def _catch(problems: list[Problem], file: str, func, *args, **kwargs):
+def _catch(problems: list[Problem], file: str, func: Callable[..., Any], *args: Any,
+           **kwargs: Any) -> Any:
     """Run ``func``; record Sv2aErrors as errors and sv2a warnings as warnings."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -51,7 +64,8 @@ def _catch(problems: list[Problem], file: str, func, *args, **kwargs):
     return result
 
 
-def validate_dataset(bids_dir: str | os.PathLike, *, read_data: bool = True) -> list[Problem]:
+def validate_dataset(bids_dir: str | os.PathLike[str], *,
+                     read_data: bool = True) -> list[Problem]:
     """Validate a BIDS PET dataset and return every problem found.
 
     Checks: ``dataset_description.json``; ``participants.tsv`` (and its ``arm`` column);
@@ -59,9 +73,22 @@ def validate_dataset(bids_dir: str | os.PathLike, *, read_data: bool = True) -> 
     dose), and with ``read_data`` the voxel data (truncation, NaNs); each blood recording
     (units, parent fraction range, coverage of the scan); each segmentation (label table,
     grid equal to the PET grid, empty regions).
+
+    Parameters
+    ----------
+    bids_dir : str or path-like
+        Dataset root.
+    read_data : bool
+        Also read every image's voxels (slower); otherwise headers and sidecars only.
+
+    Returns
+    -------
+    list of Problem
+        Every error and warning, in the order found (empty: nothing to report).
     """
-    from . import io
     from .atlas import load_atlas
+    from .blood_io import load_blood
+    from .pet import load_pet
 
     root = Path(bids_dir)
     problems: list[Problem] = []
@@ -95,7 +122,7 @@ def validate_dataset(bids_dir: str | os.PathLike, *, read_data: bool = True) -> 
         pfile = str(scan.pet)
         p_meta = parts.loc[scan.subject].to_dict() if (
             parts is not None and scan.subject in parts.index) else None
-        pet = _catch(problems, pfile, io.load_pet, scan.pet, participants=p_meta)
+        pet = _catch(problems, pfile, load_pet, scan.pet, participants=p_meta)
         if pet is None:
             continue
         if "injected_mbq" not in pet.meta:
@@ -111,7 +138,7 @@ def validate_dataset(bids_dir: str | os.PathLike, *, read_data: bool = True) -> 
                 if not np.any(data):
                     problems.append(Problem("error", pfile, "the image is all zero"))
         for path in scan.blood.values():
-            inp = _catch(problems, str(path), io.load_blood, path)
+            inp = _catch(problems, str(path), load_blood, path)
             if inp is not None:
                 _catch(problems, str(path), inp.check_covers, float(pet.frames.end[-1]),
                        what=f"the PET scan ({scan.pet.name})")
@@ -130,12 +157,35 @@ def validate_dataset(bids_dir: str | os.PathLike, *, read_data: bool = True) -> 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``sv2a validate`` arguments to a parser.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The sub-command's parser.
+
+    Returns
+    -------
+    None
+    """
     parser.add_argument("bids_dir", help="BIDS dataset root")
     parser.add_argument("--quick", action="store_true",
                         help="check headers and sidecars only (do not read voxel data)")
 
 
 def main(args: argparse.Namespace) -> int:
+    """Run ``sv2a validate``: print every problem and a summary line.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed arguments (``bids_dir``, ``quick``).
+
+    Returns
+    -------
+    int
+        Exit status: 1 if any problem is an error, else 0.
+    """
     problems = validate_dataset(args.bids_dir, read_data=not args.quick)
     for p in problems:
         print(p)

@@ -1,7 +1,7 @@
 """Frame weights for kinetic-model fits.
 
 :func:`frame_weights` returns one weight per frame (relative inverse variances, max 1) for the
-schemes of DOMAIN §2:
+schemes below:
 
 ``"uniform"``
     All frames weight 1.
@@ -19,8 +19,8 @@ schemes of DOMAIN §2:
 array
     User weights, one per frame (or per region and frame); must be finite and >= 0.
 
-Graphical methods fit transformed data; :func:`logan_weights` and :func:`ratio_weights`
-propagate frame weights through the transformation with the delta method.
+Graphical methods fit transformed data; :func:`sv2a.models.logan.logan_weights` propagates
+frame weights to the Logan ordinate with the delta method.
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ import numpy as np
 from .errors import ModelError, ShapeMismatchError
 from .frames import FrameSchedule
 
-__all__ = ["SCHEMES", "frame_weights", "logan_weights", "ratio_weights", "normalise",
-           "integral_matrix"]  # noqa: F822 - lazy re-export, see __getattr__
+__all__ = ["SCHEMES", "frame_weights", "normalise"]
 
 SCHEMES = ("uniform", "duration", "kinfitr", "variance")
 
@@ -163,50 +162,3 @@ def _kinfitr_scale(w: np.ndarray, minweight: float, checkn: int, live: np.ndarra
         wmin = np.min(w[live])
         w = minweight + (w - wmin) / (1.0 - wmin) * (1.0 - minweight) if wmin < 1 else w
     return np.where(live, w, 0.0)
-
-
-def logan_weights(weights: np.ndarray, tac: np.ndarray, amat: np.ndarray) -> np.ndarray:
-    """Delta-method weights for Logan-type ordinates ``y_i = (A C)_i / C_i``.
-
-    With ``var(C_j) ∝ 1/w_j`` and ``∂y_i/∂C_j = A_ij/C_i − δ_ij (A C)_i / C_i²``,
-    ``var(y_i) = Σ_j (∂y_i/∂C_j)² / w_j`` and the returned weight is ``1/var(y_i)``
-    (normalised to max 1; frames with C_i <= 0 or without a finite variance get 0). This is the
-    approach of kinfitr's ``weights_Logan_transform`` (frames with zero weight are taken as
-    noise-free). Used by plasma Logan and reference Logan.
-
-    Parameters
-    ----------
-    weights : array (n_frames,)
-        Frame weights (relative inverse variances).
-    tac : array (n_frames,)
-        Tissue TAC.
-    amat : array (n_frames, n_frames)
-        Integration matrix from :func:`integral_matrix`.
-    """
-    w = np.asarray(weights, dtype=float)
-    c = np.asarray(tac, dtype=float)
-    var = np.divide(1.0, w, out=np.zeros_like(w), where=w > 0)
-    integ = amat @ c
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d = amat / c[:, None]
-        d[np.diag_indices(c.size)] -= integ / c**2
-        vy = (d**2) @ var
-        out = np.where((c > 0) & np.isfinite(vy) & (vy > 0), 1.0 / vy, 0.0)
-    return normalise(out)
-
-
-def ratio_weights(weights: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """Delta-method weights for ``y = C / D`` with ``D`` noise-free (Patlak-type ordinates):
-    ``var(y) = var(C)/D²`` so ``w_y = w D²`` (normalised to max 1)."""
-    w = np.asarray(weights, dtype=float) * np.asarray(denominator, dtype=float) ** 2
-    return normalise(np.where(np.isfinite(w), w, 0.0))
-
-
-def __getattr__(name: str):
-    # ``integral_matrix`` lives in :mod:`sv2a.models._kinetics` (one implementation for every
-    # model); re-exported here lazily because sv2a.models imports this module.
-    if name == "integral_matrix":
-        from .models._kinetics import integral_matrix
-
-        return integral_matrix
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,11 +14,11 @@ from sv2a.blood import (
     InputFunction,
     coverage,
     dispersion_correct,
-    estimate_delay,
     fit_parent_fraction,
 )
 from sv2a.errors import InputFunctionError
 from sv2a.frames import FrameSchedule
+from sv2a.models.one_tcm import estimate_delay
 from sv2a.tacs import frames_of, tacs_from_arrays
 
 DATA = Path(__file__).parent / "data" / "pbr28"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -50,6 +51,7 @@ def test_argparse_errors_exit_2(argv, capsys):
     (["--nprocs", "2", "--dask-scheduler", "tcp://x:1"], "either --nprocs or --dask-scheduler"),
     (["--atlas", "/no/such/atlas.nii.gz"], "--atlas"),
     (["--reference-erode", "-1"], "reference_erode_mm must be >= 0"),
+    (["--voxelwise", "--voxelwise-model", "2tcm"], "does not offer voxelwise maps"),
 ])
 def test_bad_values_exit_1_with_one_line(bids, tmp_path, capsys, extra, fragment):
     rc = main(["run", str(bids), str(tmp_path / "out"), "participant", *extra])
@@ -148,3 +150,107 @@ def test_demo_data_is_the_documented_cohort():
     size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     assert size <= 25 * 2**20
     assert (root / "truth.tsv").exists() and (root / "make_demo.py").exists()
+
+
+# --------------------------------------------------------------------------- the model registry
+@pytest.fixture()
+def region_only_model():
+    """A registered model without voxelwise maps (removed again afterwards)."""
+    from sv2a.models import registry
+    from sv2a.models.base import Model
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Options:
+        level: float = 1.0
+
+    class RegionOnly(Model):
+        name = "regiononly"
+        kind = "static"
+        scales = frozenset({"region"})
+        parameters = ("X",)
+        units = {"X": "1"}
+        description = "test model"
+
+    RegionOnly.Options = Options
+    registry.register(RegionOnly)
+    yield "regiononly"
+    registry._REGISTRY.pop("regiononly", None)
+
+
+def test_voxel_models_checked_against_registry_at_config_time():
+    from sv2a.models import available
+
+    voxel = available(scale="voxel")
+    assert "2tcm" not in voxel and "mrtm" in voxel
+    for vm in (["2tcm"], ["mrtm", "2tcm"]):
+        with pytest.raises(ConfigError, match="'2tcm' does not offer voxelwise maps") as e:
+            PipelineConfig(voxelwise=True, voxelwise_models=vm).validate()
+        assert all(m in str(e.value) for m in voxel)  # the message lists what is available
+    # refused also when --voxelwise is off: the setting is wrong either way
+    with pytest.raises(ConfigError, match="voxelwise_models"):
+        PipelineConfig(voxelwise_models=["2tcm"]).validate()
+    # the default map model is a requested model that offers maps
+    cfg = PipelineConfig(models=["mrtm"], voxelwise=True).validate()
+    assert cfg.resolved_voxelwise_models() == ["mrtm"]
+    cfg = PipelineConfig(models=["1tcm", "srtm2", "suvr"], voxelwise=True).validate()
+    assert cfg.resolved_voxelwise_models() == ["srtm2"]
+    cfg = PipelineConfig(models=["2tcm", "suvr"], voxelwise=True).validate()
+    assert cfg.resolved_voxelwise_models() == ["suvr"]
+
+
+def test_voxelwise_without_a_map_model_refused(region_only_model):
+    with pytest.raises(ConfigError, match="none of the requested models .regiononly. offers "
+                       "voxelwise maps; choose the map model with --voxelwise-model") as e:
+        PipelineConfig(models=[region_only_model], voxelwise=True).validate()
+    assert "srtm2" in str(e.value)
+    cfg = PipelineConfig(models=[region_only_model], voxelwise=True,
+                         voxelwise_models=["srtm2"]).validate()
+    assert cfg.resolved_voxelwise_models() == ["srtm2"]
+
+
+def test_model_options_checked_against_the_model_options():
+    from sv2a.models import get
+
+    valid = [f.name for f in dataclasses.fields(get("srtm2").Options)]
+    with pytest.raises(ConfigError, match=r"model 'srtm2' does not take option\(s\) k2a_min; "
+                       "valid options: ") as e:
+        PipelineConfig(model_options={"srtm2": {"k2a_min": 0.01, "k2prime": 0.04}}).validate()
+    assert all(v in str(e.value) for v in valid)
+    with pytest.raises(ConfigError, match="unknown model 'srtm3'"):
+        PipelineConfig(model_options={"srtm3": {}}).validate()
+    # options of the maps: the model's own and the map keywords; aliases become registry names
+    cfg = PipelineConfig(voxelwise_options={"SRTM2": {"fwhm": 4, "rate_range": [0.01, 0.5],
+                                                      "k2prime": "coupled"}}).validate()
+    assert cfg.voxelwise_options == {"srtm2": {"fwhm": 4, "rate_range": [0.01, 0.5],
+                                               "k2prime": "coupled"}}
+    with pytest.raises(ConfigError, match="does not take option.s. mask; valid options:.*fwhm"):
+        PipelineConfig(voxelwise_options={"srtm2": {"mask": None}}).validate()
+    with pytest.raises(ConfigError, match="fwhm"):  # map keywords are not fit options
+        PipelineConfig(model_options={"srtm2": {"fwhm": 4}}).validate()
+
+
+def test_run_help_lists_registry_models(capsys):
+    from sv2a.models import available
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert " ".join(available(scale="region")) in text
+    assert " ".join(available(scale="voxel")) in text
+
+
+def test_models_subcommand_lists_the_registry(capsys):
+    from sv2a.models import available, get
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()
+            if line and not line.startswith(" ")}
+    assert set(rows) == {"model", *available()}
+    two = rows["2tcm"]
+    assert two[1] == "plasma" and two[2] == "region" and list(get("2tcm").parameters) == two[3:]
+    assert "options: " in out and "rate_range" in out
+    assert main(["models", "--scale", "voxel", "--kind", "reference"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]
+             if line and not line.startswith(" ")]
+    assert names == available(kind="reference", scale="voxel")

@@ -152,3 +152,26 @@ def test_write_tsv_na(tmp_path):
 
     write_tsv(tmp_path / "x.tsv", pd.DataFrame({"a": [1.0, np.nan]}))
     assert (tmp_path / "x.tsv").read_text().splitlines() == ["a", "1", "n/a"]
+
+
+def test_io_gathers_the_file_functions():
+    # sv2a.io is the one namespace for reading and writing; each function lives in the
+    # module of its job and is the same object here.
+    from sv2a import atomic, blood_io, io, pet, sidecar
+
+    assert io.load_pet is pet.load_pet and io.DynamicPET is pet.DynamicPET
+    assert io.load_blood is blood_io.load_blood
+    assert io.read_blood_table is blood_io.read_blood_table
+    assert io.read_json is sidecar.read_json and io.sidecar_path is sidecar.sidecar_path
+    for name in ("atomic_path", "write_json", "write_tsv", "write_nifti"):
+        assert getattr(io, name) is getattr(atomic, name)
+    assert set(io.__all__) <= set(dir(io))
+
+
+def test_missing_files_are_caught_by_generic_handlers(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        load_pet(tmp_path / "absent_pet.nii.gz")
+    p, _ = write_small_pet(tmp_path / "sub-01_pet.nii.gz")
+    (tmp_path / "sub-01_pet.json").unlink()
+    with pytest.raises(ValueError, match="missing JSON sidecar"):
+        load_pet(p)

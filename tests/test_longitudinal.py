@@ -245,7 +245,7 @@ def test_minimal_detectable_effect_gives_80_percent_power():
         nc = mde / sd * np.sqrt(n)
         power = stats.nct.sf(tc, n - 1, nc) + stats.nct.cdf(-tc, n - 1, nc)
         assert power == pytest.approx(0.8, abs=1e-4)
-    # DOMAIN §4: test-retest SD ~7 %, 5-6 subjects per arm -> ~10-12 % detectable
+    # test-retest SD ~7 % ([11C]UCB-J, Finnema 2018), 5-6 subjects per arm -> ~10-12 % detectable
     assert 9.5 < L.minimal_detectable_effect(6, 7.0, scale="percent") < 12.5
     assert L.required_n(10.0, 0.07) >= 7
 
@@ -384,3 +384,25 @@ def test_tidy_roundtrip():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert (back["arm"].sel(subject=ds.subject).values == ds["arm"].values).all()
+
+
+def test_options_the_analysis_would_ignore_are_refused(tmp_path):
+    ds = small_ds(seed=2, n=4, regions=("cortex",))
+    with pytest.raises(DesignError, match="design must be"):
+        L.compare_arms(ds, design="longitudinally")
+    with pytest.raises(DesignError, match="group="):
+        L.compare_arms(ds, n_boot=0, group="group")
+    cross = small_ds(seed=3, n=4, regions=("cortex",), cross_sectional=True)
+    with pytest.raises(DesignError, match="covariates"):
+        L.compare_arms(cross, covariates=["group"])
+    with pytest.raises(ValueError, match="n2"):
+        L.minimal_detectable_effect(6, 0.07, n2=8)
+    with pytest.raises(DesignError, match="baseline"):
+        L.plot_spaghetti(ds, tmp_path / "x.png", baseline="nope")
+    with pytest.raises(DesignError, match="arms"):
+        L.plot_spaghetti(ds, tmp_path / "x.png", arms=["nope"])
+    # the shared helpers live in one module that the analyses import (no cycle)
+    from sv2a.longitudinal import _stats, compare, crosssectional
+
+    assert compare.adjust_pvalues is _stats.adjust_pvalues
+    assert crosssectional.hedges_g_ci is _stats.hedges_g_ci

@@ -1,8 +1,8 @@
-"""Validation of the arm comparison on simulated regional cohorts (issue 6 §7).
+"""Validation of the arm comparison on simulated regional cohorts.
 
-Regional-level simulation (sv2a.longitudinal.simulate, DOMAIN §4 numbers) run through the
-same compare_arms() users call. Small here (seconds); benchmarks/bench_longitudinal.py runs the
-large version and prints the tables.
+Regional-level simulation (sv2a.longitudinal.simulate, the design presets' numbers) run
+through the same compare_arms() users call. Small here (seconds);
+benchmarks/bench_longitudinal.py runs the large version and prints the tables.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def test_false_positive_rate_under_no_change():
 @pytest.mark.slow
 def test_rodent_repeated_dose_estimate_and_coverage():
     # repeated +11 % at 3 weeks, single 0 %; 12 animals per arm and stress group (24 per arm),
-    # between-animal CV 10 %, test-retest SD 8 % (DOMAIN §4). 200 replicates.
+    # between-animal CV 10 %, test-retest SD 8 % (the rodent design preset). 200 replicates.
     est, cov_rep, cov_single = [], [], []
     for seed in range(200):
         ds = L.simulate_design("ketamine-rodent", n_per_arm=12, seed=seed, regions=["cortex"])

@@ -25,11 +25,11 @@ from sv2a.errors import (
 )
 from sv2a.frames import frames_from_counts
 from sv2a.models import _kinetics as K
-from sv2a.models import reference as ref
 from sv2a.tacs import tacs_from_arrays
 
 DATA = Path(__file__).parent / "data"
-KINFITR = {"sampling": "mid", "convolution": "kinfitr"}
+# kinfitr fits SRTM/SRTM2 by nonlinear least squares (nls): compare with the exact optimum
+KINFITR = {"sampling": "mid", "convolution": "kinfitr", "method": "nonlinear"}
 
 # ----------------------------------------------------------------------------- phantom TACs
 # Feng input (DOMAIN §3 design values), kBq/mL, min
@@ -149,7 +149,8 @@ def test_pib_suvr_matches_kinfitr(subject):
     rows = k[(k.PET == subject) & (k.model == "SUVR")]
     t = pib_tacs(subject)
     for frames in ("mid", "overlap"):  # the 50-70 min window falls on frame edges
-        ds = sv2a.fit(t, model="suvr", reference="cerebellum", window=(50, 70), frames=frames)
+        ds = sv2a.fit(t, model="suvr", reference="cerebellum", window=(50, 70),
+                      frame_selection=frames)
         d = pct_diff(ds, rows, "SUVR", "SUVR")
         assert np.all(np.abs(d) < 1e-6), d
 
@@ -179,7 +180,7 @@ SIMREF_CONFIGS = [
      {"k2prime": "mrtm", "k2prime_region": "roi1"}, False),
     ("refLogan", "uw_last10frames_trapz_k2prime_from_MRTM1", "logan_ref",
      {"k2prime": "mrtm", "k2prime_region": "roi1", "n_frames": 10}, False),
-    ("SUVR", "durweighted_mid_in_60_91_min", "suvr", {"window": (60, 91), "frames": "mid"},
+    ("SUVR", "durweighted_mid_in_60_91_min", "suvr", {"window": (60, 91), "frame_selection": "mid"},
      False),
 ]
 
@@ -204,8 +205,8 @@ def test_simref_matches_kinfitr(kmodel, config, model, opts, weighted):
 # ----------------------------------------------------------------------------- phantoms
 
 RECOVERY = [
-    ("srtm", {}), ("srtm", {"sampling": "mid"}), ("srtm", {"method": "basis"}),
-    ("srtm2", {"k2prime": K2P}), ("srtm2", {"k2prime": "srtm"}), ("mrtm", {}),
+    ("srtm", {}), ("srtm", {"sampling": "mid"}), ("srtm", {"method": "nonlinear"}),
+    ("srtm2", {"k2prime": K2P}), ("srtm2", {"k2prime": "srtm"}), ("srtm2", {}), ("mrtm", {}),
     ("mrtm", {"integration": "framecumsum"}), ("mrtm2", {"k2prime": K2P}),
     ("logan_ref", {"k2prime": K2P, "tstar": 30}),
 ]
@@ -215,16 +216,18 @@ RECOVERY = [
 def test_noise_free_recovery(phantom, model, opts):
     # 1TCM target + 1TCM reference satisfy every model's assumptions exactly; what remains is
     # the discretisation of frame data (interpolated reference, trapezoid integrals) and, for
-    # the basis method, the k2a grid spacing (2.4 % steps; 0.29 % worst case here). 0.5 %.
+    # the default basis method, the quadratic refinement between grid points (5.5 % steps;
+    # about 1e-4 relative from the exact optimum). Tolerance 0.5 %; measured below 0.1 %.
     ds = sv2a.fit(phantom, model=model, reference="ref", **opts)
     assert list(ds.region.values) == list(TARGETS)
     np.testing.assert_allclose(ds.BPND.values, TRUE_BP, rtol=5e-3)
     if "R1" in ds:
         np.testing.assert_allclose(ds.R1.values, TRUE_R1, rtol=5e-3)
     assert ds.converged.all() and not ds.at_bound.any()
-    if model != "srtm" or opts.get("method") != "basis":
-        # the exact methods do much better than the tolerance
-        np.testing.assert_allclose(ds.BPND.values, TRUE_BP, rtol=1e-3)
+    # with k2' estimated (coupled SRTM2), the discretisation error of every target enters
+    # k2' too: measured 0.25 %; otherwise the methods do much better than 0.5 %
+    exact = 5e-3 if model == "srtm2" and "k2prime" not in opts else 1e-3
+    np.testing.assert_allclose(ds.BPND.values, TRUE_BP, rtol=exact)
 
 
 def test_noise_free_derived_parameters(phantom):
@@ -276,7 +279,9 @@ def noisy():
 def test_noisy_bias_and_sd(noisy, model, opts, max_bias, max_sd):
     ds = sv2a.fit(noisy, model=model, reference="ref", **opts)
     e = 100 * (ds.BPND.values / TRUE_BP[0] - 1)
-    assert ds.converged.all()
+    # MRTM: at this noise a few replicates have a non-negative ∫C_T coefficient (flagged,
+    # not converged); the others must converge
+    assert ds.converged.mean() >= (0.98 if model == "mrtm" else 1.0)
     assert abs(e.mean()) < max_bias, e.mean()
     assert e.std() < max_sd, e.std()
     if model == "mrtm":
@@ -299,7 +304,8 @@ def test_registry_and_result_layout(phantom):
     assert ds.attrs["k2prime_used"] == K2P and ds.attrs["weights"] == "uniform"
     assert ds.n_frames.values.tolist() == [FRAMES.n] * 3
     lin = sv2a.fit(phantom, model="mrtm1", reference="ref", tstar=10)
-    assert lin.attrs["tstar"] == 10 and np.all(lin.tstar.values >= 10)
+    # the tstar attr and variable hold the first frame mid-time used (min)
+    assert lin.attrs["tstar"] >= 10 and np.all(lin.tstar.values == lin.attrs["tstar"])
 
 
 def test_reference_as_array_matches_named(phantom):
@@ -310,19 +316,26 @@ def test_reference_as_array_matches_named(phantom):
     assert b.attrs["reference"] == "array"
 
 
-def test_k2prime_from_high_binding_regions(phantom):
-    ds = sv2a.fit(phantom, model="srtm2", reference="ref")  # default: SRTM, high binders
-    assert ds.attrs["k2prime_regions"] == '["high"]'
+def test_k2prime_estimates(phantom):
+    # default: coupled SRTM2 over all targets (joint least squares of the shared k2')
+    ds = sv2a.fit(phantom, model="srtm2", reference="ref")
+    assert "coupled" in ds.attrs["k2prime_source"]
     assert ds.attrs["k2prime_used"] == pytest.approx(K2P, rel=5e-3)
     m = sv2a.fit(phantom, model="mrtm2", reference="ref", k2prime_region=["high", "mid"])
-    assert m.attrs["k2prime_used"] == pytest.approx(K2P, rel=3e-3)
+    assert m.attrs["k2prime_used"] == pytest.approx(K2P, rel=5e-3)
     np.testing.assert_allclose(m.BPND.values, TRUE_BP, rtol=5e-3)
+    for how in ("srtm", "mrtm"):  # first-pass fit of the mean TAC of k2prime_region
+        f = sv2a.fit(phantom, model="srtm2", reference="ref", k2prime=how,
+                     k2prime_region="high")
+        assert f.attrs["k2prime_used"] == pytest.approx(K2P, rel=5e-3)
+        assert how.upper() in f.attrs["k2prime_source"]
 
 
 def test_basis_grid_edge_flags_at_bound(phantom):
-    ds = sv2a.fit(phantom, model="srtm", reference="ref", k2a_min=0.2, k2a_max=1.0)
-    assert ds.at_bound.all()
-    ds = sv2a.fit(phantom, model="srtm", reference="ref", method="basis", k2a_min=0.2)
+    ds = sv2a.fit(phantom, model="srtm", reference="ref", rate_range=(0.2, 1.0))
+    assert ds.at_bound.all() and "grid edge" in str(ds.message.values[0])
+    ds = sv2a.fit(phantom, model="srtm", reference="ref", method="nonlinear",
+                  rate_range=(0.2, 1.0))
     assert ds.at_bound.all()
 
 
@@ -377,8 +390,8 @@ def test_bad_options_and_inputs(phantom):
     with pytest.raises(ModelError, match="unknown model"):
         sv2a.fit(phantom, model="srtm3", reference="ref")
     nan = phantom.copy()
-    nan.values[1, 3] = np.nan
-    with pytest.raises(DataError, match="high"):
+    nan.values[0, 3] = np.nan  # a non-finite reference fails the whole fit
+    with pytest.raises(DataError, match="reference"):
         sv2a.fit(nan, model="srtm", reference="ref")
     neg = phantom.copy()
     neg.values[2, 20] = -5.0
@@ -386,19 +399,21 @@ def test_bad_options_and_inputs(phantom):
         sv2a.fit(neg, model="mrtm", reference="ref")
 
 
-def test_array_cores_vectorise_over_rows(phantom):
-    # the 2-D cores used by voxelwise code give the same answer row by row and in a batch
+def test_solver_vectorises_over_rows(phantom):
+    # one solver for regions and voxels: a batch gives the same answer as single rows
+    from sv2a.models.base import ModelInputs
+    from sv2a.models.mrtm import MRTM
+    from sv2a.models.srtm import SRTM
+
     y = phantom.values[1:]
     cr = phantom.values[0]
-    w = np.ones(FRAMES.n)
-    grid = K.rate_grid()
-    x1, b = ref.srtm_regressors(FRAMES, cr, grid)
-    batch = ref.srtm_grid_fit(x1, b, y, w)
-    single = [ref.srtm_grid_fit(x1, b, y[i:i + 1], w) for i in range(3)]
-    assert batch["index"].tolist() == [s["index"][0] for s in single]
-    mask = np.ones(FRAMES.n, bool)
-    m = ref.mrtm_arrays(FRAMES, cr, y, w, mask)
-    np.testing.assert_allclose(m["BPND"], TRUE_BP, rtol=5e-3)
+    inputs = ModelInputs(frames=FRAMES, weights=np.ones(FRAMES.n), reference=cr)
+    for cls in (SRTM, MRTM):
+        solver = cls(inputs, cls.Options())
+        batch = solver.solve(y)
+        single = [solver.solve(y[i:i + 1])["BPND"][0] for i in range(3)]
+        np.testing.assert_allclose(batch["BPND"], single, rtol=1e-12)
+        np.testing.assert_allclose(batch["BPND"], TRUE_BP, rtol=5e-3)
     conv = K.exp_conv_pwlinear([0, 1, 2], [0, 1, 1], [0.5], [2.0])
     # ∫_0^2 C(s) e^{-0.5 (2-s)} ds with C = s on [0,1], 1 on [1,2], by quadrature
     s = np.linspace(0, 2, 200001)
@@ -407,26 +422,17 @@ def test_array_cores_vectorise_over_rows(phantom):
 
 
 @pytest.mark.parametrize("model", ["srtm", "srtm2"])
-def test_step_convolution_matches_voxel_solvers(phantom, model):
-    # convolution="step" is the discretisation of the voxelwise solvers (reference held at its
-    # frame mean): the regional fit and sv2a.models.basis agree on the same noisy TACs. They
-    # differ only in the k2a refinement (exact 1-D search here, quadratic interpolation of
-    # the basis between grid points -- 5.5 % apart -- in basis.py): measured <= 6e-4
-    # relative, tolerance 2e-3.
-    from sv2a.models import basis as B
-
+def test_basis_refinement_close_to_exact_optimum(phantom, model):
+    # method="basis" refines k2a by quadratic interpolation of the basis between grid points
+    # (5.5 % apart); method="nonlinear" finds the exact least-squares optimum. On noisy TACs
+    # they agree to measured <= 6e-4 relative in BPND; tolerance 2e-3.
     rng = np.random.default_rng(0)
     noisy = phantom.copy()
     noisy.values[1:] *= 1 + 0.03 * rng.standard_normal(noisy.values[1:].shape)
-    cr, y = noisy.values[0], noisy.values[1:]
-    if model == "srtm":
-        r = sv2a.fit(noisy, model="srtm", reference="ref", convolution="step")
-        v = B.SRTMBasis(cr, FRAMES).solve(y)
-    else:
-        r = sv2a.fit(noisy, model="srtm2", reference="ref", convolution="step", k2prime=K2P)
-        v = B.SRTM2Basis(cr, FRAMES, K2P).solve(y)
-    np.testing.assert_allclose(r.BPND.values, v["BPND"], rtol=2e-3)
-    np.testing.assert_allclose(r.R1.values, v["R1"], rtol=2e-3)
     kw = {"k2prime": K2P} if model == "srtm2" else {}
+    a = sv2a.fit(noisy, model=model, reference="ref", **kw)
+    b = sv2a.fit(noisy, model=model, reference="ref", method="nonlinear", **kw)
+    np.testing.assert_allclose(a.BPND.values, b.BPND.values, rtol=2e-3)
+    np.testing.assert_allclose(a.R1.values, b.R1.values, rtol=2e-3)
     with pytest.raises(ModelError, match="step"):
         sv2a.fit(noisy, model=model, reference="ref", convolution="step", sampling="mid", **kw)

@@ -12,7 +12,7 @@ import pytest
 import sv2a
 from sv2a.errors import FrameTimingError, MetadataError, ModelError, RegionError
 from sv2a.frames import FrameSchedule
-from sv2a.models.static import window_weights
+from sv2a.models.suvr import window_weights
 from sv2a.tacs import tacs_from_arrays
 
 START = np.array([0.0, 10.0, 20.0, 30.0, 45.0, 60.0, 75.0])
@@ -48,12 +48,12 @@ def test_suvr_overlap_weighting(tacs):
         assert float(ds.SUVR.sel(region=r)) == pytest.approx(expect, rel=1e-12)
     assert list(ds.region.values) == ["frontal", "temporal"]  # reference left out
     assert ds.n_frames.values.tolist() == [3, 3]
-    assert ds.attrs["window"].tolist() == [50.0, 80.0] and ds.attrs["frames"] == "overlap"
+    assert ds.attrs["window"].tolist() == [50.0, 80.0] and ds.attrs["frame_selection"] == "overlap"
 
 
 def test_suvr_mid_selection_matches_kinfitr_rule(tacs):
     # kinfitr: frames whose mid-time lies in the window, duration weighted
-    ds = sv2a.fit(tacs, model="suvr", reference="cs", window=(50, 80), frames="mid")
+    ds = sv2a.fit(tacs, model="suvr", reference="cs", window=(50, 80), frame_selection="mid")
     v = tacs.values
     mid = (START + END) / 2
     sel = np.flatnonzero((mid >= 50) & (mid <= 80))
@@ -92,7 +92,7 @@ def test_suv_missing_metadata(tacs):
     with pytest.raises(MetadataError, match="body weight"):
         sv2a.fit(bare, model="suv")
     bare.attrs.pop("injected_mbq")
-    with pytest.raises(MetadataError, match="injected dose"):
+    with pytest.raises(MetadataError, match="injected activity"):
         sv2a.fit(bare, model="suv")
     with pytest.raises(MetadataError, match="> 0"):
         sv2a.fit(tacs, model="suv", body_weight_kg=0)
@@ -110,7 +110,7 @@ def test_window_errors(tacs):
     with pytest.raises(FrameTimingError, match="no frame"):
         window_weights(FrameSchedule(START, END), (46, 50), selection="mid")
     with pytest.raises(ModelError, match="overlap"):
-        sv2a.fit(tacs, model="suvr", reference="cs", frames="all")
+        sv2a.fit(tacs, model="suvr", reference="cs", frame_selection="all")
     with pytest.raises(RegionError, match="frontal"):
         sv2a.fit(tacs, model="suvr", reference="cerebellum")
     with pytest.raises(ModelError, match="valid options"):
@@ -118,4 +118,6 @@ def test_window_errors(tacs):
 
 
 def test_registered():
-    assert {"suv", "suvr"} <= set(sv2a.models.available("static"))
+    # SUV needs nothing; SUVR needs a reference region, so it is a reference model
+    assert sv2a.models.available("static") == ["suv"]
+    assert "suvr" in sv2a.models.available("reference")

@@ -31,3 +31,10 @@ def test_lazy_public_api():
         assert getattr(sv2a, name) is not None
     assert callable(sv2a.fit) and callable(sv2a.parametric_maps)
     assert "srtm2" in sv2a.models.available()
+
+
+def test_typed_marker_is_shipped():
+    # PEP 561: type checkers use sv2a's annotations only when py.typed is installed
+    assert (ROOT / "sv2a" / "py.typed").is_file()
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "py.typed" in data["package-data"]["sv2a"]

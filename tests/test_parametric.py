@@ -1,7 +1,7 @@
-"""Voxelwise parametric maps (sv2a.parametric, sv2a.models.basis).
+"""Voxelwise parametric maps (sv2a.parametric over the models' solvers).
 
 The phantom is SRTM-consistent: plasma input = Feng (1993) total plasma x parent fraction of
-the human [11C]UCB-J preset (DOMAIN §3), a centrum-semiovale-like 1TCM reference (K1' 0.135,
+the human [11C]UCB-J preset, a centrum-semiovale-like 1TCM reference (K1' 0.135,
 VT 3.8) and 1TCM targets with the same VND as the reference, so BPND = VT/VT_R - 1 exactly.
 TACs are computed analytically (closed-form convolution of exponentials) and frame-averaged by
 fine numerical integration -- independently of the solvers under test.
@@ -23,7 +23,10 @@ from sv2a.blood import InputFunction
 from sv2a.errors import DataError, FitError, ModelError, RegionError, ShapeMismatchError
 from sv2a.frames import frames_from_counts
 from sv2a.models import _kinetics as K
-from sv2a.models import basis as B
+from sv2a.models import get
+from sv2a.models.base import FLAG_NEGATIVE, FLAG_NONFINITE, ModelInputs, parse_options
+from sv2a.models.basis_ls import BasisLS
+from sv2a.models.k2prime import resolve_k2prime
 from sv2a.parametric import map_filename, parametric_maps
 
 # ----------------------------------------------------------------------------- phantom
@@ -110,6 +113,14 @@ def _bias(values, lab, i):
 
 
 # ----------------------------------------------------------------------------- solvers
+def solve(name, y, cr, fr, weights=None, **opts):
+    """Run a model's solver on rows (as parametric_maps does for each voxel chunk)."""
+    cls = get(name)
+    w = np.ones(fr.n) if weights is None else weights
+    inputs = ModelInputs(frames=fr, weights=w, reference=cr, scale="voxel")
+    return cls(inputs, parse_options(cls.Options, opts, name)).solve(y)
+
+
 def test_integral_operator_exact_for_step_tacs():
     fr = FRAMES27
     c = np.linspace(1, 5, fr.n)
@@ -158,19 +169,19 @@ def test_step_convolution_matches_numeric():
 
 @pytest.mark.parametrize("name", ["srtm", "srtm2", "mrtm2", "logan_ref"])
 def test_noise_free_recovery_rows(phantom, name):
-    """Noise-free: every reference model recovers BPND within ±0.5 % (issue §4)."""
+    """Noise-free: every reference model recovers BPND within ±0.5 %."""
     cr, ct = phantom
     fr = FRAMES27
     if name == "srtm":
-        r = B.srtm_basis(ct, cr, fr)
+        r = solve("srtm", ct, cr, fr)
         np.testing.assert_allclose(r["k2prime"], K2P, rtol=5e-3)
         np.testing.assert_allclose(r["R1"], K1S / REF["K1"], rtol=5e-3)
     elif name == "srtm2":
-        r = B.srtm2_basis(ct, cr, fr, K2P)
+        r = solve("srtm2", ct, cr, fr, k2prime=K2P)
     elif name == "mrtm2":
-        r = B.mrtm2(ct, cr, fr, K2P)
+        r = solve("mrtm2", ct, cr, fr, k2prime=K2P)
     else:
-        r = B.logan_ref(ct, cr, fr, K2P, frame_mask=fr.mid > 20)
+        r = solve("logan_ref", ct, cr, fr, k2prime=K2P, tstar=20.0)
     np.testing.assert_allclose(r["BPND"], BPS, rtol=5e-3)
     assert np.all(r["flag"] == 0)
 
@@ -178,8 +189,15 @@ def test_noise_free_recovery_rows(phantom, name):
 def test_basis_refinement_beats_grid(phantom):
     """Refinement between grid points removes the grid quantisation of BPND."""
     cr, ct = phantom
-    coarse = B.srtm2_basis(ct, cr, FRAMES27, K2P, n_basis=30, refine=False)["BPND"]
-    fine = B.srtm2_basis(ct, cr, FRAMES27, K2P, n_basis=30, refine=True)["BPND"]
+    th = K.rate_grid(0.005, 1.0, 30)
+    x1, conv = K.tac_convolution(FRAMES27, cr, th)
+    fam = x1[None, :] + (K2P - th)[:, None] * conv
+
+    def bpnd(refine):
+        s = BasisLS(fam, th, np.ones(FRAMES27.n), refine=refine).solve(ct)
+        return s["b1"] * K2P / s["theta"] - 1
+
+    coarse, fine = bpnd(False), bpnd(True)
     assert np.max(np.abs(fine / BPS - 1)) < np.max(np.abs(coarse / BPS - 1))
     assert np.max(np.abs(fine / BPS - 1)) < 5e-3
 
@@ -187,7 +205,7 @@ def test_basis_refinement_beats_grid(phantom):
 def test_noisy_phantom_bias(phantom):
     """15 % COV in the last frame of the BPND-3.5 region, 3000 voxels per region.
 
-    Bounds from issue §4: SRTM2 and MRTM2 mean bias within ±2 %, SRTM basis within ±5 %. The
+    Bounds: SRTM2 and MRTM2 mean bias within ±2 %, SRTM basis within ±5 %. The
     standard error of a region mean is ~0.1-0.3 %, so these bounds test bias, not luck.
     """
     cr, ct = phantom
@@ -199,12 +217,16 @@ def test_noisy_phantom_bias(phantom):
     lab = np.repeat(np.arange(5), n)
     cr_n = cr + noise_sd(cr, pc=pc) * rng.standard_normal(fr.n) / np.sqrt(2000)
     w = sv2a.weights.frame_weights("variance", y.mean(0), fr)
-    k2p, info = B.estimate_k2prime(y, cr_n, fr, weights=w)
+    opts = get("srtm2").Options()
+    k2p, info = resolve_k2prime(opts, model="srtm2", frames=fr, reference=cr_n, rows=y,
+                                row_weights=None, weights=w)
     assert abs(k2p / K2P - 1) < 0.03, info
+    # the SRTM floor of k2a at 0.01/min: at voxel noise a basis with a tiny k2a is nearly
+    # collinear with ∫C_R and noisy voxels drift there with inflated BPND
     results = {
-        "srtm": B.srtm_basis(y, cr_n, fr, weights=w, basis_range=(0.01, 1.0)),
-        "srtm2": B.srtm2_basis(y, cr_n, fr, k2p, weights=w),
-        "mrtm2": B.mrtm2(y, cr_n, fr, k2p, weights=w),
+        "srtm": solve("srtm", y, cr_n, fr, weights=w, rate_range=(0.01, 1.0)),
+        "srtm2": solve("srtm2", y, cr_n, fr, weights=w, k2prime=k2p),
+        "mrtm2": solve("mrtm2", y, cr_n, fr, weights=w, k2prime=k2p),
     }
     bounds = {"srtm": 5.0, "srtm2": 2.0, "mrtm2": 2.0}
     for name, r in results.items():
@@ -216,8 +238,8 @@ def test_rows_with_nan_are_flagged(phantom):
     cr, ct = phantom
     y = ct.copy()
     y[1, 4] = np.nan
-    r = B.srtm2_basis(y, cr, FRAMES27, K2P)
-    assert np.isnan(r["BPND"][1]) and r["flag"][1] & B.FLAG_NONFINITE
+    r = solve("srtm2", y, cr, FRAMES27, k2prime=K2P)
+    assert np.isnan(r["BPND"][1]) and r["flag"][1] & FLAG_NONFINITE
     assert np.isfinite(r["BPND"][[0, 2, 3, 4]]).all()
 
 
@@ -288,7 +310,7 @@ def test_dask_path_identical(image):
     for model in ("srtm", "srtm2", "mrtm2"):
         a = parametric_maps(noisy, model, **kw)
         b = parametric_maps(da.from_array(noisy, chunks=(5, 7, 3, -1)), model, **kw)
-        assert b.attrs.get("k2prime") == a.attrs.get("k2prime")
+        assert b.attrs.get("k2prime_used") == a.attrs.get("k2prime_used")
         for v in a.data_vars:
             np.testing.assert_allclose(b[v].values, a[v].values, rtol=1e-6, atol=1e-7,
                                        equal_nan=True, err_msg=f"{model}:{v}")
@@ -345,6 +367,11 @@ def test_smoothing_changes_noise_not_mean(image):
     sm = parametric_maps(noisy, "mrtm2", fwhm=4.0, **kw)["BPND"].values
     inner = lab == 4  # an interior slab (z = 5): smoothing mixes only with z = 4 and 6
     assert np.std(sm[inner]) < 0.7 * np.std(raw[inner])
+    # the mean stays near the truth: the neighbouring slabs (BPND 2.5 and 4.5) mix in
+    # symmetrically, but BPND of a mixed TAC is not the mean BPND and MRTM2 has a noise bias
+    # at 20 % noise. Measured: raw +1.5 %, smoothed -2.8 % from 3.5; tolerance 5 %.
+    assert abs(np.mean(sm[inner]) / BPS[3] - 1) < 0.05
+    assert abs(np.mean(raw[inner]) / BPS[3] - 1) < 0.05
 
 
 def test_flags_and_single_warning(image):
@@ -358,9 +385,9 @@ def test_flags_and_single_warning(image):
                              frames=FRAMES27, k2prime=K2P)
     msgs = [w for w in rec if issubclass(w.category, sv2a.errors.Sv2aWarning)]
     assert len(msgs) == 1 and "flagged" in str(msgs[0].message)
-    assert ds["flag"].values[0, 0, 3] & B.FLAG_NONFINITE
+    assert ds["flag"].values[0, 0, 3] & FLAG_NONFINITE
     assert np.isnan(ds["BPND"].values[0, 0, 3])
-    assert ds["flag"].values[1, 1, 3] & B.FLAG_NEGATIVE
+    assert ds["flag"].values[1, 1, 3] & FLAG_NEGATIVE
     assert int(np.count_nonzero(ds["flag"].values)) == 2
 
 
@@ -385,22 +412,20 @@ def test_to_nifti_writes_maps_and_sidecars(image, tmp_path):
 
 
 def test_regional_means_agree_with_regional_fit(image, phantom):
-    """Map means per region agree with the regional model fit of the same TACs (issue §4)."""
+    """Maps of voxels carrying their region's TAC equal the regional fit: one solver."""
     img, lab = image
     cr, ct = phantom
     tacs = sv2a.tacs_from_arrays(np.vstack([cr, ct]), FRAMES27.start, FRAMES27.end,
                                  ["ref", "r1", "r2", "r3", "r4", "r5"], half_life=20.4)
     for model, kw in [("srtm2", {"k2prime": K2P}), ("mrtm2", {"k2prime": K2P})]:
-        try:
-            reg = sv2a.fit(tacs, model=model, reference="ref", weights="uniform", **kw)
-        except ModelError as exc:  # pragma: no cover - regional model not registered yet
-            pytest.skip(f"regional {model} unavailable: {exc}")
+        reg = sv2a.fit(tacs, model=model, reference="ref", **kw)
         ds = parametric_maps(img, model, reference=lab == 0, mask=lab > 0, frames=FRAMES27,
-                             weights="uniform", **kw)
+                             **kw)
         for i in range(5):
-            m = float(np.nanmean(ds["BPND"].values[lab == i + 1]))
+            vox = ds["BPND"].values[lab == i + 1]
             r = float(reg["BPND"].sel(region=f"r{i + 1}"))
-            assert abs(m / r - 1) < 5e-3, (model, i, m, r)
+            # the image is float32: its TACs differ from the regional float64 ones by ~1e-7
+            np.testing.assert_allclose(vox, r, rtol=1e-5, err_msg=f"{model} region {i}")
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -429,7 +454,7 @@ def test_bad_inputs(image):
         parametric_maps(img, "2tcm_voxel", reference=ref, mask=brain, frames=FRAMES27)
     with pytest.raises(ModelError, match="does not take"):
         parametric_maps(img, "srtm", reference=ref, mask=brain, frames=FRAMES27, tstar=10)
-    with pytest.raises(RegionError, match="atlas.mask"):
+    with pytest.raises(RegionError, match="atlas="):
         parametric_maps(img, "srtm", reference="centrum_semiovale", mask=brain,
                         frames=FRAMES27)
 

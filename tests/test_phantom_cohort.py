@@ -1,4 +1,4 @@
-"""Phantom cohorts written as BIDS (issue 3): files, truth, designs, validation, seeds, CLI."""
+"""Phantom cohorts written as BIDS: files, truth, designs, validation, seeds, CLI."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sv2a.errors import BIDSError, DesignError
+from sv2a.errors import BIDSError, ConfigError, DesignError
 from sv2a.phantom import get_preset, make_cohort, normalise_design, scan_parameters
 from sv2a.phantom.subject import TRUTH_COLUMNS
 
@@ -181,7 +181,7 @@ def test_user_design_dict_and_json(tmp_path):
 def test_same_seed_identical_files_and_refuses_overwrite(tmp_path):
     kw = dict(n_subjects=1, noise=1.0, voxel_mm=8.0, blood="all")
     a = make_cohort(tmp_path / "a", "ketamine-human", seed=3, **kw)
-    b = make_cohort(tmp_path / "b", "ketamine-human", seed=3, **kw, n_jobs=2)
+    b = make_cohort(tmp_path / "b", "ketamine-human", seed=3, **kw, nprocs=2)
     c = make_cohort(tmp_path / "c", "ketamine-human", seed=4, **kw)
 
     def digest(root):
@@ -214,10 +214,43 @@ def test_cli(tmp_path, capsys):
 
     out = tmp_path / "cli"
     rc = main(["phantom", str(out), "--design", "ketamine-human", "--subjects", "1",
-               "--noise", "0", "--fwhm", "0", "--voxel-size", "8", "--seed", "2"])
+               "--noise", "0", "--fwhm", "0", "--voxel-size", "8", "--seed", "2",
+               "--nprocs", "1"])
     assert rc == 0 and (out / "truth.tsv").exists()
     assert "wrote 1 subjects, 2 scans" in capsys.readouterr().out
     assert main(["phantom", str(out), "--subjects", "1", "--voxel-size", "8"]) == 1
     assert "not empty" in capsys.readouterr().err
     assert main(["phantom", "--list-designs"]) == 0
     assert "ketamine-rodent" in capsys.readouterr().out
+
+
+def test_cli_worker_option_is_nprocs(tmp_path, capsys):
+    """Workers are --nprocs / nprocs= as in 'sv2a run'; the old spellings are refused."""
+    import argparse
+
+    from sv2a.phantom import cli
+
+    parser = argparse.ArgumentParser(epilog=cli.EXAMPLES)
+    cli.add_arguments(parser)
+    assert parser.parse_args(["out", "--nprocs", "3"]).nprocs == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args(["out", "--jobs", "2"])
+    assert "--nprocs" in cli.EXAMPLES and "--jobs" not in cli.EXAMPLES
+    with pytest.raises(TypeError):
+        make_cohort(tmp_path / "x", "ketamine-human", n_subjects=1, n_jobs=2)  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match="nprocs"):
+        make_cohort(tmp_path / "y", "ketamine-human", n_subjects=1, nprocs=0)
+    assert not (tmp_path / "y").exists()
+
+
+def test_design_keys_are_checked_and_named_like_the_api():
+    d = normalise_design({"base": "ketamine-human",
+                          "demographics": {"body_weight_kg": [70.0, 5.0],
+                                           "injected_mbq": [550.0, 20.0]}})
+    assert d["demographics"]["body_weight_kg"] == [70.0, 5.0]
+    with pytest.raises(DesignError, match="'weight_kg' -> 'body_weight_kg'"):
+        normalise_design({"base": "ketamine-human", "demographics": {"weight_kg": [70, 5]}})
+    with pytest.raises(DesignError, match="'dose_mbq' -> 'injected_mbq'"):
+        normalise_design({"base": "ketamine-human", "demographics": {"dose_mbq": [500, 5]}})
+    with pytest.raises(DesignError, match="variability"):
+        normalise_design({"base": "ketamine-human", "variability": {"between_cv": 0.1}})

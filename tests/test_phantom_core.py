@@ -1,4 +1,4 @@
-"""Phantom generator: exact kinetics, calibration, anatomy, in-memory subjects (issue 3)."""
+"""Phantom generator: exact kinetics, calibration, anatomy, in-memory subjects."""
 
 from __future__ import annotations
 
@@ -85,7 +85,8 @@ def test_frame_average_matches_quadrature():
 
 
 def test_human_ucbj_calibration():
-    """DOMAIN §3: cortical peak SUV 6-9, SUV(60-90) 4-5.5, SUVR_CS 1-5 % above DVR_CS."""
+    """Human UCB-J design targets: cortical peak SUV 6-9, SUV(60-90) 4-5.5, SUVR_CS 1-5 % above
+    DVR_CS."""
     s = make_subject("human", "ucbj", noise=0, fwhm=0, image=False)
     p = s.preset
     suv = s.tacs / (s.meta["injected_mbq"] / s.meta["body_weight_kg"])
@@ -109,8 +110,8 @@ def test_noise_calibration_reproduces_design_cv():
     pc = default_pc("human_ucbj")
     cv = np.sqrt(pc * np.exp(fr.decay_constant * fr.mid[-1]) / (c * fr.duration[-1]))
     assert cv == pytest.approx(0.15, rel=1e-9)
-    # sv2a_params quotes Pc 0.214 with the 60-90 min mean (37.4 kBq/mL); ours uses the last
-    # frame (41 kBq/mL): the same order, within 15 %
+    # Pc = 0.214 (kBq/mL) min gives 15 % CV at the 60-90 min mean (37.4 kBq/mL); ours is
+    # calibrated on the last frame (41 kBq/mL): the same order, within 15 %
     assert pc == pytest.approx(0.2143, rel=0.15)
 
 
@@ -166,7 +167,7 @@ def test_anatomy_volumes(species):
     vols = a.volumes_ml()
     assert all(v > 0 for v in vols.values()), vols
     for name, target in _TARGETS[species].items():
-        # issue 3 asks for volumes within ~20 % of the sv2a_params design targets
+        # volumes within ~20 % of the design targets in _TARGETS
         assert vols[name] == pytest.approx(target, rel=0.2), (name, vols[name])
     brain = sum(v for k, v in vols.items() if k not in ("scalp", "harderian_gland",
                                                          "ventricles"))
@@ -212,7 +213,7 @@ def test_noise_free_unblurred_image_equals_analytic_tacs():
             continue
         ref = s.tacs.sel(region=name).values
         mean = vox.mean(axis=0)
-        # issue 3 §7: regional means equal the analytic TACs to 1e-6 (float32 storage: 6e-8)
+        # regional means equal the analytic TACs to 1e-6 (float32 storage: 6e-8)
         np.testing.assert_allclose(mean, ref, rtol=1e-6, atol=1e-9 * ref.max())
         assert np.ptp(vox, axis=0).max() <= 1e-6 * ref.max()
     assert not s.image[s.labels == 0].any()

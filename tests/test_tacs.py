@@ -83,3 +83,37 @@ def test_tacs_from_arrays_validation():
                                       ("posteriorCingulate", "posterior_cingulate")])
 def test_region_names(raw, name):
     assert region_name(raw) == name
+
+
+def test_extract_tacs_takes_any_label_atlas():
+    # tacs does not import sv2a.atlas: any object with the atlas attributes works, and
+    # anything else is a TypeError.
+    import sv2a.tacs
+
+    class Labels:
+        def __init__(self):
+            self._a = Atlas(np.ones((2, 2, 2), int), {1: "a"})
+            self.labels = self._a.labels
+            self.source = "duck"
+            self.names = self._a.names
+            self.index_of = self._a.index_of
+            self.voxel_volume_ml = 0.001
+
+        def check_grid(self, shape, affine, *, atol=1e-3):
+            self._a.check_grid(shape, affine, atol=atol)
+
+    fs = sv2a.FrameSchedule.from_durations([1, 1])
+    pet = DynamicPET.from_array(np.full((2, 2, 2, 2), 3.0), fs)
+    assert isinstance(Labels(), sv2a.tacs.LabelAtlas)
+    t = sv2a.extract_tacs(pet, Labels())
+    np.testing.assert_allclose(t.values, 3.0)
+    assert float(t.volume_ml[0]) == pytest.approx(0.008)
+    with pytest.raises(TypeError, match="sv2a.Atlas"):
+        sv2a.extract_tacs(pet, np.ones((2, 2, 2), int))
+
+
+def test_region_name_lives_in_regions():
+    from sv2a import atlas, regions, tacs
+
+    assert tacs.region_name is regions.region_name
+    assert atlas.region_name is regions.region_name

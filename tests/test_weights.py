@@ -7,7 +7,9 @@ import pytest
 
 from sv2a.errors import ModelError, ShapeMismatchError
 from sv2a.frames import frames_from_counts
-from sv2a.weights import frame_weights, integral_matrix, logan_weights, ratio_weights
+from sv2a.models._kinetics import integral_matrix
+from sv2a.models.logan import logan_weights
+from sv2a.weights import frame_weights
 
 
 @pytest.fixture
@@ -97,8 +99,3 @@ def test_logan_weights_match_numerical_delta_method(setup):
     assert got[0] == 0 and var[0] == pytest.approx(0, abs=1e-12)
     expect = (1 / var[1:]) / (1 / var[1:]).max()
     assert np.allclose(got[1:] / got[1:].max(), expect, rtol=1e-5)
-
-
-def test_ratio_weights():
-    w = ratio_weights(np.array([1.0, 0.5, 1.0]), np.array([1.0, 2.0, 4.0]))
-    assert np.allclose(w, np.array([1, 2, 16]) / 16)

@@ -21,6 +21,7 @@ Reported per region x arm x follow-up session:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -28,13 +29,30 @@ import xarray as xr
 from scipy import stats
 
 from ..errors import DesignError, Sv2aWarning
-from .compare import _check_baseline, outcome_values
+from ._stats import check_baseline, outcome_values
 
 __all__ = ["baseline_dependence", "find_retest_arm"]
 
 
-def find_retest_arm(arms) -> str | None:
-    """An arm whose name says test-retest (``test_retest``, ``retest``, ``trt``)."""
+def find_retest_arm(arms: Iterable[object]) -> str | None:
+    """The arm whose name says test-retest.
+
+    Parameters
+    ----------
+    arms : iterable
+        Arm names.
+
+    Returns
+    -------
+    str or None
+        The first arm whose name (lower case, ``-`` read as ``_``) contains ``retest`` or is
+        ``trt``; None when there is none.
+
+    Examples
+    --------
+    >>> find_retest_arm(["ketamine", "Test-Retest"])
+    'Test-Retest'
+    """
     for a in arms:
         k = str(a).lower().replace("-", "_")
         if "retest" in k or k in ("trt", "test_retest"):
@@ -55,22 +73,33 @@ def baseline_dependence(
     Parameters
     ----------
     ds : xr.Dataset
-        Group dataset (:func:`collect`).
-    outcome, baseline : str
-        Positive outcome; baseline session label.
+        Group dataset (:func:`~sv2a.longitudinal.collect`).
+    outcome : str
+        Positive outcome parameter (analysed on the natural-log scale).
+    baseline : str
+        Baseline session label.
     retest_arm : str, 'auto' or None
         Arm of subjects scanned twice without treatment ('auto': an arm whose name contains
         'retest' or is 'trt'); None disables the test-retest null.
+    require_converged : bool
+        Treat fits with ``converged == 0`` as missing (with a warning).
 
     Returns
     -------
     pandas.DataFrame
         Columns ``region arm session n slope_naive r_naive p_naive oldham_r oldham_p
-        oldham_ci_low oldham_ci_high`` and, with a test-retest arm, ``retest_arm sw_log
-        slope_null slope_excess p_vs_null``.
+        oldham_ci_low oldham_ci_high`` and, with a test-retest arm, ``retest_arm n_retest
+        sw_log slope_null slope_excess slope_excess_se p_vs_null``. Slopes are of the log
+        change on the log baseline (unitless), ``sw_log`` is the scan-noise SD on the log
+        scale (0.05 ~ 5 %), correlations and p-values are unitless.
+
+    Raises
+    ------
+    DesignError
+        Baseline session absent or unknown ``retest_arm``.
     """
     y = outcome_values(ds, outcome, require_converged)
-    _check_baseline(y, baseline)
+    check_baseline(y, baseline)
     sessions = [str(s) for s in y["session"].values]
     regions = [str(r) for r in y["region"].values]
     arms_of = np.asarray([str(a) for a in ds["arm"].values])

@@ -90,8 +90,28 @@ def _duration_minutes(label: str) -> float | None:
 
 def session_order(labels: Iterable[str], time_since_dose: Mapping[str, float] | None = None
                   ) -> list[str]:
-    """Order session labels: baseline-like first, then by ``time_since_dose`` when known,
-    then by the duration encoded in the label (``24h < 7d < 3w``), then alphabetically."""
+    """Order session labels chronologically as far as the labels tell.
+
+    Parameters
+    ----------
+    labels : iterable of str
+        Session labels without ``ses-`` (duplicates are dropped).
+    time_since_dose : mapping {label: float}, optional
+        Time since the (drug) dose of each session, any one unit for all labels (sessions.tsv
+        ``time_since_dose``, usually hours); NaN = unknown.
+
+    Returns
+    -------
+    list of str
+        Baseline-like labels (:data:`BASELINE_SYNONYMS`) first, then labels with a known
+        ``time_since_dose`` in that order, then labels that encode a duration
+        (``24h < 7d < 3w``), then the rest alphabetically.
+
+    Examples
+    --------
+    >>> session_order(["3w", "24h", "followup", "bl", "7d"])
+    ['bl', '24h', '7d', '3w', 'followup']
+    """
     labels = list(dict.fromkeys(labels))
     tsd = dict(time_since_dose or {})
 
@@ -127,16 +147,16 @@ def _check_session_names(sessions_by_subject: Mapping[str, set[str]]) -> None:
     for lab in users:
         groups.setdefault(canon(lab), []).append(lab)
     problems = []
-    for labs in groups.values():
-        if len(labs) < 2:
+    for similar in groups.values():
+        if len(similar) < 2:
             continue
-        labs = sorted(labs)
+        similar = sorted(similar)
         # labels used together by one subject are genuinely different sessions
-        together = any(len([lab for lab in labs if lab in s]) > 1
+        together = any(len([lab for lab in similar if lab in s]) > 1
                        for s in sessions_by_subject.values())
         if not together:
             desc = "; ".join(f"'{lab}' ({', '.join('sub-' + s for s in sorted(users[lab])[:4])}"
-                             f"{', ...' if len(users[lab]) > 4 else ''})" for lab in labs)
+                             f"{', ...' if len(users[lab]) > 4 else ''})" for lab in similar)
             problems.append(desc)
     if problems:
         raise DesignError(
@@ -370,7 +390,7 @@ def collect(
     Parameters
     ----------
     source : path, mapping or sequence
-        An sv2a derivatives directory (DESIGN §5:
+        An sv2a derivatives directory (as written by ``sv2a run ... participant``:
         ``sub-XX/ses-YY/pet/sub-XX_ses-YY_seg-<atlas>_model-<MODEL>_kinpar.tsv``), a mapping
         ``{(subject, session): fit}`` of fit ``xr.Dataset`` objects over ``region``, or a
         sequence of such Datasets carrying ``subject``/``session`` attrs.
@@ -407,6 +427,20 @@ def collect(
         Subject without an arm, inconsistent session labels, ambiguous model/atlas.
     DataError
         Unreadable files, requested outcome absent, duplicated results.
+
+    Examples
+    --------
+    From fit results in memory (one ``xr.Dataset`` over ``region`` per subject and session):
+
+    >>> import numpy as np, xarray as xr
+    >>> def fit(bpnd):
+    ...     return xr.Dataset({"BPND": ("region", np.array(bpnd))},
+    ...                       coords={"region": ["cortex", "hippocampus"]})
+    >>> fits = {("01", "baseline"): fit([3.1, 2.4]), ("01", "24h"): fit([3.3, 2.5]),
+    ...         ("02", "baseline"): fit([2.9, 2.2]), ("02", "24h"): fit([3.0, 2.3])}
+    >>> ds = collect(fits, participants={"01": "ketamine", "02": "ketamine"})
+    >>> dict(ds.sizes), ds["session"].values.tolist(), ds["arm"].values.tolist()
+    ({'subject': 2, 'session': 2, 'region': 2}, ['baseline', '24h'], ['ketamine', 'ketamine'])
     """
     source_dir = None
     if isinstance(source, str | os.PathLike):
@@ -562,9 +596,21 @@ def _add_session_covariates(ds: xr.Dataset, st: pd.DataFrame) -> xr.Dataset:
 # --------------------------------------------------------------------------- tidy / io
 
 def to_tidy(ds: xr.Dataset) -> pd.DataFrame:
-    """Long table: one row per subject x session x region with ``participant_id`` (sub-XX),
-    ``session``, ``arm``, subject covariates, ``region`` and one column per parameter.
-    Rows where every parameter is NaN (no scan) are left out."""
+    """The group dataset as a long table.
+
+    Parameters
+    ----------
+    ds : xr.Dataset
+        Group dataset (:func:`collect`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per subject x session x region with ``participant_id`` (``sub-XX``),
+        ``session``, ``arm``, the subject (and session) covariates, ``region`` and one column
+        per parameter (in the parameter's units). Rows where every parameter is NaN (no scan)
+        are left out.
+    """
     df = ds.reset_coords().to_dataframe().reset_index()
     params = [v for v in ds.data_vars]
     df = df.dropna(subset=params, how="all")
@@ -575,7 +621,20 @@ def to_tidy(ds: xr.Dataset) -> pd.DataFrame:
 
 
 def from_tidy(df: pd.DataFrame) -> xr.Dataset:
-    """Inverse of :func:`to_tidy` (subject covariates = columns constant within subject)."""
+    """Inverse of :func:`to_tidy`.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Long table with ``participant_id``, ``session``, ``region``, ``arm`` and one column
+        per parameter; other columns constant within a subject become subject coordinates.
+
+    Returns
+    -------
+    xr.Dataset
+        Group dataset (dims subject, session, region), sessions ordered by
+        :func:`session_order`.
+    """
     df = df.copy()
     df["subject"] = [_strip(s, "sub-") for s in df.pop("participant_id")]
     params = [c for c in df.columns if c not in ("subject", "session", "region", "arm")
@@ -593,10 +652,26 @@ def from_tidy(df: pd.DataFrame) -> xr.Dataset:
     return ds.sel(session=order)
 
 
-def save(ds: xr.Dataset, path, *, tidy: bool = True) -> Path:
-    """Write the group dataset as NetCDF (h5netcdf engine) and, with ``tidy``, a TSV beside it
-    (same stem, ``.tsv``). Writes go to a temporary file first, then are renamed (atomic).
-    Returns the NetCDF path."""
+def save(ds: xr.Dataset, path: str | os.PathLike[str], *, tidy: bool = True) -> Path:
+    """Write the group dataset as NetCDF (h5netcdf engine), optionally with a tidy TSV.
+
+    Writes go to a temporary file first, then are renamed (atomic).
+
+    Parameters
+    ----------
+    ds : xr.Dataset
+        Group dataset.
+    path : str or path-like
+        NetCDF path (parent folders are created).
+    tidy : bool
+        Also write :func:`to_tidy` as a TSV beside it (same stem, ``.tsv``, ``n/a`` for
+        missing values).
+
+    Returns
+    -------
+    pathlib.Path
+        The NetCDF path.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".nc.tmp")
@@ -620,8 +695,31 @@ def save(ds: xr.Dataset, path, *, tidy: bool = True) -> Path:
     return path
 
 
-def load(path) -> xr.Dataset:
-    """Read a group dataset written by :func:`save` (NetCDF) or a tidy TSV."""
+def load(path: str | os.PathLike[str]) -> xr.Dataset:
+    """Read a group dataset written by :func:`save`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The NetCDF file, or the tidy ``.tsv`` (read with :func:`from_tidy`).
+
+    Returns
+    -------
+    xr.Dataset
+        The group dataset, loaded into memory (the file is closed).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from sv2a.longitudinal import simulate_design
+    >>> ds = simulate_design("null", n_per_arm=2, seed=0, regions=["insula"])
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     nc = save(ds, Path(tmp) / "group.nc")
+    ...     back = load(nc)
+    >>> bool((back["BPND"] == ds["BPND"]).sum() == 8)
+    True
+    """
     path = Path(path)
     if path.suffix == ".tsv":
         return from_tidy(pd.read_csv(path, sep="\t", na_values=_NA_VALUES,

@@ -1,4 +1,4 @@
-"""Change from baseline within arms and contrasts between arms (DOMAIN §4).
+"""Change from baseline within arms and contrasts between arms.
 
 For each region x arm x follow-up session, with ``y0`` the baseline and ``y1`` the follow-up
 value of the same subject:
@@ -16,6 +16,14 @@ value of the same subject:
   adjusted follow-up, and Welch's t test on the % changes (difference in percentage points),
   Hedges g of the % changes between arms, and the two-sample MDE.
 
+Changes are analysed on ratios / logs because scan noise and between-subject differences of
+SV2A binding are multiplicative. A non-significant change is reported next to its minimal
+detectable effect: with a test-retest SD of ~7 % (the order reported for [11C]UCB-J by
+Finnema et al. 2018, J Cereb Blood Flow Metab 38:2041) and 5-6 subjects per arm, only
+changes of ~10-19 % are detectable at 80 % power
+(:func:`~sv2a.longitudinal.minimal_detectable_effect`), so a non-significant result reads
+"smaller than the MDE, if anything", never "no effect".
+
 Cross-sectional datasets (no subject has both a baseline and a follow-up) are handed to
 :func:`sv2a.longitudinal.cross_sectional_anova` automatically.
 """
@@ -32,144 +40,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import special, stats
+from scipy import stats
 
-from ..errors import DataError, DesignError, Sv2aWarning
-from .collect import _is_baseline_like
+from ..errors import DesignError, Sv2aWarning
+from ._stats import (
+    adjust_pvalues,
+    check_baseline,
+    choose_reference_arm,
+    hedges_g_ci,
+    is_cross_sectional,
+    outcome_values,
+)
+from .crosssectional import cross_sectional_anova
 from .power import minimal_detectable_effect
 
-__all__ = ["compare_arms", "hedges_g_ci", "adjust_pvalues", "choose_reference_arm",
-           "outcome_values", "is_cross_sectional", "write_table"]
-
-_REFERENCE_NAMES = ("control", "vehicle", "placebo", "sham", "saline", "test_retest",
-                    "retest", "trt")
-
-
-# --------------------------------------------------------------------------- helpers
-
-def adjust_pvalues(p, method: str = "fdr_bh") -> np.ndarray:
-    """Multiple-comparison adjustment across a family of tests, ignoring NaNs.
-
-    ``'fdr_bh'``: Benjamini-Hochberg (1995) q-values (``scipy.stats.false_discovery_control``);
-    ``'holm'``: Holm (1979) step-down adjusted p = max_(j<=i) min(1, (m - j + 1) p_(j)).
-    """
-    p = np.asarray(p, float)
-    out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    if not ok.any():
-        return out
-    x = p[ok]
-    if method == "fdr_bh":
-        out[ok] = stats.false_discovery_control(x, method="bh")
-    elif method == "holm":
-        m = len(x)
-        order = np.argsort(x)
-        adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * x[order]))
-        res = np.empty(m)
-        res[order] = adj
-        out[ok] = res
-    else:
-        raise ValueError(f"method must be 'fdr_bh' or 'holm', not {method!r}")
-    return out
-
-
-def _nct_ci(t: float, df: float, level: float = 0.95) -> tuple[float, float]:
-    """Confidence interval of the non-centrality parameter given an observed t."""
-    if not (np.isfinite(t) and df > 0):
-        return (np.nan, np.nan)
-    a = (1 - level) / 2
-    # scipy.special.nctdtrinc inverts the non-central t CDF with respect to the ncp
-    lo, hi = special.nctdtrinc(df, [1 - a, a], [t, t])
-    return (float(lo), float(hi))
-
-
-def hedges_g_ci(t: float, n1: int, n2: int | None = None, level: float = 0.95
-                ) -> tuple[float, float, float]:
-    """Hedges g and its CI from a t statistic.
-
-    One sample / paired (``n2`` None): ``d_z = t / sqrt(n)``, df = n - 1. Two samples
-    (pooled): ``d = t sqrt(1/n1 + 1/n2)``, df = n1 + n2 - 2. ``g = J d`` with
-    ``J = 1 - 3 / (4 df - 1)``; CI limits are the non-central-t limits of the ncp scaled the
-    same way.
-    """
-    if n2 is None:
-        df, scale = n1 - 1, np.sqrt(1.0 / n1)
-    else:
-        df, scale = n1 + n2 - 2, np.sqrt(1.0 / n1 + 1.0 / n2)
-    if df < 1 or not np.isfinite(t):
-        return (np.nan, np.nan, np.nan)
-    j = 1 - 3 / (4 * df - 1)
-    lo, hi = _nct_ci(t, df, level)
-    return (j * t * scale, j * lo * scale, j * hi * scale)
-
-
-def choose_reference_arm(arms: Sequence[str], reference_arm: str | None = None) -> str:
-    """The arm every other arm is contrasted with: ``reference_arm`` if given, else an arm
-    named control/vehicle/placebo/sham/saline or test_retest/retest/trt (a no-treatment arm),
-    else the first arm in sorted order."""
-    arms = list(arms)
-    if reference_arm is not None:
-        if reference_arm not in arms:
-            raise DesignError(f"reference_arm '{reference_arm}' is not an arm; arms: {arms}.")
-        return reference_arm
-    for name in _REFERENCE_NAMES:
-        for a in arms:
-            if a.lower().replace("-", "_") == name:
-                return a
-    return sorted(arms)[0]
-
-
-def outcome_values(ds: xr.Dataset, outcome: str, require_converged: bool = True
-                   ) -> xr.DataArray:
-    """The outcome (subject, session, region) with non-converged fits set to NaN (warned)."""
-    if not isinstance(ds, xr.Dataset):
-        raise DataError(f"expected the group xr.Dataset from collect(), got {type(ds).__name__}")
-    missing_dims = [d for d in ("subject", "session", "region") if d not in ds.dims]
-    if missing_dims:
-        raise DataError(f"group dataset lacks dims {missing_dims}; build it with collect().")
-    if outcome not in ds.data_vars:
-        raise DataError(f"outcome '{outcome}' is not in the group dataset; available: "
-                        f"{[v for v in ds.data_vars if v != 'converged']}.")
-    if "arm" not in ds.coords:
-        raise DesignError("group dataset has no 'arm' coordinate on subject; collect it with a "
-                          "participants table that has an 'arm' column.")
-    arms = ds["arm"].values
-    bad = [s for s, a in zip(ds["subject"].values, arms, strict=True)
-           if a is None or str(a) in ("", "nan", "n/a", "None")]
-    if bad:
-        raise DesignError(f"subjects without an arm: {['sub-' + str(s) for s in bad]}; set "
-                          f"their arm in participants.tsv or exclude them explicitly.")
-    y = ds[outcome].transpose("subject", "session", "region").astype(float)
-    if require_converged and "converged" in ds.data_vars and outcome != "converged":
-        nc = (ds["converged"] == 0) & np.isfinite(y)
-        if bool(nc.any()):
-            cells = nc.stack(c=("subject", "session", "region"))
-            cells = cells.c.values[cells.values]
-            listed = [f"sub-{a}/ses-{b}/{c}" for a, b, c in cells[:10]]
-            warnings.warn(f"{len(cells)} non-converged fit value(s) of {outcome} are treated "
-                          f"as missing (pass require_converged=False to keep them): {listed}"
-                          f"{' ...' if len(cells) > 10 else ''}", Sv2aWarning, stacklevel=3)
-            y = y.where(~nc)
-    return y
-
-
-def is_cross_sectional(y: xr.DataArray, baseline: str | None) -> bool:
-    """True when no subject has a finite baseline and a finite follow-up value."""
-    fin = np.isfinite(y.values).any(axis=2)  # subject x session
-    if baseline is None or baseline not in list(y["session"].values):
-        return fin.sum(axis=1).max(initial=0) < 2
-    b = list(y["session"].values).index(baseline)
-    other = np.delete(fin, b, axis=1).any(axis=1)
-    return not bool((fin[:, b] & other).any())
-
-
-def _check_baseline(y: xr.DataArray, baseline: str) -> None:
-    sessions = [str(s) for s in y["session"].values]
-    if baseline not in sessions:
-        like = [s for s in sessions if _is_baseline_like(s)]
-        hint = f" Did you mean baseline='{like[0]}'?" if like else ""
-        raise DesignError(f"baseline session '{baseline}' not in the dataset; sessions: "
-                          f"{sessions}.{hint}")
+__all__ = ["compare_arms", "write_table"]
 
 
 # --------------------------------------------------------------------------- main
@@ -204,19 +89,26 @@ def compare_arms(
     reference_arm : str, optional
         Arm other arms are contrasted with (see :func:`choose_reference_arm`).
     covariates : sequence of str
-        Subject coordinates (age, sex, ...) added to the ANCOVA.
+        Subject coordinates (age, sex, ...) added to the ANCOVA. Refused (DesignError) for a
+        cross-sectional design, whose ANOVA takes no covariates.
     n_boot : int
-        Bootstrap resamples for ``boot_ci_*`` and ``median_ci_*`` (0 = skip).
-    level, power : float
-        Confidence level of every CI; power of the MDE.
+        Bootstrap resamples for ``boot_ci_*`` and ``median_ci_*`` (0 = skip; longitudinal
+        designs only: the cross-sectional ANOVA has no bootstrap).
+    seed : int
+        Seed of the bootstrap resampling.
+    level : float
+        Confidence level of every CI (0-1; default 0.95).
+    power : float
+        Power (0-1) at which the minimal detectable effects ``mde_*`` are computed.
     require_converged : bool
         Treat fits with ``converged == 0`` as missing (with a warning listing them).
     design : {'auto', 'longitudinal', 'cross-sectional'}
         'auto' switches to :func:`cross_sectional_anova` when no subject has both a baseline
         and a follow-up.
-    group : str or None
+    group : str, None or 'auto'
         Subject coordinate used as second factor in the cross-sectional ANOVA ('auto':
-        ``group`` if present).
+        ``group`` if present). An explicit name is refused for a longitudinal design (put it
+        in ``covariates`` to adjust the ANCOVA for it).
     contrasts : bool
         Compute the between-arm contrasts (False leaves those columns NaN; for large
         simulations that need only the within-arm statistics).
@@ -237,29 +129,58 @@ def compare_arms(
         ``n_contrast`` the reference arm's n; ``ancova_*`` are % differences in adjusted
         follow-up, ``welch_*`` differences in mean % change (percentage points).
         ``excluded`` lists the arm's subjects missing from that row and why.
-        ``attrs``: outcome, baseline, reference_arm, level, ``excluded`` (subject -> reason).
+        Units: ``baseline_mean`` / ``followup_mean`` in the outcome's units, ``*_pct_*`` and
+        ``mde_*`` in %, ``welch_*`` in percentage points, ``hedges_g`` / ``g_*`` in SD units,
+        ``p_*`` / ``q_*`` unitless. ``attrs``: outcome, baseline, reference_arm, level,
+        ``excluded`` (subject -> reason). A cross-sectional design returns the table of
+        :func:`cross_sectional_anova` instead.
 
     Raises
     ------
     DataError
         Outcome missing.
     DesignError
-        Baseline session absent, subject without an arm, unknown reference arm.
+        Baseline session absent, subject without an arm, unknown reference arm, unknown
+        ``design``, or an option the chosen analysis cannot use (``covariates`` with a
+        cross-sectional design, ``group`` with a longitudinal one).
+
+    Examples
+    --------
+    >>> import sv2a.longitudinal as lg
+    >>> ds = lg.simulate_design("null", n_per_arm=6, seed=0, regions=["frontal_cortex"])
+    >>> table = lg.compare_arms(ds, "BPND", n_boot=0)
+    >>> print(table[["region", "arm", "session", "n"]].to_string(index=False))
+            region arm  session  n
+    frontal_cortex   A followup  6
+    frontal_cortex   B followup  6
+    >>> table.attrs["reference_arm"]
+    'A'
     """
+    if design not in ("auto", "longitudinal", "cross-sectional"):
+        raise DesignError(f"design must be 'auto', 'longitudinal' or 'cross-sectional', not "
+                          f"{design!r}")
     y = outcome_values(ds, outcome, require_converged)
     if design == "auto":
         cross = is_cross_sectional(y, baseline)
     else:
-        cross = design in ("cross-sectional", "cross_sectional")
+        cross = design == "cross-sectional"
     if cross:
-        from .crosssectional import cross_sectional_anova
-
+        if covariates:
+            raise DesignError(f"covariates={list(covariates)} cannot be used: the data are "
+                              f"cross-sectional (no subject has both a '{baseline}' and a "
+                              f"follow-up value) and the two-way ANOVA takes no covariates; "
+                              f"use group= for a second factor.")
         warnings.warn("no subject has both a baseline and a follow-up value: analysing as a "
                       "cross-sectional design (two-way ANOVA per time point).", Sv2aWarning,
                       stacklevel=2)
         return cross_sectional_anova(ds, outcome, reference_arm=reference_arm, group=group,
-                                     level=level, require_converged=require_converged)
-    _check_baseline(y, baseline)
+                                     level=level, power=power,
+                                     require_converged=require_converged)
+    if group not in ("auto", None):
+        raise DesignError(f"group={group!r} is the second factor of the cross-sectional ANOVA; "
+                          f"these data are longitudinal. Add it to covariates=[...] to adjust "
+                          f"the between-arm ANCOVA for it.")
+    check_baseline(y, baseline)
 
     subjects = np.asarray([str(s) for s in y["subject"].values])
     sessions = [str(s) for s in y["session"].values]
@@ -514,10 +435,26 @@ def _between(ma, mr, y0, y1a, y1r, covmat, level, power) -> dict:
     return out
 
 
-def write_table(table: pd.DataFrame, path) -> Path:
-    """Write a comparison table as TSV (``n/a`` for missing) with its attrs (outcome, baseline,
-    reference arm, excluded subjects, ...) in a JSON sidecar of the same stem; both written
-    atomically (temporary file, then rename). Returns the TSV path."""
+def write_table(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write a comparison table as TSV with its attrs in a JSON sidecar.
+
+    Both files are written atomically (temporary file, then rename); missing values are
+    written as ``n/a``.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A table from :func:`compare_arms`, :func:`~sv2a.longitudinal.mixed_model`, ... Its
+        ``attrs`` (outcome, baseline, reference arm, excluded subjects, ...) go to the sidecar.
+    path : str or path-like
+        Output ``.tsv`` path; the sidecar is the same stem with ``.json``. Parent folders are
+        created.
+
+    Returns
+    -------
+    pathlib.Path
+        The TSV path.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for target, text in ((path, table.to_csv(sep="\t", index=False, na_rep="n/a")),

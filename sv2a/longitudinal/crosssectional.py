@@ -1,4 +1,4 @@
-"""Cross-sectional designs: different animals per time point (DOMAIN §4, rodent studies).
+"""Cross-sectional designs: different animals per time point (terminal rodent studies).
 
 Per time point and region, a two-way ANOVA on the log outcome,
 ``log(y) ~ C(arm) * C(group)`` (type II sums of squares, statsmodels ``anova_lm``), with the
@@ -19,7 +19,7 @@ import xarray as xr
 from scipy import stats
 
 from ..errors import DesignError, Sv2aWarning
-from .compare import adjust_pvalues, choose_reference_arm, hedges_g_ci, outcome_values
+from ._stats import adjust_pvalues, choose_reference_arm, hedges_g_ci, outcome_values
 from .power import minimal_detectable_effect
 
 __all__ = ["cross_sectional_anova"]
@@ -49,15 +49,39 @@ def cross_sectional_anova(
     group : str, None or 'auto'
         Subject coordinate of the second factor (e.g. ``group`` = control / CORT). 'auto' uses
         ``group`` when present with at least two levels; None = one-way ANOVA on arm.
+    level : float
+        Confidence level of the CIs (0-1).
+    power : float
+        Power (0-1) of the two-sample minimal detectable effect ``mde_pct``.
+    require_converged : bool
+        Treat fits with ``converged == 0`` as missing (with a warning).
 
     Returns
     -------
     pandas.DataFrame
-        One row per region x arm x session: ``n``, ``geo_mean``, ``reference_arm``,
-        ``mean_pct_change`` (% difference from the reference arm, group-adjusted), ``ci_low``,
-        ``ci_high``, ``p_between``, ``q_between`` (BH over regions), ``p_welch``, ``hedges_g``,
-        ``g_ci_low``, ``g_ci_high``, ``mde_pct`` and the ANOVA terms of that region x session:
-        ``F_arm p_arm F_group p_group F_interaction p_interaction eta2p_arm q_arm``.
+        One row per region x arm x session: ``n``, ``geo_mean`` (outcome units),
+        ``reference_arm``, ``mean_pct_change`` (% difference from the reference arm,
+        group-adjusted), ``ci_low``, ``ci_high`` (%), ``p_between``, ``q_between`` (BH over
+        regions), ``p_welch``, ``hedges_g``, ``g_ci_low``, ``g_ci_high`` (SD units),
+        ``mde_pct`` (%) and the ANOVA terms of that region x session: ``F_arm p_arm F_group
+        p_group F_interaction p_interaction eta2p_arm q_arm``.
+
+    Raises
+    ------
+    DesignError
+        ``group`` is not a subject coordinate, unknown reference arm, or nothing to analyse.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import sv2a.longitudinal as lg
+    >>> ds = lg.simulate_design("ketamine-rodent", n_per_arm=4, seed=0, cross_sectional=True,
+    ...                         regions=["cortex"])
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     table = lg.cross_sectional_anova(ds, "BPND")
+    >>> sorted(set(table["session"])), table.attrs["reference_arm"]
+    (['1w', '24h', '3w'], 'vehicle')
     """
     import statsmodels.formula.api as smf
     from statsmodels.stats.anova import anova_lm

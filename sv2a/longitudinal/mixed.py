@@ -28,7 +28,7 @@ import xarray as xr
 from scipy import stats
 
 from ..errors import DesignError, Sv2aWarning
-from .compare import _check_baseline, adjust_pvalues, choose_reference_arm, outcome_values
+from ._stats import adjust_pvalues, check_baseline, choose_reference_arm, outcome_values
 
 __all__ = ["mixed_model", "COMPOSITE"]
 
@@ -52,17 +52,24 @@ def mixed_model(
     Parameters
     ----------
     ds : xr.Dataset
-        Group dataset (:func:`collect`).
-    outcome, baseline : str
-        Positive outcome parameter; baseline session label.
+        Group dataset (:func:`~sv2a.longitudinal.collect`).
+    outcome : str
+        Positive outcome parameter (modelled on the natural-log scale).
+    baseline : str
+        Baseline session label.
     regions : sequence of str, 'none' or None
         Regions to fit one by one (default all; ``'none'`` only the composite).
     composite : bool
         Also fit the all-regions composite (row ``region == 'all_regions'``).
     reference_arm : str, optional
-        Arm the others are contrasted with.
+        Arm the others are contrasted with (default as
+        :func:`~sv2a.longitudinal.choose_reference_arm`).
+    level : float
+        Confidence level of ``pct_ci_*`` (0-1).
     reml : bool
         REML (default) or ML estimation.
+    require_converged : bool
+        Treat kinetic fits with ``converged == 0`` as missing (with a warning).
 
     Returns
     -------
@@ -72,13 +79,20 @@ def mixed_model(
         arm), plus one ``'arm x session (joint Wald)'`` row per region. Columns ``region arm
         session contrast estimate se z p pct_change pct_ci_low pct_ci_high q_regions
         n_subjects n_obs subject_sd residual_sd converged``; estimates on the natural-log scale,
-        ``pct_* = 100 (exp(.) - 1)``; ``q_regions`` is BH over regions (composite excluded).
+        ``pct_* = 100 (exp(.) - 1)`` in %; ``subject_sd`` / ``residual_sd`` on the log scale;
+        ``q_regions`` is BH over regions (composite excluded). The joint Wald row holds the
+        chi-square statistic in ``estimate`` and its degrees of freedom in ``df``.
+
+    Raises
+    ------
+    DesignError
+        Baseline absent, unknown regions, or no arm with baseline and follow-up values.
     """
     import statsmodels.api as sm
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
     y = outcome_values(ds, outcome, require_converged)
-    _check_baseline(y, baseline)
+    check_baseline(y, baseline)
     subjects = np.asarray([str(s) for s in y["subject"].values])
     sessions = [str(s) for s in y["session"].values]
     arms_of = np.asarray([str(a) for a in ds["arm"].values])

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
+from numpy.typing import ArrayLike
 
 from ..errors import DataError, DesignError, ShapeMismatchError
 
@@ -49,7 +50,7 @@ def _save(fig, path) -> Path:
     return path
 
 
-def plot_spaghetti(ds: xr.Dataset, path, outcome: str = "BPND", *,
+def plot_spaghetti(ds: xr.Dataset, path: str | os.PathLike[str], outcome: str = "BPND", *,
                    regions: Sequence[str] | None = None, arms: Sequence[str] | None = None,
                    relative: bool = False, baseline: str | None = None) -> Path:
     """Spaghetti plot: each subject's outcome across sessions, per region (rows) x arm
@@ -58,11 +59,32 @@ def plot_spaghetti(ds: xr.Dataset, path, outcome: str = "BPND", *,
     Parameters
     ----------
     ds : xr.Dataset
-        Group dataset.
-    path : path
-        Output file (.png, .svg, .pdf).
+        Group dataset (:func:`~sv2a.longitudinal.collect`).
+    path : str or path-like
+        Output file (.png, .svg, .pdf); written atomically, parent folders created.
+    outcome : str
+        Data variable to plot (y axis in its units, e.g. BPND unitless, VT mL/cm3).
+    regions : sequence of str, optional
+        Regions to plot (rows; default all).
+    arms : sequence of str, optional
+        Arms to plot (columns; default all, sorted).
     relative : bool
         Plot % of each subject's ``baseline`` value instead of the raw outcome.
+    baseline : str, optional
+        Baseline session label; required with ``relative``. In absolute plots a dotted line
+        marks each arm's baseline geometric mean.
+
+    Returns
+    -------
+    pathlib.Path
+        The written figure.
+
+    Raises
+    ------
+    DataError
+        ``outcome`` not in ``ds``.
+    DesignError
+        Unknown baseline, region or arm, or ``relative`` without ``baseline``.
     """
     if outcome not in ds:
         raise DataError(f"outcome '{outcome}' not in the dataset; available: {list(ds.data_vars)}")
@@ -71,10 +93,20 @@ def plot_spaghetti(ds: xr.Dataset, path, outcome: str = "BPND", *,
     arms = list(arms) if arms is not None else sorted(set(arm_vals))
     sessions = [str(s) for s in ds["session"].values]
     y = ds[outcome].transpose("subject", "session", "region").values
+    ylabel = outcome
+    if baseline is not None and baseline not in sessions:
+        raise DesignError(f"baseline '{baseline}' is not a session; sessions: {sessions}")
     if relative:
-        if baseline not in sessions:
+        if baseline is None:
             raise DesignError(f"relative=True needs baseline= one of {sessions}")
         y = 100 * y / y[:, [sessions.index(baseline)], :]
+        ylabel = f"% of {baseline}"
+    unknown = [r for r in regions if r not in [str(x) for x in ds["region"].values]]
+    if unknown:
+        raise DesignError(f"regions {unknown} not in the dataset")
+    unknown = [a for a in arms if a not in set(arm_vals)]
+    if unknown:
+        raise DesignError(f"arms {unknown} not in the dataset; arms: {sorted(set(arm_vals))}")
     fig = _figure(2.6 * len(arms) + 0.6, 2.0 * len(regions) + 0.6)
     axes = fig.subplots(len(regions), len(arms), squeeze=False, sharey="row")
     for ci, arm in enumerate(arms):
@@ -92,21 +124,49 @@ def plot_spaghetti(ds: xr.Dataset, path, outcome: str = "BPND", *,
             with np.errstate(all="ignore"):
                 gm = np.exp(np.nanmean(np.log(np.where(yy > 0, yy, np.nan)), axis=0))
             ax.plot(x, gm, "-s", color="k", lw=2.2, ms=5, label="geometric mean")
+            if baseline is not None and sessions.index(baseline) in used:
+                ax.axhline(gm[used.index(sessions.index(baseline))], color="0.5", ls=":",
+                           lw=1)
             ax.set_xticks(x, [sessions[j] for j in used])
             if ri == 0:
                 ax.set_title(f"{arm} (n={int(m.sum())})", fontsize=9)
             if ci == 0:
-                ax.set_ylabel(f"{reg}\n{'% of ' + baseline if relative else outcome}",
-                              fontsize=8)
+                ax.set_ylabel(f"{reg}\n{ylabel}", fontsize=8)
             ax.tick_params(labelsize=7)
     return _save(fig, path)
 
 
-def plot_forest(table: pd.DataFrame, path, *, value: str = "mean_pct_change",
-                low: str = "ci_low", high: str = "ci_high", title: str | None = None) -> Path:
+def plot_forest(table: pd.DataFrame, path: str | os.PathLike[str], *,
+                value: str = "mean_pct_change", low: str = "ci_low", high: str = "ci_high",
+                title: str | None = None) -> Path:
     """Forest plot of % change (with CI) per region, arms as coloured markers, one panel per
     follow-up session; a dashed line at 0 and, when the table has ``mde_pct``, the arm's
-    median MDE as a shaded band."""
+    median MDE as a shaded band.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A :func:`~sv2a.longitudinal.compare_arms` or
+        :func:`~sv2a.longitudinal.cross_sectional_anova` table (columns ``region arm
+        session`` plus ``value``, ``low``, ``high``).
+    path : str or path-like
+        Output file (.png, .svg, .pdf); written atomically, parent folders created.
+    value, low, high : str
+        Columns of the estimate and its CI limits (%), e.g. ``geo_pct_change``,
+        ``geo_ci_low``, ``geo_ci_high``.
+    title : str, optional
+        Figure title (default from ``table.attrs['outcome']``).
+
+    Returns
+    -------
+    pathlib.Path
+        The written figure.
+
+    Raises
+    ------
+    DataError
+        Missing columns or no finite estimate.
+    """
     need = {"region", "arm", "session", value, low, high}
     if not need <= set(table.columns):
         raise DataError(f"table lacks columns {sorted(need - set(table.columns))}")
@@ -147,7 +207,7 @@ def plot_forest(table: pd.DataFrame, path, *, value: str = "mean_pct_change",
     return _save(fig, path)
 
 
-def _load_map(m, key) -> tuple[np.ndarray, np.ndarray | None]:
+def _load_map(m: object, key: tuple[str, str]) -> tuple[np.ndarray, np.ndarray | None]:
     if isinstance(m, str | os.PathLike):
         import nibabel as nib
 
@@ -155,7 +215,9 @@ def _load_map(m, key) -> tuple[np.ndarray, np.ndarray | None]:
         if not p.is_file():
             raise DataError(f"map for {key} not found: {p}")
         img = nib.load(str(p))
-        data = np.asarray(img.dataobj, dtype=float)
+        if not isinstance(img, nib.spatialimages.SpatialImage):
+            raise DataError(f"map for {key} is not a spatial image (NIfTI): {p}")
+        data = np.asarray(img.dataobj, dtype=np.float64)
         if data.ndim == 4 and data.shape[3] == 1:
             data = data[..., 0]
         return data, img.affine
@@ -163,9 +225,10 @@ def _load_map(m, key) -> tuple[np.ndarray, np.ndarray | None]:
     return a, None
 
 
-def mean_change_maps(maps: Mapping, arms, baseline: str, *, mask=None,
-                     min_baseline: float | None = None
-                     ) -> tuple[dict[tuple[str, str], np.ndarray], np.ndarray | None, dict]:
+def mean_change_maps(maps: Mapping, arms: xr.Dataset | Mapping, baseline: str, *,
+                     mask: ArrayLike | None = None, min_baseline: float | None = None
+                     ) -> tuple[dict[tuple[str, str], np.ndarray], np.ndarray | None,
+                                dict[tuple[str, str], int]]:
     """Voxelwise mean % change ``100 (post / baseline - 1)`` per arm and follow-up session.
 
     Parameters
@@ -177,14 +240,31 @@ def mean_change_maps(maps: Mapping, arms, baseline: str, *, mask=None,
     baseline : str
         Baseline session label.
     mask : 3D bool array, optional
-        Voxels to use; others are NaN. Voxels with baseline <= ``min_baseline`` (default 0)
-        in a subject are left out of that subject's change.
+        Voxels to use; others are NaN.
+    min_baseline : float, optional
+        Voxels with baseline <= ``min_baseline`` (map units; default 0) in a subject are left
+        out of that subject's change.
 
     Returns
     -------
     (means, affine, counts)
-        ``means[(arm, session)]`` 3D % change arrays, the affine of the first NIfTI (or None),
-        ``counts[(arm, session)]`` the number of subjects averaged.
+        ``means[(arm, session)]`` 3D % change arrays (%), the affine of the first NIfTI (4 x 4,
+        voxel -> mm; or None), ``counts[(arm, session)]`` the number of subjects averaged.
+
+    Raises
+    ------
+    DesignError
+        Maps of subjects without an arm, or a follow-up map without its baseline map.
+    ShapeMismatchError
+        Maps on different grids.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> maps = {("01", "bl"): np.full((2, 2, 2), 2.0), ("01", "24h"): np.full((2, 2, 2), 2.2)}
+    >>> means, affine, counts = mean_change_maps(maps, {"01": "ketamine"}, "bl")
+    >>> round(float(means[("ketamine", "24h")].mean()), 6), affine, counts
+    (10.0, None, {('ketamine', '24h'): 1})
     """
     if isinstance(arms, xr.Dataset):
         arm_of = {str(s): str(a) for s, a in zip(arms["subject"].values, arms["arm"].values,
@@ -229,13 +309,36 @@ def mean_change_maps(maps: Mapping, arms, baseline: str, *, mask=None,
     return means, affine, counts
 
 
-def plot_change_maps(maps: Mapping, arms, path, baseline: str, *, mask=None,
-                     vmax: float | None = None, nifti_dir=None,
+def plot_change_maps(maps: Mapping, arms: xr.Dataset | Mapping,
+                     path: str | os.PathLike[str], baseline: str, *,
+                     mask: ArrayLike | None = None, vmax: float | None = None,
+                     nifti_dir: str | os.PathLike[str] | None = None,
                      min_baseline: float | None = None) -> Path:
     """Orthogonal mid-slices of the mean % change map per arm x follow-up session.
 
-    With ``nifti_dir`` the means are also written as NIfTI
-    (``arm-<arm>_ses-<session>_meas-pctchange_map.nii.gz``; identity affine if none known).
+    Parameters
+    ----------
+    maps, arms, baseline, mask, min_baseline
+        As :func:`mean_change_maps`.
+    path : str or path-like
+        Output figure (.png, .svg, .pdf).
+    vmax : float, optional
+        Colour scale limit (%; symmetric around 0); default the 98th percentile of the
+        absolute mean change.
+    nifti_dir : str or path-like, optional
+        Also write the means as NIfTI here
+        (``arm-<arm>_ses-<session>_meas-pctchange_map.nii.gz``, %; identity affine if no map
+        had one).
+
+    Returns
+    -------
+    pathlib.Path
+        The written figure.
+
+    Raises
+    ------
+    DesignError
+        No follow-up map with a baseline map (and the errors of :func:`mean_change_maps`).
     """
     means, affine, counts = mean_change_maps(maps, arms, baseline, mask=mask,
                                              min_baseline=min_baseline)

@@ -1,8 +1,9 @@
-"""Regional-level simulation of longitudinal SV2A designs (DOMAIN §4), for validation.
+"""Regional-level simulation of longitudinal SV2A designs, for validation.
 
 No images, no TACs: each subject has true regional specific binding ``VS`` and a
-non-displaceable volume ``VND``; treatment multiplies ``VS`` (DOMAIN §4: "changes act on
-specific binding"); the measured outcome carries multiplicative scan noise. The output has
+non-displaceable volume ``VND``; treatment multiplies ``VS`` (a change of synaptic density
+changes the SV2A available for specific binding, not the free and non-specifically bound
+tracer); the measured outcome carries multiplicative scan noise. The output has
 the exact shape of :func:`sv2a.longitudinal.collect`, so the statistics are validated on the
 same code path users run.
 
@@ -15,15 +16,19 @@ Model (log scale, subject *i*, region *r*, session *s*)::
 ``b_i ~ N(0, rho_b cv_b^2)`` (global) and ``u_ir ~ N(0, (1 - rho_b) cv_b^2)`` give a
 between-subject CV ``cv_b`` with between-region correlation ``rho_b``; scan noise
 ``e_isr = sqrt(rho_e) c_is + sqrt(1 - rho_e) d_isr`` with SD ``trt_sd / sqrt(2)`` so that the
-SD of the log ratio of two scans without change is ``trt_sd`` (the test-retest SD of
-DOMAIN §4 read as the SD of the % difference between two scans).
+SD of the log ratio of two scans without change is ``trt_sd`` (a test-retest SD read as the SD
+of the % difference between two scans: 7.5 % in the human designs, the order reported for
+[11C]UCB-J by Finnema et al. 2018, J Cereb Blood Flow Metab 38:2041; 8 % assumed for rat
+[18F]SynVesT-1).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,7 +38,7 @@ from ..errors import DesignError
 
 __all__ = ["DESIGNS", "simulate_design", "true_pct_change", "write_derivatives"]
 
-_RAT_REGIONS = {  # rat SynVesT-1 preset (sv2a_params.json): VND = K1/k2, BPND = k3/k4
+_RAT_REGIONS = {  # rat [18F]SynVesT-1 phantom preset: (VND = K1/k2, BPND = k3/k4)
     "cortex": (2.4, 7.5), "hippocampus": (2.2, 6.25), "striatum": (2.4, 8.0),
     "thalamus": (2.6, 6.5), "cerebellum": (2.4, 5.5), "brainstem": (2.2, 3.0),
 }
@@ -44,8 +49,9 @@ _HUMAN_VT = {  # human UCB-J preset VT (mL/cm3), VND = 2.8
     "putamen": 20.0, "thalamus": 14.0, "cerebellum_cortex": 15.0, "brainstem": 9.0,
 }
 
-#: Design presets (DOMAIN §4 / sv2a_params.json -> phantom.longitudinal_arms). ``effects`` maps
-#: arm -> session -> fractional change of VS (a number, or {region: number}).
+#: Design presets, the same study designs as :data:`sv2a.phantom.DESIGNS` at the regional
+#: level. ``arms`` maps arm -> session -> fractional change of VS (a number, or
+#: {region: number}); ``groups`` maps group -> fractional change of VS at every session.
 DESIGNS: dict[str, dict] = {
     "ketamine-rodent": {
         "sessions": ["baseline", "24h", "1w", "3w"],
@@ -92,7 +98,7 @@ def _resolve(design: str | Mapping) -> dict:
     return spec
 
 
-def _effect(spec: dict, arm: str, session: str, region: str) -> float:
+def _effect(spec: Mapping[str, Any], arm: str, session: str, region: str) -> float:
     e = spec["arms"].get(arm, {}).get(session, 0.0)
     if isinstance(e, Mapping):
         return float(e.get(region, 0.0))
@@ -123,15 +129,21 @@ def simulate_design(
         independent arms, baseline + 24 h or baseline + 7 d, no change),
         ``'ketamine-human-pcc'`` (PCC +5 % at 24 h, +3 % at 7 d), ``'null'`` (two arms, no
         change), or a dict shaped like :data:`DESIGNS` entries.
-    n_per_arm : int
-        Subjects per arm (per arm x group in designs with groups).
+    n_per_arm : int, optional
+        Subjects per arm (per arm x group in designs with groups); default the design's.
+    seed : int, numpy Generator or None
+        Random seed (same seed -> same dataset).
     cross_sectional : bool
         Different animals per time point: each subject is scanned once, at one follow-up
         session (no baseline), as in terminal ex vivo designs.
-    between_cv, trt_sd : float
-        Between-subject CV of VS and test-retest SD (fraction); defaults from the design.
-    rho_between, rho_noise : float
-        Between-region correlation of subject effects and of scan noise.
+    between_cv : float, optional
+        Between-subject CV of VS (fraction, 0.1 = 10 %); default the design's.
+    trt_sd : float, optional
+        Test-retest SD (fraction: SD of the log ratio of two scans); default the design's.
+    rho_between : float
+        Between-region correlation (0-1) of the subject effects.
+    rho_noise : float
+        Between-region correlation (0-1) of the scan noise.
     test_retest_arm : int
         Add an arm ``test_retest`` with this many subjects scanned twice (``baseline`` and
         ``retest``) without treatment (a null for regression-to-the-mean checks).
@@ -146,6 +158,18 @@ def simulate_design(
         Like :func:`collect`: ``BPND``, ``VT``, ``converged`` over (subject, session, region),
         ``arm`` (and ``group``) on subject; ``attrs['truth']`` is a JSON table of the true %
         change per arm x session x region for each outcome (see :func:`true_pct_change`).
+        ``BPND`` is unitless, ``VT`` in mL/cm3.
+
+    Raises
+    ------
+    DesignError
+        Unknown design or region, or a test-retest arm in a cross-sectional design.
+
+    Examples
+    --------
+    >>> ds = simulate_design("ketamine-human", n_per_arm=3, seed=1, regions=["insula"])
+    >>> dict(ds.sizes), sorted(set(ds["arm"].values.tolist()))
+    ({'subject': 6, 'session': 3, 'region': 1}, ['single_24h', 'single_7d'])
     """
     spec = _resolve(design)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -164,23 +188,30 @@ def simulate_design(
     groups = spec.get("groups") or {None: 0.0}
     arm_sessions = spec.get("arm_sessions", {})
 
-    subj_arm, subj_group, subj_sessions = [], [], []
+    subj_arm: list[str] = []
+    subj_group: list[str | None] = []
+    subj_sessions: list[list[str]] = []
     for arm in spec["arms"]:
         for grp in groups:
             ses_arm = arm_sessions.get(arm, sessions)
             if cross_sectional:
                 for s in ses_arm[1:]:
                     for _ in range(n):
-                        subj_arm.append(arm), subj_group.append(grp), subj_sessions.append([s])
+                        subj_arm.append(arm)
+                        subj_group.append(grp)
+                        subj_sessions.append([s])
             else:
                 for _ in range(n):
-                    subj_arm.append(arm), subj_group.append(grp), subj_sessions.append(ses_arm)
+                    subj_arm.append(arm)
+                    subj_group.append(grp)
+                    subj_sessions.append(list(ses_arm))
     if test_retest_arm:
         if cross_sectional:
             raise DesignError("a test-retest arm needs repeated scans (cross_sectional=False)")
         sessions = sessions + ["retest"]
         for _ in range(int(test_retest_arm)):
-            subj_arm.append("test_retest"), subj_group.append(next(iter(groups)))
+            subj_arm.append("test_retest")
+            subj_group.append(next(iter(groups)))
             subj_sessions.append(["baseline", "retest"])
 
     ns, ne, nr = len(subj_arm), len(sessions), len(regions)
@@ -229,12 +260,29 @@ def simulate_design(
     return ds
 
 
-def true_pct_change(spec: str | Mapping, regions: Sequence[str], sessions: Sequence[str],
-                    arms: Sequence[str]) -> pd.DataFrame:
+def true_pct_change(spec: str | Mapping[str, Any], regions: Sequence[str],
+                    sessions: Sequence[str], arms: Sequence[str]) -> pd.DataFrame:
     """True % change from baseline per arm x session x region.
 
-    ``BPND_pct`` = 100 effect (BPND is proportional to VS); ``VT_pct`` = 100 effect VS/VT of
-    the population values (VND unchanged).
+    Parameters
+    ----------
+    spec : str or mapping
+        A :data:`DESIGNS` name or a design dict.
+    regions, sessions, arms : sequence of str
+        The cells to tabulate (arms not in the design get 0 %).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``arm session region BPND_pct VT_pct`` (%): ``BPND_pct = 100 effect`` (BPND is
+        proportional to VS); ``VT_pct = 100 effect VS / VT`` of the population values (VND
+        unchanged). Group effects are not included.
+
+    Examples
+    --------
+    >>> true_pct_change("ketamine-rodent", ["cortex"], ["3w"], ["repeated"])[["BPND_pct"]]
+       BPND_pct
+    0      11.0
     """
     spec = _resolve(spec) if isinstance(spec, str) else spec
     rows = []
@@ -248,11 +296,30 @@ def true_pct_change(spec: str | Mapping, regions: Sequence[str], sessions: Seque
     return pd.DataFrame(rows)
 
 
-def write_derivatives(ds: xr.Dataset, out_dir, *, model: str = "SRTM2",
-                      atlas: str = "phantom") -> Path:
-    """Write a group dataset as an sv2a derivatives tree (DESIGN §5) plus participants.tsv:
-    ``sub-XX/ses-YY/pet/sub-XX_ses-YY_seg-<atlas>_model-<MODEL>_kinpar.tsv``. Used to test
-    :func:`collect` on real files."""
+def write_derivatives(ds: xr.Dataset, out_dir: str | os.PathLike[str], *,
+                      model: str = "SRTM2", atlas: str = "phantom") -> Path:
+    """Write a group dataset as an sv2a derivatives tree plus ``participants.tsv``.
+
+    The layout is the one ``sv2a run ... participant`` writes:
+    ``sub-XX/ses-YY/pet/sub-XX_ses-YY_seg-<atlas>_model-<MODEL>_kinpar.tsv``; used to test
+    :func:`~sv2a.longitudinal.collect` on real files.
+
+    Parameters
+    ----------
+    ds : xr.Dataset
+        Group dataset (e.g. from :func:`simulate_design`).
+    out_dir : str or path-like
+        Derivatives root (created if needed).
+    model : str
+        ``model-`` entity of the file names.
+    atlas : str
+        ``seg-`` entity of the file names.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     params = [v for v in ds.data_vars]
@@ -271,11 +338,11 @@ def write_derivatives(ds: xr.Dataset, out_dir, *, model: str = "SRTM2",
                 t["converged"] = ["n/a" if pd.isna(v) else str(bool(v)) for v in t["converged"]]
             t.to_csv(d / f"sub-{sub}_ses-{ses}_seg-{atlas}_model-{model}_kinpar.tsv",
                      sep="\t", index=False, na_rep="n/a")
-    cols = {"participant_id": ["sub-" + s for s in ds["subject"].values],
+    cols: dict[str, Any] = {"participant_id": ["sub-" + s for s in ds["subject"].values],
             "arm": ds["arm"].values}
     for c, v in ds.coords.items():
         if v.dims == ("subject",) and c not in ("subject", "arm"):
-            cols[c] = v.values
+            cols[str(c)] = v.values
     pd.DataFrame(cols).to_csv(out / "participants.tsv", sep="\t", index=False, na_rep="n/a")
     (out / "dataset_description.json").write_text(json.dumps(
         {"Name": "simulated", "BIDSVersion": "1.9.0", "DatasetType": "derivative",

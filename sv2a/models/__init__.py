@@ -1,23 +1,29 @@
-"""Regional kinetic models and the :func:`fit` entry point.
+"""Kinetic models of SV2A PET: one module per model, one registry, one solver per model.
 
-``sv2a.models.available()`` lists the registered models; each model is also importable as a
-function from its module (``sv2a.models.plasma``, ``sv2a.models.reference``,
-``sv2a.models.static``).
+Each model lives in its own module (the equation, its options, one solver over an
+``(n, n_frames)`` array and ``predict``): :mod:`.one_tcm`, :mod:`.two_tcm`, :mod:`.logan`
+(plasma and reference Logan), :mod:`.ma1`, :mod:`.srtm`, :mod:`.srtm2`, :mod:`.mrtm` (MRTM and
+MRTM2) and :mod:`.suvr` (SUVR and SUV). :func:`fit` runs a model on regional TACs and
+:func:`sv2a.parametric_maps` on voxels; both call the same solver.
+
+>>> import sv2a
+>>> sv2a.models.available(scale="voxel")
+['1tcm', 'logan', 'logan_ref', 'ma1', 'mrtm', 'mrtm2', 'srtm', 'srtm2', 'suv', 'suvr']
 """
 
 from __future__ import annotations
 
 import importlib
 
-import xarray as xr
+from .base import Model, ModelInputs
+from .registry import available, get, require
 
-from .registry import ModelSpec, available, get, register
-from .result import build_result
+__all__ = ["fit", "predict_fit", "available", "get", "require", "Model", "ModelInputs",
+           "estimate_delay"]
 
-__all__ = ["fit", "available", "get", "register", "ModelSpec", "build_result"]
-
-# Modules that register models on import.
-for _mod in ("plasma", "reference", "static"):
+# Modules that register models on import (the order is the listing order of the docs).
+_MODEL_MODULES = ("one_tcm", "two_tcm", "logan", "ma1", "srtm", "srtm2", "mrtm", "suvr")
+for _mod in _MODEL_MODULES:
     try:
         importlib.import_module(f"{__name__}.{_mod}")
     except ModuleNotFoundError as _exc:  # pragma: no cover - only while a module is absent
@@ -25,35 +31,13 @@ for _mod in ("plasma", "reference", "static"):
             raise
 
 
-def fit(tacs: xr.DataArray, model: str, *, input=None, reference=None, **options) -> xr.Dataset:
-    """Fit a kinetic model to regional TACs.
+def __getattr__(name: str) -> object:
+    if name in ("fit", "predict_fit"):
+        from . import regional
 
-    Parameters
-    ----------
-    tacs : xr.DataArray
-        Regional TACs (region x frame) from :func:`sv2a.extract_tacs` or
-        :func:`sv2a.tacs_from_arrays`.
-    model : str
-        A name from :func:`available` (``1tcm 2tcm logan ma1 srtm srtm2 mrtm mrtm2 logan_ref suv
-        suvr``).
-    input : InputFunction, optional
-        Plasma input for plasma-input models.
-    reference : str or array, optional
-        Reference region name (a region of ``tacs``) or TAC for reference-tissue models.
-    **options
-        Model options (``vB``, ``delay``, ``weights``, ``sampling``, ``tstar``, ``n_frames``,
-        ``k2prime``, ``window`` ...). Unknown options raise :class:`sv2a.errors.ModelError`.
+        return getattr(regional, name)
+    if name == "estimate_delay":
+        from .one_tcm import estimate_delay
 
-    Returns
-    -------
-    xr.Dataset
-        Parameters over ``region`` (DESIGN §2 names), ``<name>_se``, ``rss``, ``aic``,
-        ``n_frames``, ``converged``, ``at_bound`` and the settings in ``attrs``.
-
-    Examples
-    --------
-    >>> import sv2a
-    >>> sv2a.fit(tacs, model="srtm2", reference="centrum_semiovale")  # doctest: +SKIP
-    """
-    spec = get(model)
-    return spec.func(tacs, input=input, reference=reference, **options)
+        return estimate_delay
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

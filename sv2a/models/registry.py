@@ -1,72 +1,135 @@
-"""Registry of kinetic models: name -> function, so ``sv2a.fit(model=...)`` can dispatch.
+"""The one registry of kinetic models: name -> model class, kind, scales and parameters.
 
-A model module registers each model with :func:`register`. A model function has the signature
-``func(tacs: xr.DataArray, *, input=None, reference=None, **options) -> xr.Dataset`` and returns
-a Dataset built with :func:`sv2a.models.result.build_result`.
+Every model module registers its :class:`~sv2a.models.base.Model` subclass with
+:func:`register`. The adapters (:func:`sv2a.fit`, :func:`sv2a.parametric_maps`), the command
+line, the pipeline configuration and the reports ask this registry what exists and what a
+model can do; nothing else keeps a list of model names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from typing import TypeVar
 
 from ..errors import ModelError
+from .base import Kind, Model, Scale
 
-__all__ = ["ModelSpec", "register", "available", "get"]
+__all__ = ["register", "available", "get", "require", "ALIASES"]
+
+_REGISTRY: dict[str, type[Model]] = {}
+
+#: Other spellings accepted for registry names.
+ALIASES = {"mrtm1": "mrtm", "loganref": "logan_ref", "reflogan": "logan_ref",
+           "logan_reference": "logan_ref", "onetcm": "1tcm", "twotcm": "2tcm",
+           "logan_plasma": "logan"}
+
+M = TypeVar("M", bound=type[Model])
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registered model.
+def register(cls: M) -> M:
+    """Class decorator that registers a model under ``cls.name``.
 
-    Attributes
+    Parameters
+    ----------
+    cls : type
+        A :class:`~sv2a.models.base.Model` subclass with ``name``, ``kind``, ``scales``,
+        ``parameters`` and ``Options``.
+
+    Returns
+    -------
+    type
+        ``cls`` unchanged.
+    """
+    if cls.kind not in ("plasma", "reference", "static"):
+        raise ValueError(f"unknown model kind {cls.kind!r}")
+    if not cls.scales or not set(cls.scales) <= {"region", "voxel"}:
+        raise ValueError(f"model scales must be 'region' and/or 'voxel', got {cls.scales!r}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available(kind: Kind | None = None, scale: Scale | None = None) -> list[str]:
+    """Names of the registered models.
+
+    Parameters
+    ----------
+    kind : {"plasma", "reference", "static"}, optional
+        Only models of this kind.
+    scale : {"region", "voxel"}, optional
+        Only models that run at this scale (``"voxel"``: parametric maps).
+
+    Returns
+    -------
+    list of str
+        Sorted registry names.
+
+    Examples
+    --------
+    >>> import sv2a
+    >>> sv2a.models.available()
+    ['1tcm', '2tcm', 'logan', 'logan_ref', 'ma1', 'mrtm', 'mrtm2', 'srtm', 'srtm2', 'suv', 'suvr']
+    >>> "2tcm" in sv2a.models.available(scale="voxel")
+    False
+    """
+    return sorted(n for n, c in _REGISTRY.items()
+                  if (kind is None or c.kind == kind) and (scale is None or scale in c.scales))
+
+
+def _key(name: str) -> str:
+    key = str(name).lower().replace("-", "_")
+    return ALIASES.get(key, key)
+
+
+def get(name: str) -> type[Model]:
+    """The model class registered as ``name`` (aliases such as ``"mrtm1"`` accepted).
+
+    Parameters
     ----------
     name : str
-        Registry name (lowercase, e.g. ``"srtm2"``); upper case in file names (``SRTM2``).
-    func : callable
-        The model function.
-    kind : str
-        ``"plasma"`` (needs ``input=``), ``"reference"`` (needs ``reference=``) or ``"static"``.
-    parameters : tuple of str
-        Parameter names it reports (DESIGN §2 names).
-    description : str
-        One line for listings.
+        Registry name, any case.
+
+    Returns
+    -------
+    type
+        The :class:`~sv2a.models.base.Model` subclass (``.name``, ``.kind``, ``.scales``,
+        ``.parameters``, ``.Options``).
+
+    Raises
+    ------
+    ModelError
+        Unknown name; the message lists the available models.
     """
-
-    name: str
-    func: Callable
-    kind: str
-    parameters: tuple[str, ...]
-    description: str = ""
-
-
-_REGISTRY: dict[str, ModelSpec] = {}
-
-
-def register(name: str, *, kind: str, parameters: tuple[str, ...], description: str = ""):
-    """Decorator that registers a model function under ``name``."""
-    if kind not in ("plasma", "reference", "static"):
-        raise ValueError(f"unknown model kind {kind!r}")
-
-    def deco(func: Callable) -> Callable:
-        _REGISTRY[name.lower()] = ModelSpec(name.lower(), func, kind, tuple(parameters),
-                                            description)
-        return func
-
-    return deco
-
-
-def available(kind: str | None = None) -> list[str]:
-    """Names of the registered models, optionally only those of one ``kind``."""
-    return sorted(n for n, s in _REGISTRY.items() if kind is None or s.kind == kind)
-
-
-def get(name: str) -> ModelSpec:
-    """The :class:`ModelSpec` registered as ``name``; :class:`ModelError` if unknown."""
-    key = str(name).lower().replace("-", "_")
-    aliases = {"mrtm1": "mrtm", "loganref": "logan_ref", "reflogan": "logan_ref",
-               "logan_reference": "logan_ref"}
-    key = aliases.get(key, key)
+    key = _key(name)
     if key not in _REGISTRY:
         raise ModelError(f"unknown model {name!r}; available models: {', '.join(available())}")
     return _REGISTRY[key]
+
+
+def require(name: str, *, scale: Scale) -> type[Model]:
+    """The model class for ``name`` if it runs at ``scale``.
+
+    Parameters
+    ----------
+    name : str
+        Registry name.
+    scale : {"region", "voxel"}
+        ``"region"`` for :func:`sv2a.fit`, ``"voxel"`` for :func:`sv2a.parametric_maps`.
+
+    Returns
+    -------
+    type
+        The model class.
+
+    Raises
+    ------
+    ModelError
+        Unknown model, or one that does not run at ``scale``; the message lists the models
+        that do.
+    """
+    cls = get(name)
+    if scale not in cls.scales:
+        what = "voxelwise maps" if scale == "voxel" else "regional fits"
+        raise ModelError(
+            f"model '{cls.name}' does not offer {what}; models for {what}: "
+            f"{', '.join(available(scale=scale))}"
+        )
+    return cls

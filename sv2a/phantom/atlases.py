@@ -24,13 +24,42 @@ DEFAULT_DIR = atlas_dir()
 
 
 def atlas_paths(species: str, out_dir: str | Path = DEFAULT_DIR) -> tuple[Path, Path]:
-    """``(dseg.nii.gz, dseg.tsv)`` paths of a species' phantom atlas."""
+    """Paths of a species' phantom atlas files.
+
+    Parameters
+    ----------
+    species : {"human", "rat", "mouse"}
+        Species.
+    out_dir : str or Path
+        Atlas folder (default the package's ``atlases/``).
+
+    Returns
+    -------
+    (Path, Path)
+        ``phantom_<species>_dseg.nii.gz`` and ``phantom_<species>_dseg.tsv`` in ``out_dir``.
+
+    Examples
+    --------
+    >>> [p.name for p in atlas_paths("rat", "/tmp")]
+    ['phantom_rat_dseg.nii.gz', 'phantom_rat_dseg.tsv']
+    """
     d = Path(out_dir)
     return d / f"phantom_{species}_dseg.nii.gz", d / f"phantom_{species}_dseg.tsv"
 
 
 def write_atlases(out_dir: str | Path = DEFAULT_DIR) -> list[Path]:
-    """Write the three phantom atlases to ``out_dir``; returns the written paths."""
+    """Write the human, rat and mouse phantom atlases at their default voxel sizes.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Output folder (default the package's ``atlases/``).
+
+    Returns
+    -------
+    list of Path
+        The written files (label image and label table per species).
+    """
     from ..io import write_nifti, write_tsv
 
     written = []

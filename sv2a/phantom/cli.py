@@ -18,7 +18,7 @@ EXAMPLES = """examples:
   sv2a phantom pcc_bids --design ketamine-human-pcc --noise 1 --fwhm 4.5
   sv2a phantom exact_bids --design ketamine-human --noise 0 --fwhm 0      # exact data
   sv2a phantom rat_bids --design ketamine-rodent --subjects 8 --voxel-size 0.6
-  sv2a phantom small_bids --design my_design.json --voxel-size 4 --blood 0.5 --jobs 2
+  sv2a phantom small_bids --design my_design.json --voxel-size 4 --blood 0.5 --nprocs 2
   sv2a phantom --list-designs
 
 designs: ketamine-human, ketamine-human-pcc, ketamine-human-flow, ketamine-rodent,
@@ -27,7 +27,7 @@ ketamine-rodent-flow, or a JSON file {"species", "tracer", "arms", "sessions", "
 """
 
 
-def _fwhm(values: list[float] | None):
+def _fwhm(values: list[float] | None) -> float | tuple[float, ...] | None:
     if values is None:
         return None
     if len(values) == 1:
@@ -37,7 +37,7 @@ def _fwhm(values: list[float] | None):
     raise argparse.ArgumentTypeError("--fwhm takes one value or three (x y z) in mm")
 
 
-def _blood(value: str):
+def _blood(value: str) -> str | float | list[str]:
     v = value.strip().lower()
     if v in ("all", "none"):
         return v
@@ -48,6 +48,19 @@ def _blood(value: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``sv2a phantom`` options to a parser.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The ``phantom`` sub-command parser (``--nprocs`` for parallel workers, as in
+        ``sv2a run``).
+
+    Returns
+    -------
+    None
+        ``parser`` is modified in place.
+    """
     parser.add_argument("out_dir", nargs="?", help="output BIDS directory (must be empty)")
     parser.add_argument("--design", default="ketamine-human",
                         help="design name or JSON file (default: ketamine-human)")
@@ -76,8 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame-average", choices=["uniform", "decay"], default="uniform",
                         help="frame average of the decay-corrected curve: plain (default) or "
                              "decay weighted like a scanner")
-    parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="worker processes (default 1)")
+    parser.add_argument("--nprocs", type=int, default=1, metavar="N",
+                        help="parallel worker processes, one scan each (default 1; the files "
+                             "do not depend on N)")
     parser.add_argument("--force", action="store_true",
                         help="write into a non-empty directory (replaces a previous phantom)")
     parser.add_argument("--list-designs", action="store_true",
@@ -85,6 +99,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Run ``sv2a phantom``: write a simulated BIDS study, or list the designs.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options of :func:`add_arguments`.
+
+    Returns
+    -------
+    int
+        Exit status (0 = success); errors are raised as :class:`sv2a.errors.Sv2aError` for
+        the top-level CLI to report.
+    """
     from ..errors import BIDSError
     from .cohort import DESIGNS, make_cohort
     from .tracers import available_presets
@@ -104,7 +131,7 @@ def main(args: argparse.Namespace) -> int:
         noise=args.noise, fwhm=_fwhm(args.fwhm), voxel_mm=args.voxel_size, blood=args.blood,
         species=args.species, tracer=args.tracer, noise_mode=args.noise_mode,
         noise_fwhm=args.noise_fwhm, frame_average=args.frame_average, force=args.force,
-        n_jobs=args.jobs, progress=True,
+        nprocs=args.nprocs, progress=True,
     )
     n_scans = len(cohort.scans)
     print(f"wrote {len(cohort.participants)} subjects, {n_scans} scans "

@@ -11,12 +11,13 @@ simulates every scan with :func:`~sv2a.phantom.subject.make_subject` and writes:
     OUT/sub-01/ses-baseline/pet/sub-01_ses-baseline_recording-manual_blood.tsv + .json
     OUT/sub-01/ses-baseline/anat/sub-01_ses-baseline_dseg.nii.gz + _dseg.tsv
 
-Designs (DOMAIN §4, *design* values): ``ketamine-human`` (baseline + 24 h or 7 d after one
-dose, independent arms, no change; ``ketamine-human-pcc``: PCC +5 % at 24 h, +3 % at 7 d;
-``ketamine-human-flow``: K1 +10 % after dosing), ``ketamine-rodent`` (rat [18F]SynVesT-1;
-control/stress x vehicle/single/repeated ketamine at baseline, 24 h, 1 w, 3 w; stress -10 %
-globally, repeated dosing +4 % at 1 w and +11 % at 3 w; ``ketamine-rodent-flow`` adds K1 +10 %
-after dosing), or a user design (dict or JSON file, see :func:`normalise_design`).
+Designs (*design* values of this package, not measurements): ``ketamine-human`` (baseline +
+24 h or 7 d after one dose, independent arms, no change; ``ketamine-human-pcc``: PCC +5 % at
+24 h, +3 % at 7 d; ``ketamine-human-flow``: K1 +10 % after dosing), ``ketamine-rodent``
+(rat [18F]SynVesT-1; control/stress x vehicle/single/repeated ketamine at baseline, 24 h, 1 w,
+3 w; stress -10 % globally, repeated dosing +4 % at 1 w and +11 % at 3 w;
+``ketamine-rodent-flow`` adds K1 +10 % after dosing), or a user design (dict or JSON file, see
+:func:`normalise_design`).
 
 Variability (log-normal): subject level ``VS x exp(N(0, between_subject_cv))`` globally and
 ``exp(N(0, regional_fraction x cv))`` per region, ``VND x exp(N(0, vnd_cv))``,
@@ -35,7 +36,7 @@ import copy
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import BIDSError, DesignError
+from ..errors import BIDSError, ConfigError, DesignError, ModelError
 from .geometry import make_anatomy
 from .simulate import complete_params, region_table
 from .subject import TRUTH_COLUMNS, make_subject
@@ -68,7 +69,7 @@ DESIGNS: dict[str, dict] = {
         "time_since_dose_h": {"baseline": None, "24h": 24, "7d": 168},
         "variability": _HUMAN_VAR,
         "demographics": {"sex": "M", "age": [25, 60], "age_units": "years",
-                         "weight_kg": [78.0, 10.0], "injected_mbq": [600.0, 40.0]},
+                         "body_weight_kg": [78.0, 10.0], "injected_mbq": [600.0, 40.0]},
     },
     "ketamine-rodent": {
         "description": "Rat chronic stress model, [18F]SynVesT-1 PET at baseline, 24 h, 1 w and "
@@ -86,7 +87,7 @@ DESIGNS: dict[str, dict] = {
         "time_since_dose_h": {"baseline": None, "24h": 24, "1w": 168, "3w": 504},
         "variability": _RODENT_VAR,
         "demographics": {"sex": "M", "age": [9, 11], "age_units": "weeks",
-                         "weight_kg": [0.30, 0.03], "injected_mbq": [20.0, 2.0]},
+                         "body_weight_kg": [0.30, 0.03], "injected_mbq": [20.0, 2.0]},
     },
 }
 DESIGNS["ketamine-human-pcc"] = {
@@ -108,9 +109,9 @@ DESIGNS["ketamine-rodent-flow"] = {
 }
 
 _DEMO_DEFAULT = {
-    "human": {"sex": "M", "age": [25, 60], "age_units": "years", "weight_kg": [78.0, 10.0]},
-    "rat": {"sex": "M", "age": [9, 11], "age_units": "weeks", "weight_kg": [0.30, 0.03]},
-    "mouse": {"sex": "M", "age": [9, 11], "age_units": "weeks", "weight_kg": [0.025, 0.002]},
+    "human": {"sex": "M", "age": [25, 60], "age_units": "years", "body_weight_kg": [78.0, 10.0]},
+    "rat": {"sex": "M", "age": [9, 11], "age_units": "weeks", "body_weight_kg": [0.30, 0.03]},
+    "mouse": {"sex": "M", "age": [9, 11], "age_units": "weeks", "body_weight_kg": [0.025, 0.002]},
 }
 
 
@@ -131,8 +132,39 @@ def normalise_design(design: str | os.PathLike | Mapping, *, species: str | None
 
     ``effects[arm][session][region]`` is the fractional change of the specific binding VS
     (``"*"`` = every session / every region; a session-specific entry multiplies the ``"*"``
-    entry; a named region overrides ``"*"``). Unknown arms, sessions or regions raise
-    :class:`DesignError`.
+    entry; a named region overrides ``"*"``). ``demographics`` may set ``sex``, ``age``
+    ([min, max]), ``age_units``, ``body_weight_kg`` ([mean, SD], kg) and ``injected_mbq``
+    ([mean, SD], MBq). Unknown arms, sessions, regions or keys raise :class:`DesignError`.
+
+    Parameters
+    ----------
+    design : str, path or mapping
+        A :data:`DESIGNS` name, a JSON file or a dict (``"base"`` names a design to start from).
+    species : {"human", "rat", "mouse"}, optional
+        Override the design's species (the tracer then defaults to the species' own unless
+        ``tracer`` is given).
+    tracer : str, optional
+        Override the design's tracer.
+
+    Returns
+    -------
+    dict
+        The complete design: ``name description species tracer n_subjects sessions arms
+        effects flow_effects variability demographics time_since_dose_h`` (times in h).
+
+    Raises
+    ------
+    DesignError
+        Unknown design, invalid JSON, unknown arm / session / region / key, or an effect
+        <= -1.
+
+    Examples
+    --------
+    >>> d = normalise_design("ketamine-human-pcc")
+    >>> d["species"], d["tracer"], d["sessions"]
+    ('human', 'ucbj', ['baseline', '24h', '7d'])
+    >>> d["demographics"]["injected_mbq"], d["demographics"]["body_weight_kg"]
+    ([600.0, 40.0], [78.0, 10.0])
     """
     if isinstance(design, Mapping):
         d = copy.deepcopy(dict(design))
@@ -218,13 +250,30 @@ def normalise_design(design: str | os.PathLike | Mapping, *, species: str | None
                                           "change must be a number > -1")
         d[key] = {a: dict(v) for a, v in eff.items()}
     base_var = _HUMAN_VAR if preset.species == "human" else _RODENT_VAR
+    _check_keys("variability", d.get("variability") or {}, base_var)
     d["variability"] = {**base_var, **dict(d.get("variability") or {})}
+    _check_keys("demographics", d.get("demographics") or {}, _DEMO_KEYS)
     demo = {**_DEMO_DEFAULT[preset.species], **dict(d.get("demographics") or {})}
     demo.setdefault("injected_mbq", [preset.injected_mbq, 0.07 * preset.injected_mbq])
     d["demographics"] = demo
     d.setdefault("time_since_dose_h", {})
     d.setdefault("description", "")
     return d
+
+
+_DEMO_KEYS = ("sex", "age", "age_units", "body_weight_kg", "injected_mbq")
+_RENAMED = {"weight_kg": "body_weight_kg", "weight": "body_weight_kg",
+            "dose_mbq": "injected_mbq", "injected_dose": "injected_mbq", "dose": "injected_mbq"}
+
+
+def _check_keys(section: str, given: Mapping, allowed: Iterable[str]) -> None:
+    """Refuse keys of a design section that the simulation would not use."""
+    allowed = list(allowed)
+    unknown = [k for k in given if k not in allowed]
+    if unknown:
+        hints = [f"{k!r} -> {_RENAMED[k]!r}" for k in unknown if k in _RENAMED]
+        raise DesignError(f"design {section!r}: unknown key(s) {unknown}; allowed: {allowed}"
+                          + (f" (renamed: {', '.join(hints)})" if hints else ""))
 
 
 def _factor(table: Mapping, arm: str, session: str, region: str) -> float:
@@ -244,10 +293,27 @@ _TIED = {"centrum_semiovale": "white_matter"}  # CS is the eroded core of the WM
 def scan_parameters(preset: TracerPreset, design: Mapping, arm: str, session: str,
                     subject_rng: np.random.Generator, session_rng: np.random.Generator
                     ) -> pd.DataFrame:
-    """True kinetic parameters of one scan (complete table, see ``region_table``).
+    """True kinetic parameters of one scan of a design.
 
-    ``subject_rng`` must be created afresh for each session from the subject's seed, so the
-    subject-level draws are identical across that subject's sessions.
+    Parameters
+    ----------
+    preset : TracerPreset
+        Species x tracer preset (population parameters).
+    design : mapping
+        Normalised design (:func:`normalise_design`): variability, effects, flow effects.
+    arm, session : str
+        The scan's arm and session label.
+    subject_rng : numpy.random.Generator
+        Stream of the subject-level draws; create it afresh for each session from the
+        subject's seed so these draws are identical across that subject's sessions.
+    session_rng : numpy.random.Generator
+        Stream of the session-level (test-retest) draws.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Complete parameter table as :func:`~sv2a.phantom.simulate.region_table`: ``K1``
+        (mL/cm3/min), ``k2 k3 k4`` (1/min), ``vB``, ``VT VND VS`` (mL/cm3).
     """
     var = design["variability"]
     base = region_table(preset)
@@ -363,7 +429,7 @@ def _assign_arms(design: dict, n_subjects: int | None) -> list[str]:
 
 
 def _scan_job(job: dict) -> dict:
-    """Simulate and write one scan (runs in a worker process when n_jobs > 1)."""
+    """Simulate and write one scan (runs in a worker process when nprocs > 1)."""
     from ..io import write_json, write_nifti, write_tsv
 
     preset = get_preset(job["species"], job["tracer"])
@@ -374,7 +440,7 @@ def _scan_job(job: dict) -> dict:
                             np.random.default_rng([seed, 2, i, j]))
     subj = make_subject(preset.species, preset.tracer, np.random.default_rng([seed, 3, i, j]),
                         params=table, injected_mbq=job["injected_mbq"],
-                        body_weight_kg=job["weight"], **job["sim"])
+                        body_weight_kg=job["body_weight_kg"], **job["sim"])
     root = Path(job["root"])
     pid, ses = job["participant_id"], job["session"]
     prefix = f"{pid}_ses-{ses}"
@@ -383,6 +449,8 @@ def _scan_job(job: dict) -> dict:
     sidecar = subj.pet_sidecar()
     sidecar["sv2aPhantom"].update(seed=seed, arm=job["arm"], session=ses)
     pet_path = pet_dir / f"{prefix}_pet.nii.gz"
+    if subj.image is None:  # make_subject renders an image unless image=False
+        raise ModelError(f"{prefix}: the phantom has no image")
     write_nifti(pet_path, subj.image, subj.affine, compresslevel=job["compresslevel"])
     write_json(pet_dir / f"{prefix}_pet.json", sidecar)
     blood_path = None
@@ -418,7 +486,7 @@ def make_cohort(
     noise_fwhm: float = 0.0,
     frame_average: str = "uniform",
     force: bool = False,
-    n_jobs: int = 1,
+    nprocs: int = 1,
     progress: bool = False,
     compresslevel: int = 1,
 ) -> Cohort:
@@ -445,8 +513,9 @@ def make_cohort(
         (drawn from ``seed``) or a list of ids.
     species, tracer : str, optional
         Override the design's species / tracer.
-    n_jobs : int
-        Worker processes (scans are independent; results do not depend on ``n_jobs``).
+    nprocs : int
+        Parallel worker processes (scans are independent; the files do not depend on
+        ``nprocs``).
     progress : bool
         Show a progress bar.
     compresslevel : int
@@ -455,12 +524,40 @@ def make_cohort(
     Returns
     -------
     Cohort
+        Dataset root, normalised design, participants, truth and one row per scan with the
+        written paths. Per scan, the injected activity (MBq) is drawn from the design's
+        ``demographics.injected_mbq`` and the body weight (kg) per subject from
+        ``demographics.body_weight_kg``; both are in the PET sidecars
+        (``InjectedRadioactivity``, ``BodyWeight``) and the weight in ``participants.tsv``
+        (``weight``, kg).
+
+    Raises
+    ------
+    BIDSError
+        ``out_dir`` is not empty (without ``force``) or not a directory.
+    ConfigError
+        ``nprocs`` is not an integer >= 1.
+    DesignError
+        Invalid design, ``blood`` selection or number of subjects.
+
+    Examples
+    --------
+    Slow-ish (one exact scan per subject and session on an 8 mm grid):
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:  # doctest: +SKIP
+    ...     c = make_cohort(tmp + "/bids", "ketamine-human", seed=0, n_subjects=2, noise=0,
+    ...                     fwhm=0, voxel_mm=8.0)
+    ...     print(len(c.scans), sorted(c.design["subjects"]))
+    4 ['ketamine_24h', 'ketamine_7d']
     """
     from ..io import write_json, write_tsv
 
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**32))
     seed = int(seed)
+    if isinstance(nprocs, bool) or not isinstance(nprocs, int | np.integer) or nprocs < 1:
+        raise ConfigError(f"nprocs must be an integer >= 1, got {nprocs!r}")
     d = normalise_design(design, species=species, tracer=tracer)
     preset = get_preset(d["species"], d["tracer"])
     root = Path(out_dir)
@@ -491,7 +588,7 @@ def make_cohort(
         r = np.random.default_rng([seed, 0, i])
         lo, hi = demo["age"]
         age = int(r.integers(int(lo), int(hi) + 1))
-        wm, wsd = demo["weight_kg"]
+        wm, wsd = demo["body_weight_kg"]
         weight = float(np.round(np.clip(r.normal(wm, wsd), 0.6 * wm, 1.5 * wm),
                                 1 if preset.species == "human" else 4))
         rows.append({"participant_id": pid, "arm": arm, "age": age, "sex": demo["sex"],
@@ -504,12 +601,12 @@ def make_cohort(
                 dose = min(dose, 740.0)
             jobs.append({"species": preset.species, "tracer": preset.tracer, "design": d,
                          "seed": seed, "index": i, "session_index": j, "arm": arm,
-                         "session": ses, "participant_id": pid, "weight": weight,
+                         "session": ses, "participant_id": pid, "body_weight_kg": weight,
                          "injected_mbq": dose, "blood": pid in with_blood, "sim": sim,
                          "root": str(root), "compresslevel": int(compresslevel)})
     participants = pd.DataFrame(rows)
 
-    results = _run_jobs(jobs, n_jobs, progress)
+    results = _run_jobs(jobs, nprocs, progress)
 
     truth = pd.concat([res["truth"] for res in results], ignore_index=True)
     truth = truth[["participant_id", "session", "region", *TRUTH_COLUMNS]]
@@ -568,7 +665,7 @@ def make_cohort(
     return Cohort(root, design_out, participants, truth, scans)
 
 
-def _run_jobs(jobs: list[dict], n_jobs: int, progress: bool) -> list[dict]:
+def _run_jobs(jobs: list[dict], nprocs: int, progress: bool) -> list[dict]:
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -576,13 +673,13 @@ def _run_jobs(jobs: list[dict], n_jobs: int, progress: bool) -> list[dict]:
         bar = tqdm(total=len(jobs), desc="phantom scans", unit="scan")
     out: list[Any] = []
     try:
-        if n_jobs is None or n_jobs <= 1 or len(jobs) <= 1:
+        if nprocs <= 1 or len(jobs) <= 1:
             for jb in jobs:
                 out.append(_scan_job(jb))
                 if bar is not None:
                     bar.update()
         else:
-            with ProcessPoolExecutor(max_workers=int(n_jobs)) as ex:
+            with ProcessPoolExecutor(max_workers=int(nprocs)) as ex:
                 for res in ex.map(_scan_job, jobs):
                     out.append(res)
                     if bar is not None:

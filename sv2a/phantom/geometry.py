@@ -24,16 +24,29 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 from scipy import ndimage
 
 from ..errors import ModelError
 
+if TYPE_CHECKING:
+    from ..atlas import Atlas
+
 __all__ = ["Anatomy", "make_anatomy", "GRIDS", "LABELS"]
 
-#: Field of view (mm) and default voxel size of each species (sv2a_params.json geometry).
-GRIDS = {
+
+
+class Grid(TypedDict):
+    """Field of view (mm, x y z) and default isotropic voxel size (mm) of a species."""
+
+    fov_mm: tuple[float, float, float]
+    voxel_mm: float
+
+
+#: Field of view (mm) and default voxel size (mm) of each species' phantom grid.
+GRIDS: dict[str, Grid] = {
     "human": {"fov_mm": (192.0, 224.0, 192.0), "voxel_mm": 2.0},   # 96 x 112 x 96
     "rat": {"fov_mm": (24.0, 28.8, 19.2), "voxel_mm": 0.3},        # 80 x 96 x 64
     "mouse": {"fov_mm": (10.8, 16.8, 8.4), "voxel_mm": 0.15},      # 72 x 112 x 56
@@ -87,23 +100,63 @@ class Anatomy:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.labels.shape)
+        """Grid shape (x, y, z) in voxels."""
+        x, y, z = self.labels.shape
+        return (int(x), int(y), int(z))
 
     @property
-    def index_of(self) -> dict:
+    def index_of(self) -> dict[str, int]:
+        """Label index of each region name."""
         return {v: k for k, v in self.names.items()}
 
     def mask(self, name: str) -> np.ndarray:
+        """Voxels of one region.
+
+        Parameters
+        ----------
+        name : str
+            Region name (a value of :attr:`names`).
+
+        Returns
+        -------
+        numpy.ndarray of bool
+            Shape :attr:`shape`.
+
+        Raises
+        ------
+        ModelError
+            Unknown region.
+        """
+        if name not in self.index_of:
+            raise ModelError(f"no region {name!r} in the {self.species} phantom; regions: "
+                             f"{sorted(self.index_of)}")
         return self.labels == self.index_of[name]
 
-    def volumes_ml(self) -> dict:
-        """Volume of each region (mL = cm3)."""
+    def volumes_ml(self) -> dict[str, float]:
+        """Volume of each region.
+
+        Returns
+        -------
+        dict
+            Region name -> volume (mL = cm3).
+
+        Examples
+        --------
+        >>> round(make_anatomy("rat", 1.2).volumes_ml()["cortex"], 1) > 0
+        True
+        """
         counts = np.bincount(self.labels.ravel(), minlength=max(self.names) + 1)
         v = self.voxel_mm**3 / 1000.0
         return {n: float(counts[k] * v) for k, n in self.names.items()}
 
-    def atlas(self):
-        """As an :class:`sv2a.atlas.Atlas`."""
+    def atlas(self) -> Atlas:
+        """The label image as an atlas.
+
+        Returns
+        -------
+        sv2a.atlas.Atlas
+            Same labels, names and affine (voxel -> RAS mm).
+        """
         from ..atlas import Atlas
 
         return Atlas(self.labels, dict(self.names), self.affine, source=f"phantom {self.species}")
@@ -249,6 +302,7 @@ def make_anatomy(species: str = "human", voxel_mm: float | None = None, *,
     Parameters
     ----------
     species : {"human", "rat", "mouse"}
+        Species of the anatomy.
     voxel_mm : float, optional
         Isotropic voxel size (mm); default 2 (human), 0.3 (rat), 0.15 (mouse). The field of
         view is fixed in mm, so coarser voxels give smaller grids.
@@ -260,6 +314,18 @@ def make_anatomy(species: str = "human", voxel_mm: float | None = None, *,
     -------
     Anatomy
         Read-only label image (cached: repeated calls are free).
+
+    Raises
+    ------
+    ModelError
+        Unknown species, or a voxel size that is not positive or too coarse for the field of
+        view.
+
+    Examples
+    --------
+    >>> a = make_anatomy("human", 8.0)
+    >>> a.shape, a.voxel_mm, a.names[1]
+    ((24, 28, 24), 8.0, 'frontal_cortex')
     """
     sp = str(species).strip().lower()
     if sp not in GRIDS:

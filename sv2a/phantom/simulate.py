@@ -22,10 +22,12 @@ decay-corrected frame value and ``dt`` the frame duration (min).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import ndimage
 
 from ..errors import ModelError
@@ -55,7 +57,28 @@ def impulse_response(K1: float, k2: float, k3: float = 0.0, k4: float = 0.0
                      ) -> list[tuple[float, float]]:
     """Impulse response of the 1TCM (``k3 = 0``) or reversible 2TCM as ``(phi, theta)`` pairs.
 
-    ``h(t) = sum phi exp(-theta t)`` (1/min), tissue ``C_T = h (x) Cp``.
+    Parameters
+    ----------
+    K1 : float
+        Influx rate constant (mL/cm3/min).
+    k2, k3, k4 : float
+        Rate constants (1/min); ``k3 <= 0`` or NaN gives the 1TCM.
+
+    Returns
+    -------
+    list of (float, float)
+        ``(phi, theta)`` with ``h(t) = sum phi exp(-theta t)``: ``phi`` in mL/cm3/min,
+        ``theta`` in 1/min; tissue ``C_T = h (x) Cp``.
+
+    Raises
+    ------
+    ModelError
+        Degenerate 2TCM rates (equal eigenvalues).
+
+    Examples
+    --------
+    >>> impulse_response(0.3, 0.1)
+    [(0.3, 0.1)]
     """
     if not (np.isfinite(k3) and k3 > 0):
         return [(float(K1), float(k2))]
@@ -88,7 +111,9 @@ def _conv_term(n: int, a: float, theta: float, s: np.ndarray) -> np.ndarray:
     return np.where(small, series, direct)
 
 
-def tissue_curve(terms, response, t, delay: float) -> np.ndarray:
+def tissue_curve(terms: Sequence[tuple[float, int, float]],
+                 response: Sequence[tuple[float, float]], t: ArrayLike,
+                 delay: float) -> np.ndarray:
     """Tissue concentration ``C_T(t)`` (kBq/mL) for input ``terms`` and impulse ``response``.
 
     Parameters
@@ -99,6 +124,13 @@ def tissue_curve(terms, response, t, delay: float) -> np.ndarray:
         Impulse response (:func:`impulse_response`).
     t : array_like
         Times (min).
+    delay : float
+        Arrival time of the input (min); the curve is 0 before it.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``C_T(t)`` (kBq/mL), same shape as ``t``.
     """
     t = np.asarray(t, dtype=float)
     s = np.maximum(t - delay, 0.0)
@@ -111,8 +143,24 @@ def tissue_curve(terms, response, t, delay: float) -> np.ndarray:
     return np.where(t > delay, out, 0.0)
 
 
-def pet_curve(inp: FengInput, params: Mapping[str, float], t) -> np.ndarray:
-    """``C_PET(t) = (1 - vB) C_T(t) + vB C_WB(t)`` (kBq/mL, decay corrected)."""
+def pet_curve(inp: FengInput, params: Mapping[str, float], t: ArrayLike) -> np.ndarray:
+    """Measured tissue curve ``C_PET(t) = (1 - vB) C_T(t) + vB C_WB(t)``.
+
+    Parameters
+    ----------
+    inp : FengInput
+        Input function.
+    params : mapping
+        ``K1`` (mL/cm3/min), ``k2``, ``k3``, ``k4`` (1/min; k3/k4 missing or NaN = 1TCM),
+        ``vB`` (blood volume fraction, unitless).
+    t : array_like
+        Times (min).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``C_PET(t)`` (kBq/mL, decay corrected), same shape as ``t``.
+    """
     K1 = float(params.get("K1", 0.0))
     vb = float(params.get("vB", 0.0))
     t = np.asarray(t, dtype=float)
@@ -142,13 +190,26 @@ def _frame_nodes(frames: FrameSchedule, delay: float) -> tuple[np.ndarray, np.nd
     return np.concatenate(nodes, axis=1), np.concatenate(weights, axis=1)
 
 
-def frame_average(func, frames: FrameSchedule, *, delay: float = 0.0,
-                  decay_weighted: bool = False) -> np.ndarray:
+def frame_average(func: Callable[[np.ndarray], np.ndarray], frames: FrameSchedule, *,
+                  delay: float = 0.0, decay_weighted: bool = False) -> np.ndarray:
     """Average of ``func(t)`` over each frame (exact for piecewise-analytic curves).
 
-    ``func`` maps an array of times (min) to values of the same shape (or with a leading axis).
-    With ``decay_weighted`` the average is ``int f e^(-lt) dt / int e^(-lt) dt`` (what a
-    decay-corrected frame of a real scanner holds).
+    Parameters
+    ----------
+    func : callable
+        Maps an array of times (min) to values of the same shape (or with a leading axis).
+    frames : FrameSchedule
+        Frame start / end times (min) and half-life.
+    delay : float
+        Time (min) of the curve's kink (bolus arrival), where the quadrature splits a frame.
+    decay_weighted : bool
+        Average ``int f e^(-lt) dt / int e^(-lt) dt`` (what a decay-corrected frame of a real
+        scanner holds) instead of the plain time average.
+
+    Returns
+    -------
+    numpy.ndarray
+        Frame averages, frames on the last axis, in the units of ``func``.
     """
     nodes, w = _frame_nodes(frames, delay)
     if decay_weighted:
@@ -161,13 +222,43 @@ def frame_average(func, frames: FrameSchedule, *, delay: float = 0.0,
 _PARAM_COLS = ["K1", "k2", "k3", "k4", "vB", "VT", "VND", "VS"]
 
 
-def region_table(preset: TracerPreset, overrides: Mapping | None = None) -> pd.DataFrame:
-    """Complete kinetic parameters per region (index: region), columns K1 k2 k3 k4 vB VT VND VS.
+def region_table(preset: TracerPreset,
+                 overrides: Mapping[str, Mapping[str, float]] | None = None) -> pd.DataFrame:
+    """Complete kinetic parameters per region.
 
     1TCM regions: ``k2 = K1 / VT``, ``VS = VT - VND``, k3/k4 NaN. 2TCM regions:
-    ``VND = K1/k2``, ``VS = K1 k3 / (k2 k4)``, ``VT = VND + VS``. ``overrides`` maps region ->
-    {param: value} (given in the preset's parameterisation).
+    ``VND = K1/k2``, ``VS = K1 k3 / (k2 k4)``, ``VT = VND + VS``.
+
+    Parameters
+    ----------
+    preset : TracerPreset
+        Species x tracer preset.
+    overrides : mapping, optional
+        Region -> {parameter: value} in the preset's parameterisation (1TCM: K1, VT, vB, VND;
+        2TCM: K1, k2, k3, k4, vB). Unknown regions are refused.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index region, columns ``K1`` (mL/cm3/min), ``k2 k3 k4`` (1/min), ``vB`` (unitless),
+        ``VT VND VS`` (mL/cm3).
+
+    Raises
+    ------
+    ModelError
+        ``overrides`` names a region the preset does not have.
+
+    Examples
+    --------
+    >>> from sv2a.phantom import get_preset
+    >>> t = region_table(get_preset("human", "ucbj"))
+    >>> float(t.loc["frontal_cortex", "VT"]), float(t.loc["frontal_cortex", "VND"])
+    (18.0, 2.8)
     """
+    unknown = sorted(set(overrides or {}) - set(preset.regions))
+    if unknown:
+        raise ModelError(f"no region(s) {unknown} in preset {preset.key}; regions: "
+                         f"{sorted(preset.regions)}")
     rows = {}
     for name, p in preset.regions.items():
         p = dict(p)
@@ -177,8 +268,35 @@ def region_table(preset: TracerPreset, overrides: Mapping | None = None) -> pd.D
     return pd.DataFrame.from_dict(rows, orient="index")[_PARAM_COLS]
 
 
-def complete_params(p: Mapping[str, float], model: str, vnd: float | None = None) -> dict:
-    """Fill in derived parameters (see :func:`region_table`)."""
+def complete_params(p: Mapping[str, float], model: str, vnd: float | None = None
+                    ) -> dict[str, float]:
+    """Fill in the derived parameters of one region (formulas as :func:`region_table`).
+
+    Parameters
+    ----------
+    p : mapping
+        1TCM: ``K1`` (mL/cm3/min), ``VT`` (mL/cm3), optional ``VND`` (mL/cm3), ``vB``;
+        2TCM: ``K1``, ``k2``, ``k3``, ``k4`` (1/min), optional ``vB``.
+    model : {'1tcm', '2tcm'}
+        Compartment model.
+    vnd : float, optional
+        VND (mL/cm3) of a 1TCM region that gives none (default: ``VT``, no specific binding).
+
+    Returns
+    -------
+    dict
+        ``K1 k2 k3 k4 vB VT VND VS`` (units as :func:`region_table`).
+
+    Raises
+    ------
+    ModelError
+        Unknown ``model``.
+
+    Examples
+    --------
+    >>> complete_params({"K1": 0.3, "VT": 15.0}, "1tcm", vnd=3.0)["VS"]
+    12.0
+    """
     if model == "1tcm":
         K1, VT = float(p["K1"]), float(p["VT"])
         VND = float(p.get("VND", vnd if vnd is not None else VT))
@@ -196,25 +314,77 @@ def complete_params(p: Mapping[str, float], model: str, vnd: float | None = None
 
 def regional_tacs(inp: FengInput, table: pd.DataFrame, frames: FrameSchedule, *,
                   decay_weighted: bool = False) -> np.ndarray:
-    """Noise-free frame-averaged PET TACs (n_regions, n_frames), kBq/mL."""
+    """Noise-free frame-averaged PET TACs of every region of a parameter table.
+
+    Parameters
+    ----------
+    inp : FengInput
+        Input function.
+    table : pandas.DataFrame
+        Parameters per region (:func:`region_table`).
+    frames : FrameSchedule
+        Frame timing (min).
+    decay_weighted : bool
+        Decay-weighted frame averages (see :func:`frame_average`).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (n_regions, n_frames), kBq/mL (decay corrected), rows in ``table`` order.
+    """
     out = np.empty((len(table), frames.n))
     for i, (_, row) in enumerate(table.iterrows()):
-        params = row.to_dict()
-        out[i] = frame_average(lambda t, p=params: pet_curve(inp, p, t), frames,
+        params = {str(k): float(v) for k, v in row.items()}
+        out[i] = frame_average(functools.partial(pet_curve, inp, params), frames,
                                delay=inp.delay, decay_weighted=decay_weighted)
     return out
 
 
 # ------------------------------------------------------------------ resolution and noise
-def fwhm_to_sigma(fwhm_mm, voxel_mm) -> np.ndarray:
-    """Gaussian sigma in voxels for a FWHM (mm, scalar or per axis) on a grid (mm per axis)."""
+def fwhm_to_sigma(fwhm_mm: ArrayLike, voxel_mm: ArrayLike) -> np.ndarray:
+    """Gaussian sigma in voxels for a FWHM on a grid.
+
+    Parameters
+    ----------
+    fwhm_mm : float or sequence of 3 floats
+        Full width at half maximum (mm), scalar or per axis.
+    voxel_mm : float or sequence of 3 floats
+        Voxel size (mm), scalar or per axis.
+
+    Returns
+    -------
+    numpy.ndarray
+        Sigma per axis (voxels), shape (3,).
+
+    Examples
+    --------
+    >>> fwhm_to_sigma(4.71, 2.0).round(3).tolist()
+    [1.0, 1.0, 1.0]
+    """
     fwhm = np.broadcast_to(np.asarray(fwhm_mm, dtype=float), (3,))
     vox = np.broadcast_to(np.asarray(voxel_mm, dtype=float), (3,))
     return fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / vox
 
 
-def blur(volume: np.ndarray, sigma_vox, out: np.ndarray | None = None) -> np.ndarray:
-    """Gaussian PSF (``scipy.ndimage.gaussian_filter``, reflecting edges); no-op if sigma 0."""
+def blur(volume: np.ndarray, sigma_vox: ArrayLike, out: np.ndarray | None = None
+         ) -> np.ndarray:
+    """Gaussian PSF (``scipy.ndimage.gaussian_filter``, zero outside the grid).
+
+    Parameters
+    ----------
+    volume : numpy.ndarray
+        Image to blur (any units).
+    sigma_vox : float or sequence of float
+        Gaussian sigma per axis (voxels, :func:`fwhm_to_sigma`); all 0 = no blurring.
+    out : numpy.ndarray, optional
+        Output array (same shape as ``volume``).
+
+    Returns
+    -------
+    numpy.ndarray
+        The blurred image, in the units of ``volume`` (``out`` if given; ``volume`` itself
+        when sigma is 0 and no ``out``).
+    """
     sig = np.asarray(sigma_vox, dtype=float)
     if not np.any(sig > 0):
         if out is None:
@@ -224,10 +394,22 @@ def blur(volume: np.ndarray, sigma_vox, out: np.ndarray | None = None) -> np.nda
     return ndimage.gaussian_filter(volume, sig, output=out, mode="constant", truncate=4.0)
 
 
-def noise_sd(conc, frames: FrameSchedule, pc: float) -> np.ndarray:
+def noise_sd(conc: ArrayLike, frames: FrameSchedule, pc: float) -> np.ndarray:
     """SD of decay-corrected frame values: ``sqrt(Pc C exp(lambda t_mid) / dt)``.
 
-    ``conc`` has frames on its last axis (kBq/mL); ``pc`` in (kBq/mL) min.
+    Parameters
+    ----------
+    conc : array_like
+        Noise-free decay-corrected concentration (kBq/mL), frames on the last axis.
+    frames : FrameSchedule
+        Frame timing (min) and half-life.
+    pc : float
+        Proportionality constant ((kBq/mL) min).
+
+    Returns
+    -------
+    numpy.ndarray
+        SD (kBq/mL), same shape as ``conc``.
     """
     lam = frames.decay_constant
     f = np.exp(lam * frames.mid) / frames.duration
@@ -238,16 +420,55 @@ def calibrate_pc(cv: float, conc: float, t_mid: float, duration: float, lam: flo
     """Pc giving coefficient of variation ``cv`` at concentration ``conc`` in a frame.
 
     ``cv^2 = Pc exp(lambda t) / (C dt)``  ->  ``Pc = cv^2 C dt exp(-lambda t)``.
+
+    Parameters
+    ----------
+    cv : float
+        Target coefficient of variation (fraction).
+    conc : float
+        Decay-corrected concentration in that frame (kBq/mL).
+    t_mid : float
+        Frame mid time (min).
+    duration : float
+        Frame duration (min).
+    lam : float
+        Decay constant (1/min).
+
+    Returns
+    -------
+    float
+        Pc ((kBq/mL) min).
+
+    Examples
+    --------
+    >>> round(calibrate_pc(0.1, 10.0, 0.0, 5.0, 0.034), 6)
+    0.5
     """
     return float(cv**2 * conc * duration * np.exp(-lam * t_mid))
 
 
-def correlated_noise(rng: np.random.Generator, shape, sigma_vox, dtype=np.float32
-                     ) -> np.ndarray:
+def correlated_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma_vox: ArrayLike,
+                     dtype: type[np.floating] = np.float32) -> np.ndarray:
     """Unit-variance Gaussian noise, spatially correlated by a Gaussian kernel of ``sigma_vox``.
 
     White noise is smoothed and divided by ``sqrt(sum k^2)`` of the discrete kernel, so each
-    voxel keeps variance 1 (away from the edges).
+    voxel keeps variance 1 (periodic edges).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Random stream.
+    shape : tuple of int
+        Grid shape (3D).
+    sigma_vox : float or sequence of 3 floats
+        Kernel sigma per axis (voxels); 0 = white noise.
+    dtype : numpy floating type
+        float32 (default) or float64.
+
+    Returns
+    -------
+    numpy.ndarray
+        Noise (unitless, mean 0, SD 1) of ``shape``.
     """
     white = rng.standard_normal(shape, dtype=dtype)
     sig = np.asarray(sigma_vox, dtype=float)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,9 +34,13 @@ from .simulate import (
 )
 from .tracers import TracerPreset, get_preset
 
+if TYPE_CHECKING:
+    from ..atlas import Atlas
+    from ..io import DynamicPET
+
 __all__ = ["PhantomSubject", "make_subject", "truth_table", "default_pc", "TRUTH_COLUMNS"]
 
-#: truth.tsv columns after participant_id / session / region (DESIGN §5).
+#: truth.tsv columns after participant_id / session / region (see :func:`truth_table`).
 TRUTH_COLUMNS = ["K1", "k2", "k3", "k4", "vB", "VT", "VND", "VS", "BPND", "BPND_CS", "DVR_CS",
                  "SUVR_CS"]
 
@@ -67,7 +71,8 @@ class PhantomSubject:
         Noise-free, unblurred regional TACs (region, frame), kBq/mL.
     preset : TracerPreset
     meta : dict
-        Simulation settings (species, tracer, seed, noise, Pc, FWHM, dose, weight, ...).
+        Simulation settings (species, tracer, seed, noise, Pc, FWHM, ``injected_mbq`` (MBq),
+        ``body_weight_kg`` (kg), ...).
     """
 
     image: np.ndarray | None
@@ -83,14 +88,32 @@ class PhantomSubject:
     preset: TracerPreset
     meta: dict = field(default_factory=dict)
 
-    def atlas(self):
-        """The label image as an :class:`sv2a.atlas.Atlas`."""
+    def atlas(self) -> Atlas:
+        """The label image as an atlas.
+
+        Returns
+        -------
+        sv2a.atlas.Atlas
+            Labels, region names and affine (voxel -> RAS mm) of the phantom.
+        """
         from ..atlas import Atlas
 
         return Atlas(self.labels, dict(self.label_names), self.affine, source="phantom")
 
-    def pet(self):
-        """The image as a :class:`sv2a.io.DynamicPET` (with the BIDS sidecar as ``meta``)."""
+    def pet(self) -> DynamicPET:
+        """The image as a dynamic PET object, ready for the package's models.
+
+        Returns
+        -------
+        sv2a.io.DynamicPET
+            Image (kBq/mL, decay corrected) with frames and affine; ``meta`` holds the BIDS
+            sidecar plus ``injected_mbq`` (MBq) and ``body_weight_kg`` (kg).
+
+        Raises
+        ------
+        ModelError
+            The phantom was made with ``image=False``.
+        """
         from ..io import DynamicPET
 
         if self.image is None:
@@ -101,8 +124,15 @@ class PhantomSubject:
                     radionuclide=self.preset.radionuclide, original_units="kBq/mL")
         return DynamicPET.from_array(self.image, self.frames, self.affine, meta=meta)
 
-    def pet_sidecar(self) -> dict:
-        """BIDS-PET JSON sidecar of the image (times in s)."""
+    def pet_sidecar(self) -> dict[str, Any]:
+        """BIDS-PET JSON sidecar of the image.
+
+        Returns
+        -------
+        dict
+            BIDS fields (times in s, ``InjectedRadioactivity`` in MBq, ``BodyWeight`` in kg)
+            plus ``sv2aPhantom``: the simulation settings.
+        """
         p, m = self.preset, self.meta
         fwhm = m["fwhm_mm"]
         bids = self.frames.to_bids()
@@ -145,8 +175,14 @@ class PhantomSubject:
                                                                     "body_weight_kg")},
         }
 
-    def blood_sidecar(self) -> dict:
-        """BIDS ``_blood.json`` for :attr:`blood`."""
+    def blood_sidecar(self) -> dict[str, Any]:
+        """BIDS ``_blood.json`` sidecar of :attr:`blood`.
+
+        Returns
+        -------
+        dict
+            BIDS blood fields (time in s, activities in kBq/mL).
+        """
         return {
             "Description": "simulated manual arterial samples (Feng input x parent fraction)",
             "PlasmaAvail": True,
@@ -179,10 +215,23 @@ def _preset_tacs(preset: TracerPreset, frame_average: str = "uniform"
 
 @functools.lru_cache(maxsize=32)
 def default_pc(preset_key: str, mode: str = "voxel") -> float:
-    """Pc ((kBq/mL) min) of a preset: last-frame CV of its noise region = the design CV.
+    """Noise calibration of a preset: the Pc giving its design CV in the last frame.
 
     Voxel: ``noise_cv_voxel`` (human UCB-J: 15 % in the frontal cortex, 85-90 min). Region:
-    ``noise_cv_region`` for a region of the reference volume (:func:`_region_ref_ml`).
+    ``noise_cv_region`` for a region of the reference volume (20 mL for humans, the noise
+    region's volume for rodents).
+
+    Parameters
+    ----------
+    preset_key : str
+        Preset key (:func:`~sv2a.phantom.available_presets`).
+    mode : {'voxel', 'region'}
+        Voxel noise or one noise value per region.
+
+    Returns
+    -------
+    float
+        Pc ((kBq/mL) min) at ``noise = 1``.
     """
     from .tracers import PRESETS
 
@@ -202,12 +251,30 @@ def _region_ref_ml(preset: TracerPreset) -> float:
 
 def truth_table(params: pd.DataFrame, tacs: np.ndarray, frames: FrameSchedule,
                 preset: TracerPreset) -> pd.DataFrame:
-    """Ground truth per region (DESIGN §5): rates, VT, VND, VS, BPND and CS-referenced values.
+    """Ground truth per region: rates, VT, VND, VS, BPND and CS-referenced values.
 
     ``BPND = VS / VND``; ``BPND_CS = VT / VT_CS - 1``; ``DVR_CS = VT / VT_CS``; ``SUVR_CS`` =
     frame-duration-weighted mean of the noise-free, unblurred TAC over the preset window divided
-    by that of the CS (n/a for rodents, which have no reference region). Regions without tissue
-    activity (ventricles) are left out.
+    by that of the centrum semiovale (CS; NaN for rodents, which have no reference region).
+    Regions without tissue activity (ventricles) are left out.
+
+    Parameters
+    ----------
+    params : pandas.DataFrame
+        Kinetic parameters per region (:func:`~sv2a.phantom.simulate.region_table`).
+    tacs : numpy.ndarray
+        Noise-free TACs (n_regions, n_frames) in ``params`` order (kBq/mL).
+    frames : FrameSchedule
+        Frame timing (min).
+    preset : TracerPreset
+        Gives the reference region and the SUVR window (min).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``region``, columns :data:`TRUTH_COLUMNS`: ``K1`` (mL/cm3/min), ``k2 k3 k4``
+        (1/min), ``vB`` (unitless), ``VT VND VS`` (mL/cm3), ``BPND BPND_CS DVR_CS SUVR_CS``
+        (unitless).
     """
     t = params.copy()
     keep = t["VT"] > 0
@@ -281,6 +348,7 @@ def make_subject(
     Parameters
     ----------
     species : {"human", "rat", "mouse"}
+        Species of the anatomy and preset.
     tracer : str, optional
         ``ucbj``, ``synvest1`` or ``synvest2`` (default: human/mouse UCB-J, rat SynVesT-1).
     seed : int or numpy Generator
@@ -304,8 +372,11 @@ def make_subject(
         Region -> {parameter: value} overrides in the preset's parameterisation (1TCM: K1, VT,
         vB, VND; 2TCM: K1, k2, k3, k4, vB), or a complete table as returned by
         :func:`~sv2a.phantom.simulate.region_table`.
-    injected_mbq, body_weight_kg : float, optional
-        Default the preset's; the input amplitude scales with dose / weight.
+    injected_mbq : float, optional
+        Injected activity (MBq); default the preset's. The input amplitude scales with
+        ``injected_mbq / body_weight_kg``, so SUVs do not depend on either.
+    body_weight_kg : float, optional
+        Body weight (kg); default the preset's.
     frames : FrameSchedule, optional
         Default the preset's frame protocol.
     frame_average : {"uniform", "decay"}
@@ -320,16 +391,35 @@ def make_subject(
         Label image (default :func:`~sv2a.phantom.geometry.make_anatomy`).
     image : bool
         False skips the image (TACs, blood and truth only: fast).
+    extra_meta : mapping, optional
+        Extra entries for :attr:`PhantomSubject.meta` (and the sidecar's ``sv2aPhantom``).
 
     Returns
     -------
     PhantomSubject
+        Image (kBq/mL), frames (min), labels, input function, blood samples, kinetic
+        parameters, truth and noise-free regional TACs.
+
+    Raises
+    ------
+    ModelError
+        Unknown species / tracer / mode, negative noise or FWHM, missing region parameters,
+        or non-positive ``injected_mbq`` / ``body_weight_kg``.
 
     Examples
     --------
-    >>> s = make_subject("human", "ucbj", noise=0, fwhm=0, voxel_mm=4.0)  # doctest: +SKIP
-    >>> s.truth.loc["frontal_cortex", "VT"]  # doctest: +SKIP
-    18.0
+    Exact data on a coarse grid (noise free, no blurring): every voxel of a region holds its
+    analytic TAC.
+
+    >>> s = make_subject("human", "ucbj", seed=0, noise=0, fwhm=0, voxel_mm=8.0)
+    >>> s.image.shape, s.image.dtype.name
+    ((24, 28, 24, 39), 'float32')
+    >>> float(s.truth.loc["frontal_cortex", "VT"]), s.meta["injected_mbq"]
+    (18.0, 600.0)
+    >>> import numpy as np
+    >>> voxel = s.image[s.labels == 1][0]  # label 1 = frontal_cortex
+    >>> bool(np.allclose(voxel, s.tacs.sel(region="frontal_cortex")))
+    True
     """
     preset = get_preset(species, tracer)
     if noise_mode not in ("voxel", "region"):
@@ -345,6 +435,9 @@ def make_subject(
         fr = FrameSchedule(fr.start, fr.end, half_life=preset.half_life, source=fr.source)
     dose = float(preset.injected_mbq if injected_mbq is None else injected_mbq)
     weight = float(preset.body_weight_kg if body_weight_kg is None else body_weight_kg)
+    for what, v in (("injected_mbq", dose), ("body_weight_kg", weight)):
+        if not (np.isfinite(v) and v > 0):
+            raise ModelError(f"{what} must be a positive number, got {v!r}")
     inp = preset.input.scaled((dose / weight) / preset.suv_factor)
 
     if isinstance(params, pd.DataFrame):

@@ -1,7 +1,7 @@
 """Tracer presets of the SV2A phantom: kinetics, input function, frames, dose and scanner.
 
-Every number is a *design* value (``sv2a_params.json -> phantom``, evidence code D) chosen to lie
-inside the literature ranges of DOMAIN §3: human [11C]UCB-J (Finnema 2018 JCBFM; Koole 2019
+Every number is a *design* value of this package (not a measurement) chosen to lie inside the
+ranges reported in the literature: human [11C]UCB-J (Finnema 2018 JCBFM; Koole 2019
 EJNMMI; Rossano 2020 JCBFM), human [18F]SynVesT-1 and [18F]SynVesT-2, rat [18F]SynVesT-1
 (2TCM, Wimberley 2025 EJNMMI Res) and mouse [11C]UCB-J (1TCM with IDIF, Bertoglio 2020 JCBFM).
 
@@ -17,7 +17,7 @@ injected dose and body weight and scale with dose / weight, so SUVs do not depen
 Examples
 --------
 >>> p = get_preset("human", "ucbj")
->>> p.model, p.radionuclide, round(p.input.parent_fraction(15.0), 3)
+>>> p.model, p.radionuclide, round(float(p.input.parent_fraction(15.0)), 3)
 ('1tcm', 'C11', 0.351)
 """
 
@@ -26,10 +26,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import ModelError
+
+if TYPE_CHECKING:
+    from ..frames import FrameSchedule
 
 __all__ = ["FengInput", "TracerPreset", "PRESETS", "get_preset", "available_presets"]
 
@@ -64,17 +69,41 @@ class FengInput:
     blood_to_plasma: float = 1.0
 
     def scaled(self, factor: float) -> FengInput:
-        """The same curve shapes with amplitudes multiplied by ``factor`` (dose / weight)."""
+        """The same curve shapes with amplitudes multiplied by ``factor``.
+
+        Parameters
+        ----------
+        factor : float
+            Amplitude ratio (unitless), e.g. the ratio of injected activity per body weight
+            (MBq/kg) to the preset's.
+
+        Returns
+        -------
+        FengInput
+            A new input function; rates, delay and parent fraction unchanged.
+        """
         return replace(self, A1=self.A1 * factor, A2=self.A2 * factor, A3=self.A3 * factor)
 
     # ---- exponential-term representation: list of (coef, power, rate) in s = t - delay
     def total_terms(self) -> list[tuple[float, int, float]]:
-        """Total plasma as ``sum c s^n exp(-a s)`` terms (``s = t - delay``)."""
+        """Total plasma as ``sum c s^n exp(-a s)`` terms (``s = t - delay``).
+
+        Returns
+        -------
+        list of (float, int, float)
+            ``(c, n, a)``: ``c`` in kBq/mL (n = 0) or kBq/mL/min (n = 1), ``a`` in 1/min.
+        """
         return [(self.A1, 1, self.lambda1), (-(self.A2 + self.A3), 0, self.lambda1),
                 (self.A2, 0, self.lambda2), (self.A3, 0, self.lambda3)]
 
     def parent_terms(self) -> list[tuple[float, int, float]]:
-        """Metabolite-corrected plasma as exponential terms in ``s = t - delay``."""
+        """Metabolite-corrected plasma as exponential terms in ``s = t - delay``.
+
+        Returns
+        -------
+        list of (float, int, float)
+            ``(c, n, a)`` as :meth:`total_terms`.
+        """
         a = self.parent_plateau
         mu = 1.0 / self.parent_tau
         b = (1.0 - a) * np.exp(-mu * self.delay)  # f(t) = a + b exp(-mu s)
@@ -85,11 +114,17 @@ class FengInput:
         return out
 
     def whole_blood_terms(self) -> list[tuple[float, int, float]]:
-        """Whole blood as exponential terms in ``s = t - delay``."""
+        """Whole blood as exponential terms in ``s = t - delay``.
+
+        Returns
+        -------
+        list of (float, int, float)
+            ``(c, n, a)`` as :meth:`total_terms`.
+        """
         return [(c * self.blood_to_plasma, n, r) for c, n, r in self.total_terms()]
 
     # ---- point evaluation
-    def _eval(self, terms, t) -> np.ndarray:
+    def _eval(self, terms: list[tuple[float, int, float]], t: ArrayLike) -> np.ndarray:
         s = np.asarray(t, dtype=float) - self.delay
         sp = np.maximum(s, 0.0)
         out = np.zeros_like(sp)
@@ -97,21 +132,65 @@ class FengInput:
             out += c * sp**n * np.exp(-r * sp)
         return np.where(s > 0, out, 0.0)
 
-    def total_plasma(self, t) -> np.ndarray:
-        """Total plasma activity (kBq/mL) at ``t`` (min)."""
+    def total_plasma(self, t: ArrayLike) -> np.ndarray:
+        """Total plasma activity (parent + metabolites).
+
+        Parameters
+        ----------
+        t : array_like
+            Times since injection (min).
+
+        Returns
+        -------
+        numpy.ndarray
+            kBq/mL (decay corrected), same shape as ``t``; 0 before :attr:`delay`.
+        """
         return self._eval(self.total_terms(), t)
 
-    def parent_fraction(self, t) -> np.ndarray:
-        """Parent fraction at ``t`` (min since injection)."""
+    def parent_fraction(self, t: ArrayLike) -> np.ndarray:
+        """Parent (unmetabolised) fraction of plasma activity.
+
+        Parameters
+        ----------
+        t : array_like
+            Times since injection (min).
+
+        Returns
+        -------
+        numpy.ndarray
+            Fraction (0-1), same shape as ``t``.
+        """
         t = np.asarray(t, dtype=float)
         return self.parent_plateau + (1 - self.parent_plateau) * np.exp(-t / self.parent_tau)
 
-    def plasma(self, t) -> np.ndarray:
-        """Metabolite-corrected (parent) plasma (kBq/mL) at ``t`` (min)."""
+    def plasma(self, t: ArrayLike) -> np.ndarray:
+        """Metabolite-corrected (parent) plasma activity.
+
+        Parameters
+        ----------
+        t : array_like
+            Times since injection (min).
+
+        Returns
+        -------
+        numpy.ndarray
+            kBq/mL (decay corrected), same shape as ``t``.
+        """
         return self._eval(self.parent_terms(), t)
 
-    def whole_blood(self, t) -> np.ndarray:
-        """Whole blood activity (kBq/mL) at ``t`` (min)."""
+    def whole_blood(self, t: ArrayLike) -> np.ndarray:
+        """Whole blood activity.
+
+        Parameters
+        ----------
+        t : array_like
+            Times since injection (min).
+
+        Returns
+        -------
+        numpy.ndarray
+            kBq/mL (decay corrected), same shape as ``t``.
+        """
         return self._eval(self.whole_blood_terms(), t)
 
 
@@ -174,8 +253,14 @@ class TracerPreset:
     notes: str = ""
     extra: Mapping = field(default_factory=dict)
 
-    def frames(self):
-        """The preset's :class:`~sv2a.frames.FrameSchedule` (with half-life)."""
+    def frames(self) -> FrameSchedule:
+        """The preset's frame protocol.
+
+        Returns
+        -------
+        sv2a.frames.FrameSchedule
+            Frame start / end times (min) with the radionuclide half-life.
+        """
         from ..frames import frames_from_counts
         from ..units import half_life
 
@@ -208,7 +293,7 @@ def _seq(*parts) -> tuple:
 
 
 # ------------------------------------------------------------------ human [11C]UCB-J
-_HUMAN_UCBJ_REGIONS = {  # VT (mL/cm3), K1 (mL/cm3/min), vB; sv2a_params.json phantom
+_HUMAN_UCBJ_REGIONS = {  # VT (mL/cm3), K1 (mL/cm3/min), vB: design values
     "frontal_cortex": (18.0, 0.40, 0.05),
     "dlpfc": (18.0, 0.40, 0.05),
     "anterior_cingulate": (18.5, 0.42, 0.05),
@@ -256,7 +341,7 @@ def _human_ucbj() -> TracerPreset:
         suvr_window=(60.0, 90.0), reference="centrum_semiovale", noise_region="frontal_cortex",
         noise_cv_voxel=0.15, noise_cv_region=0.02, blood_times_s=_HUMAN_BLOOD_S,
         scanner="PET/MR (simulated)",
-        notes="DOMAIN §3 design preset; calibration: cortical peak SUV ~7.6, SUV(60-90) ~4.7, "
+        notes="design preset; calibration: cortical peak SUV ~7.6, SUV(60-90) ~4.7, "
               "SUVR_CS(60-90) 2-3.4 % above DVR_CS",
     )
 
@@ -289,7 +374,7 @@ def _human_synvest1() -> TracerPreset:
 
 
 def _human_synvest2() -> TracerPreset:
-    # Cortex VT 4.6 / K1 0.5, putamen 5.0 / 0.55, CS 1.9 / 0.2 (sv2a_params hints); specific
+    # Cortex VT 4.6 / K1 0.5, putamen 5.0 / 0.55, CS 1.9 / 0.2 (design values); specific
     # binding of other regions scaled from UCB-J (VS x 0.21), K1 x 1.25.
     vnd = 1.4
     regs = {}
@@ -380,14 +465,46 @@ _DEFAULT_TRACER = {"human": "ucbj", "rat": "synvest1", "mouse": "ucbj"}
 
 
 def available_presets() -> list[str]:
-    """Preset keys, ``"<species>_<tracer>"``."""
+    """Keys of the tracer presets.
+
+    Returns
+    -------
+    list of str
+        ``"<species>_<tracer>"``, sorted.
+
+    Examples
+    --------
+    >>> available_presets()
+    ['human_synvest1', 'human_synvest2', 'human_ucbj', 'mouse_ucbj', 'rat_synvest1']
+    """
     return sorted(PRESETS)
 
 
 def get_preset(species: str = "human", tracer: str | None = None) -> TracerPreset:
-    """The preset for ``species`` (human, rat, mouse) and ``tracer`` (ucbj, synvest1, synvest2).
+    """The simulation preset of a species and tracer.
 
-    ``tracer=None`` picks the species' default (human/mouse UCB-J, rat SynVesT-1).
+    Parameters
+    ----------
+    species : {"human", "rat", "mouse"}
+        Species (case-insensitive).
+    tracer : str, optional
+        ``ucbj``, ``synvest1`` or ``synvest2`` (aliases such as ``[11C]UCB-J`` or ``SDM-8``
+        accepted); None picks the species' default (human/mouse UCB-J, rat SynVesT-1).
+
+    Returns
+    -------
+    TracerPreset
+        Read-only preset (kinetics, input, frames, dose, scanner).
+
+    Raises
+    ------
+    ModelError
+        Unknown species, or no preset for that species and tracer.
+
+    Examples
+    --------
+    >>> get_preset("rat").key, get_preset("human", "[18F]SynVesT-1").tracer_name
+    ('rat_synvest1', '[18F]SynVesT-1')
     """
     sp = str(species).strip().lower()
     if sp not in _DEFAULT_TRACER:

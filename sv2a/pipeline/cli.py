@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 from .config import resolve_config
@@ -29,13 +30,43 @@ EXAMPLES = """examples:
   # group level: % change in SRTM2 BPND from baseline, per arm
   sv2a run /data/bids /data/out group --model srtm2 --outcome BPND --baseline-session bl
 
+  # which models exist, what they estimate and which run voxelwise
+  sv2a models
+
 config file keys (JSON or YAML) are the long option names with '_' (e.g. model_options:
-{srtm2: {k2prime: 0.04}}, voxelwise_options, reference_erode_mm); flags override the file.
+{srtm2: {k2prime: 0.04}}, voxelwise_options: {srtm2: {fwhm: 4}}, reference_erode_mm); flags
+override the file. Model options are checked against each model's options before any scan
+runs ('sv2a models' lists them).
 Finished subject/sessions are skipped unless their settings or inputs changed (or --force).
 """
 
 
+def _model_lists() -> tuple[str, str]:
+    """The regional and the voxelwise models of the registry, for the help text."""
+    try:
+        from ..models import registry
+    except ImportError:  # pragma: no cover - a broken install still shows the other options
+        return "see 'sv2a models'", "see 'sv2a models'"
+    return (" ".join(registry.available(scale="region")) or "none registered",
+            " ".join(registry.available(scale="voxel")) or "none registered")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``sv2a run`` to ``parser``.
+
+    Settings that a configuration file can hold default to "not given", so that
+    :func:`~sv2a.pipeline.config.resolve_config` can tell a flag from a file value.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The ``run`` sub-command parser.
+
+    Returns
+    -------
+    None
+    """
+    regional, voxel = _model_lists()
     S = argparse.SUPPRESS  # noqa: N806 - "not given" so the config file can fill it
     parser.add_argument("bids_dir", help="BIDS dataset root")
     parser.add_argument("out_dir", help="output (derivatives) folder, e.g. BIDS_DIR/"
@@ -49,9 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="sessions to process (with or without 'ses-')")
     mod = parser.add_argument_group("models")
     mod.add_argument("--model", nargs="+", dest="models", metavar="MODEL", default=S,
-                     help="regional models (default: 1tcm srtm2 suvr); plasma-input models run "
-                     "only where blood data exist. At group level: the model to compare "
-                     "(default srtm2)")
+                     help=f"regional models, any of: {regional} (default: 1tcm srtm2 suvr); "
+                     "plasma-input models run only where blood data exist. At group level: "
+                     "the model to compare (default srtm2)")
     mod.add_argument("--reference", default=S, metavar="REGION",
                      help="reference region (default centrum_semiovale)")
     mod.add_argument("--reference-erode", dest="reference_erode_mm", type=float, default=S,
@@ -67,7 +98,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mod.add_argument("--voxelwise", action="store_true", default=S,
                      help="also compute parametric maps")
     mod.add_argument("--voxelwise-model", nargs="+", dest="voxelwise_models", metavar="MODEL",
-                     default=S, help="models for the maps (default srtm2 if requested)")
+                     default=S, help=f"models for the maps, any of: {voxel} (default: srtm2 "
+                     "if requested, else the first requested model that offers maps)")
     mod.add_argument("--no-figures", dest="figures", action="store_false", default=S,
                      help="skip figures and HTML reports")
     grp = parser.add_argument_group("group level")
@@ -91,23 +123,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="more logging (-v info per scan, -vv debug)")
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of the message (a handler kept from
+    an earlier run must not write to a stream that was replaced and closed since)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _setup_logging(quiet: bool, verbose: int) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else
                                            logging.INFO if verbose == 1 else logging.WARNING)
     logger = logging.getLogger("sv2a")
     logger.setLevel(level)
     if not any(getattr(h, "_sv2a_cli", False) for h in logger.handlers):
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-        h._sv2a_cli = True  # type: ignore[attr-defined]
-        logger.addHandler(h)
+        new = _StderrHandler()
+        new.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        new._sv2a_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(new)
     for h in logger.handlers:
         if getattr(h, "_sv2a_cli", False):
             h.setLevel(level)
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``sv2a run``; return 0 when everything succeeded, 1 when anything failed."""
+    """Run ``sv2a run``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed arguments (:func:`add_arguments`).
+
+    Returns
+    -------
+    int
+        Exit status: 0 when everything succeeded, 1 when any scan (or the group level)
+        failed.
+
+    Raises
+    ------
+    ConfigError
+        A bad setting (reported by ``sv2a`` as one line, exit status 1).
+    """
     _setup_logging(args.quiet, args.verbose)
     given = {k: v for k, v in vars(args).items()
              if k not in ("bids_dir", "out_dir", "analysis_level", "config", "quiet",

@@ -11,21 +11,29 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from ..models.base import Scale
 
 __all__ = ["PipelineConfig", "load_config_file", "resolve_config", "input_fingerprint",
-           "PARTICIPANT_KEYS"]
+           "PARTICIPANT_KEYS", "MAP_OPTIONS"]
 
 #: Settings that change participant-level outputs (they enter the per-scan hash).
 PARTICIPANT_KEYS = ("models", "reference", "reference_erode_mm", "exclude_regions", "atlas",
                     "atlas_labels",
                     "atlas_name", "voxelwise", "voxelwise_models", "model_options",
                     "voxelwise_options", "figures")
+
+#: Keywords of :func:`sv2a.parametric_maps` a configuration may set per map model in
+#: ``voxelwise_options`` besides the model's own options (``mask``, ``reference``, ``input``,
+#: ``atlas`` and ``progress`` are set by the pipeline for each scan).
+MAP_OPTIONS = ("fwhm", "chunk_size", "chunks", "warn", "allow_overlap")
 
 
 @dataclass
@@ -100,50 +108,40 @@ class PipelineConfig:
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> PipelineConfig:
-        """Normalise names and check values; raise :class:`ConfigError` with a fix."""
-        from .. import models as _models
+        """Normalise names and check every value against the model registry.
 
-        if isinstance(self.models, str):
-            self.models = [self.models]
+        Model names become registry names (aliases such as ``mrtm1`` accepted); every
+        regional model must run on regional TACs and every map model on voxels; with
+        ``voxelwise`` on, at least one map model must result; model options must be options
+        of their model (and, for maps, also the map keywords in :data:`MAP_OPTIONS`).
+
+        Returns
+        -------
+        PipelineConfig
+            ``self``, normalised.
+
+        Raises
+        ------
+        ConfigError
+            A bad value; the message says which setting, what is valid and how to fix it.
+        """
+        self.models = _model_names(self.models, "region", "models")
         if not self.models:
             raise ConfigError("no models requested; give at least one with --model")
-        names = []
-        for m in self.models:
-            try:
-                names.append(_models.get(m).name)
-            except Exception as exc:  # ModelError with the list of available models
-                raise ConfigError(str(exc)) from None
-        self.models = list(dict.fromkeys(names))
         if self.voxelwise_models is not None:
-            if isinstance(self.voxelwise_models, str):
-                self.voxelwise_models = [self.voxelwise_models]
-            vm = []
-            for m in self.voxelwise_models:
-                try:
-                    vm.append(_models.get(m).name)
-                except Exception as exc:
-                    raise ConfigError(f"voxelwise_models: {exc}") from None
-            self.voxelwise_models = list(dict.fromkeys(vm))
-        for key in ("model_options", "voxelwise_options"):
-            opts = getattr(self, key)
-            if not isinstance(opts, Mapping):
-                raise ConfigError(f"{key} must map a model name to a dict of options, "
-                                  f"e.g. {{\"srtm2\": {{\"k2prime\": 0.04}}}}; got {opts!r}")
-            clean = {}
-            for m, o in opts.items():
-                try:
-                    name = _models.get(m).name
-                except Exception as exc:
-                    raise ConfigError(f"{key}: {exc}") from None
-                if not isinstance(o, Mapping):
-                    raise ConfigError(f"{key}[{m!r}] must be a dict of options, got {o!r}")
-                clean[name] = dict(o)
-            setattr(self, key, clean)
-        try:
-            self.reference_erode_mm = float(self.reference_erode_mm or 0.0)
-        except (TypeError, ValueError):
-            raise ConfigError(f"reference_erode_mm must be a number of mm, got "
-                              f"{self.reference_erode_mm!r}") from None
+            self.voxelwise_models = _model_names(self.voxelwise_models, "voxel",
+                                                 "voxelwise_models")
+        if self.voxelwise and not self.resolved_voxelwise_models():
+            raise ConfigError(
+                "voxelwise maps requested but none of the requested models "
+                f"({', '.join(self.models)}) offers voxelwise maps; choose the map model with "
+                f"--voxelwise-model, one of: {', '.join(_available('voxel'))}")
+        self.model_options = _check_options(self.model_options, "model_options", ())
+        self.voxelwise_options = _check_options(self.voxelwise_options, "voxelwise_options",
+                                                MAP_OPTIONS)
+        self.group_model = _model_names([self.group_model], "region", "group_model")[0]
+        self.reference_erode_mm = _number(self.reference_erode_mm or 0.0,
+                                          "reference_erode_mm", "mm")
         if self.reference_erode_mm < 0:
             raise ConfigError("reference_erode_mm must be >= 0")
         try:
@@ -152,11 +150,7 @@ class PipelineConfig:
             raise ConfigError(f"nprocs must be an integer, got {self.nprocs!r}") from None
         if self.nprocs < 1:
             raise ConfigError(f"--nprocs must be >= 1, got {self.nprocs}")
-        try:
-            self.max_memory_gb = float(self.max_memory_gb)
-        except (TypeError, ValueError):
-            raise ConfigError(f"max_memory_gb must be a number of GB, got "
-                              f"{self.max_memory_gb!r}") from None
+        self.max_memory_gb = _number(self.max_memory_gb, "max_memory_gb", "GB")
         if not self.max_memory_gb > 0:
             raise ConfigError(f"--max-memory-gb must be > 0, got {self.max_memory_gb}")
         if self.nprocs > 1 and self.dask_scheduler:
@@ -165,21 +159,30 @@ class PipelineConfig:
             raise ConfigError(f"--atlas {self.atlas}: file not found")
         if self.atlas_labels is not None and not Path(self.atlas_labels).exists():
             raise ConfigError(f"--atlas-labels {self.atlas_labels}: file not found")
-        if isinstance(self.exclude_regions, str):
-            self.exclude_regions = [self.exclude_regions]
-        self.exclude_regions = list(self.exclude_regions or [])
-        for key in ("participant_label", "session_label"):
-            v = getattr(self, key)
-            if isinstance(v, str):
-                setattr(self, key, [v])
+        self.exclude_regions = _str_list(self.exclude_regions) or []
+        self.participant_label = _str_list(self.participant_label)
+        self.session_label = _str_list(self.session_label)
         return self
 
     # ------------------------------------------------------------------ views
     def to_dict(self) -> dict[str, Any]:
+        """Every setting as plain JSON-able types.
+
+        Returns
+        -------
+        dict
+            ``{setting: value}`` (the keys of a configuration file).
+        """
         return dataclasses.asdict(self)
 
     def participant_settings(self) -> dict[str, Any]:
-        """The settings that determine participant-level outputs."""
+        """The settings that determine participant-level outputs.
+
+        Returns
+        -------
+        dict
+            The :data:`PARTICIPANT_KEYS` settings, atlas paths made absolute.
+        """
         d = self.to_dict()
         out = {k: d[k] for k in PARTICIPANT_KEYS}
         for k in ("atlas", "atlas_labels"):
@@ -188,29 +191,135 @@ class PipelineConfig:
         return out
 
     def resolved_voxelwise_models(self) -> list[str]:
-        """Models used for parametric maps when ``voxelwise`` is on."""
-        from .. import models as _models
+        """Models used for parametric maps when ``voxelwise`` is on.
 
+        ``voxelwise_models`` when given; otherwise ``srtm2`` if it was requested, else the
+        first requested reference-tissue or static model that offers voxelwise maps, else the
+        first requested plasma-input model that does.
+
+        Returns
+        -------
+        list of str
+            Registry names (empty when no requested model offers voxelwise maps).
+        """
         if self.voxelwise_models is not None:
             return list(self.voxelwise_models)
-        if "srtm2" in self.models:
+        from ..models import registry
+
+        voxel = set(_available("voxel"))
+        wanted = [registry.get(m) for m in self.models if registry.get(m).name in voxel]
+        if any(c.name == "srtm2" for c in wanted):
             return ["srtm2"]
-        return [m for m in self.models if _models.get(m).kind in ("reference", "static")][:1]
+        ordered = ([c for c in wanted if c.kind != "plasma"]
+                   + [c for c in wanted if c.kind == "plasma"])
+        return [ordered[0].name] if ordered else []
 
     def scan_hash(self, fingerprint: Mapping[str, Any] | None = None) -> str:
-        """SHA-256 of the participant settings (+ input file fingerprint)."""
+        """SHA-256 of the participant settings and the input files of a scan.
+
+        Parameters
+        ----------
+        fingerprint : mapping, optional
+            :func:`input_fingerprint` of the scan's input files.
+
+        Returns
+        -------
+        str
+            The first 16 hex digits.
+        """
         payload = {"settings": self.participant_settings(), "inputs": dict(fingerprint or {})}
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def input_fingerprint(paths) -> dict[str, list]:
-    """``{path: [size, mtime_ns]}`` of the input files of a scan (changes trigger a re-run)."""
-    out = {}
-    for p in paths:
-        if p is None:
+# --------------------------------------------------------------------------- checks
+def _available(scale: Scale) -> list[str]:
+    from ..models import registry
+
+    return registry.available(scale=scale)
+
+
+def _model_names(names: Any, scale: Scale, key: str) -> list[str]:
+    """Registry names of ``names`` (a str or a list), each required to run at ``scale``."""
+    from ..models import registry
+
+    if isinstance(names, str):
+        names = [names]
+    out = []
+    for m in names or []:
+        try:
+            out.append(registry.require(str(m), scale=scale).name)
+        except ModelError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+    return list(dict.fromkeys(out))
+
+
+def _check_options(opts: Any, key: str, extra: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``{model: {option: value}}`` with registry names, refusing options the model (or the
+    map adapter, ``extra``) does not take and values outside a model's fixed choices."""
+    from ..models import registry
+    from ..models.base import parse_options
+
+    if not isinstance(opts, Mapping):
+        raise ConfigError(f"{key} must map a model name to a dict of options, "
+                          f"e.g. {{\"srtm2\": {{\"k2prime\": 0.04}}}}; got {opts!r}")
+    clean: dict[str, dict[str, Any]] = {}
+    for m, o in opts.items():
+        try:
+            cls = registry.get(str(m))
+        except ModelError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+        if not isinstance(o, Mapping):
+            raise ConfigError(f"{key}[{m!r}] must be a dict of options, got {o!r}")
+        o = {str(k): v for k, v in o.items()}
+        fields = [f.name for f in dataclasses.fields(cls.Options)]
+        unknown = sorted(set(o) - set(fields) - set(extra))
+        if unknown:
+            raise ConfigError(
+                f"{key}: model '{cls.name}' does not take option(s) {', '.join(unknown)}; "
+                f"valid options: {', '.join(sorted({*fields, *extra}))}")
+        try:
+            parse_options(cls.Options, {k: v for k, v in o.items() if k in fields}, cls.name)
+        except (ModelError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+        clean[cls.name] = o
+    return clean
+
+
+def _number(value: Any, key: str, unit: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a number of {unit}, got {value!r}") from None
+
+
+def _str_list(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def input_fingerprint(paths: Iterable[str | os.PathLike[str] | None]
+                      ) -> dict[str, list[int] | None]:
+    """Size and modification time of the input files of a scan (a change triggers a re-run).
+
+    Parameters
+    ----------
+    paths : iterable of path or None
+        The scan's input files (``None`` entries are ignored).
+
+    Returns
+    -------
+    dict
+        ``{file name: [size, mtime_ns]}``; ``None`` for a file that cannot be read.
+    """
+    out: dict[str, list[int] | None] = {}
+    for path in paths:
+        if path is None:
             continue
-        p = Path(p)
+        p = Path(path)
         try:
             st = p.stat()
             out[p.name] = [st.st_size, st.st_mtime_ns]
@@ -219,9 +328,25 @@ def input_fingerprint(paths) -> dict[str, list]:
     return out
 
 
-def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a JSON or YAML configuration file into a dict (keys as in :class:`PipelineConfig`,
-    ``-`` or ``_`` accepted)."""
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a JSON or YAML configuration file.
+
+    Parameters
+    ----------
+    path : path
+        ``.json`` or YAML file holding a mapping of settings: the fields of
+        :class:`PipelineConfig` (``-`` or ``_`` accepted; ``model`` for ``models``).
+
+    Returns
+    -------
+    dict
+        ``{setting: value}`` (values are checked by :meth:`PipelineConfig.validate`).
+
+    Raises
+    ------
+    ConfigError
+        Missing file, unparsable text, or an unknown setting (the valid ones are listed).
+    """
     import yaml
 
     p = Path(path)
@@ -255,9 +380,27 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     return out
 
 
-def resolve_config(cli: Mapping[str, Any] | None = None, config_file: str | os.PathLike | None
-                   = None) -> PipelineConfig:
-    """Merge defaults, a config file and explicit command-line values (``None`` = not given)."""
+def resolve_config(cli: Mapping[str, Any] | None = None,
+                   config_file: str | os.PathLike[str] | None = None) -> PipelineConfig:
+    """Merge defaults < a configuration file < command-line values, then validate.
+
+    Parameters
+    ----------
+    cli : mapping, optional
+        Settings given on the command line (``None`` values count as not given).
+    config_file : path, optional
+        JSON or YAML settings file.
+
+    Returns
+    -------
+    PipelineConfig
+        The validated configuration.
+
+    Raises
+    ------
+    ConfigError
+        A bad setting (see :meth:`PipelineConfig.validate`).
+    """
     values: dict[str, Any] = {}
     if config_file:
         values.update(load_config_file(config_file))

@@ -15,6 +15,10 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..phantom.cohort import Cohort
 
 __all__ = ["add_arguments", "main", "make_demo_data", "find_demo_data", "DEMO_SETTINGS",
            "EXAMPLES"]
@@ -26,7 +30,7 @@ EXAMPLES = """examples:
 """
 
 #: Arguments of :func:`sv2a.phantom.make_cohort` for the demo dataset.
-DEMO_SETTINGS = {
+DEMO_SETTINGS: dict[str, Any] = {
     "design": "ketamine-human-pcc",  # posterior cingulate +5 % at 24 h, +3 % at 7 d
     "seed": 2025,
     "n_subjects": 6,                 # 2 arms x 3 subjects, baseline + one follow-up each
@@ -37,15 +41,38 @@ DEMO_SETTINGS = {
 }
 
 
-def make_demo_data(out_dir: str | os.PathLike, *, force: bool = False):
-    """Simulate the demo dataset into ``out_dir`` (BIDS + truth.tsv + design.json)."""
+def make_demo_data(out_dir: str | os.PathLike[str], *, force: bool = False,
+                   nprocs: int = 1) -> Cohort:
+    """Simulate the demo dataset (BIDS + ``truth.tsv`` + ``design.json``).
+
+    Parameters
+    ----------
+    out_dir : path
+        Dataset root.
+    force : bool
+        Overwrite a phantom dataset already there.
+    nprocs : int
+        Scans simulated in parallel processes (the files do not depend on it).
+
+    Returns
+    -------
+    sv2a.phantom.Cohort
+        What :func:`sv2a.phantom.make_cohort` wrote.
+    """
     from ..phantom import make_cohort
 
-    return make_cohort(out_dir, force=force, **DEMO_SETTINGS)
+    return make_cohort(out_dir, force=force, nprocs=nprocs, **DEMO_SETTINGS)
 
 
 def find_demo_data() -> Path | None:
-    """The bundled ``demo_data/`` (package data or source tree), or ``./demo_data``."""
+    """The bundled demo dataset.
+
+    Returns
+    -------
+    Path or None
+        ``demo_data/`` of the package data or the source tree, or ``./demo_data``; ``None``
+        when none is found.
+    """
     from ..resources import demo_data_dir
 
     for cand in (demo_data_dir(), Path.cwd() / "demo_data"):
@@ -55,6 +82,17 @@ def find_demo_data() -> Path | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``sv2a demo`` to ``parser``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The ``demo`` sub-command parser.
+
+    Returns
+    -------
+    None
+    """
     parser.add_argument("out_dir", nargs="?", default="sv2a_demo",
                         help="output folder (default ./sv2a_demo)")
     parser.add_argument("--nprocs", type=int, default=None,
@@ -66,20 +104,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Run ``sv2a demo``: simulate the data if needed, then the participant and group levels.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed arguments (:func:`add_arguments`).
+
+    Returns
+    -------
+    int
+        0 when every scan succeeded, else 1.
+    """
     from .config import PipelineConfig
     from .execute import run_participant
     from .group import run_group
 
     t0 = time.perf_counter()
     out = Path(args.out_dir)
+    nprocs = args.nprocs or max(1, min(2, os.cpu_count() or 1))
     bids = None if args.regenerate else find_demo_data()
     if bids is None:
         bids = out / "bids"
         if not (bids / "dataset_description.json").exists() or args.regenerate:
             print(f"simulating the demo dataset into {bids} ...", file=sys.stderr)
-            make_demo_data(bids, force=True)
+            make_demo_data(bids, force=True, nprocs=nprocs)
     deriv = out / "derivatives"
-    nprocs = args.nprocs or max(1, min(2, os.cpu_count() or 1))
     cfg = PipelineConfig(models=["1tcm", "srtm2", "suvr"], voxelwise=True,
                          voxelwise_models=["srtm2"], nprocs=nprocs, force=args.force,
                          exclude_regions=["ventricles", "scalp", "white_matter"],

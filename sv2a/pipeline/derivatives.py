@@ -1,4 +1,4 @@
-"""BIDS-derivatives naming and provenance for ``sv2a run`` (DESIGN §5).
+"""BIDS-derivatives naming and provenance for ``sv2a run``.
 
 File names::
 
@@ -62,32 +62,93 @@ BIDSIGNORE = ["logs/", "group/", "figures/", "*.html", "sv2a_config*.json", ".sv
 
 # --------------------------------------------------------------------------- names
 def model_label(model: str) -> str:
-    """Registry name -> file-name label: ``logan_ref`` -> ``LOGANREF``, ``1tcm`` -> ``1TCM``."""
+    """The ``model-<label>`` of file names.
+
+    Parameters
+    ----------
+    model : str
+        Registry name.
+
+    Returns
+    -------
+    str
+        Upper case without separators: ``logan_ref`` -> ``LOGANREF``, ``1tcm`` -> ``1TCM``.
+    """
     return re.sub(r"[^0-9A-Za-z]", "", str(model)).upper()
 
 
-def scan_stem(pet: str | os.PathLike) -> str:
-    """``sub-01_ses-bl[_trc-X]_pet.nii.gz`` -> ``sub-01_ses-bl[_trc-X]``."""
+def scan_stem(pet: str | os.PathLike[str]) -> str:
+    """The stem of a scan's outputs.
+
+    Parameters
+    ----------
+    pet : path
+        The PET image, ``sub-01_ses-bl[_trc-X]_pet.nii.gz``.
+
+    Returns
+    -------
+    str
+        ``sub-01_ses-bl[_trc-X]``.
+    """
     name = Path(pet).name
     return name.split("_pet.nii")[0]
 
 
-def scan_dir(out_dir: str | os.PathLike, subject: str, session: str | None) -> Path:
-    """``OUT/sub-01/ses-bl/pet`` (or ``OUT/sub-01/pet``)."""
+def scan_dir(out_dir: str | os.PathLike[str], subject: str, session: str | None) -> Path:
+    """The output folder of a scan.
+
+    Parameters
+    ----------
+    out_dir : path
+        Derivatives root (``"."`` for paths relative to it).
+    subject, session : str
+        Labels without ``sub-``/``ses-`` (session ``None``: no session level).
+
+    Returns
+    -------
+    Path
+        ``OUT/sub-01/ses-bl/pet`` (or ``OUT/sub-01/pet``).
+    """
     base = Path(out_dir) / f"sub-{subject}"
     if session:
         base = base / f"ses-{session}"
     return base / "pet"
 
 
-def figures_dir(out_dir: str | os.PathLike, subject: str) -> Path:
-    """``OUT/sub-01/figures``."""
+def figures_dir(out_dir: str | os.PathLike[str], subject: str) -> Path:
+    """The figure folder of a subject.
+
+    Parameters
+    ----------
+    out_dir : path
+        Derivatives root.
+    subject : str
+        Label without ``sub-``.
+
+    Returns
+    -------
+    Path
+        ``OUT/sub-01/figures``.
+    """
     return Path(out_dir) / f"sub-{subject}" / "figures"
 
 
-def atlas_label(path: str | os.PathLike | None, override: str | None = None) -> str:
-    """The ``seg-<label>`` of outputs: ``override``, else the ``seg-``/``atlas-``/``desc-``
-    entity of the segmentation file name, else ``dseg``."""
+def atlas_label(path: str | os.PathLike[str] | None, override: str | None = None) -> str:
+    """The ``seg-<label>`` of outputs.
+
+    Parameters
+    ----------
+    path : path or None
+        The segmentation file.
+    override : str, optional
+        ``--atlas-name``.
+
+    Returns
+    -------
+    str
+        ``override`` (alphanumerics only), else the ``seg-``/``atlas-``/``desc-`` entity of
+        the file name, else its stem for a non-BIDS file, else ``dseg``.
+    """
     if override:
         return re.sub(r"[^0-9A-Za-z]", "", override)
     if path is None:
@@ -104,38 +165,129 @@ def atlas_label(path: str | os.PathLike | None, override: str | None = None) -> 
 
 
 def tacs_name(stem: str, atlas: str) -> str:
+    """File name of the regional TACs.
+
+    Parameters
+    ----------
+    stem : str
+        Scan stem (:func:`scan_stem`).
+    atlas : str
+        Segmentation label (:func:`atlas_label`).
+
+    Returns
+    -------
+    str
+        ``<stem>_seg-<atlas>_tacs.tsv``.
+    """
     return f"{stem}_seg-{atlas}_tacs.tsv"
 
 
 def kinpar_name(stem: str, atlas: str, model: str) -> str:
+    """File name of a regional fit.
+
+    Parameters
+    ----------
+    stem : str
+        Scan stem.
+    atlas : str
+        Segmentation label.
+    model : str
+        Registry name.
+
+    Returns
+    -------
+    str
+        ``<stem>_seg-<atlas>_model-<MODEL>_kinpar.tsv``.
+    """
     return f"{stem}_seg-{atlas}_model-{model_label(model)}_kinpar.tsv"
 
 
 def map_name(stem: str, model: str, param: str) -> str:
+    """File name of a parametric map.
+
+    Parameters
+    ----------
+    stem : str
+        Scan stem.
+    model : str
+        Registry name.
+    param : str
+        Parameter name (``BPND``, ``R1``, ...).
+
+    Returns
+    -------
+    str
+        ``<stem>_model-<MODEL>_meas-<PARAM>_mimap.nii.gz``.
+    """
     meas = re.sub(r"[^0-9A-Za-z]", "", param)
     return f"{stem}_model-{model_label(model)}_meas-{meas}_mimap.nii.gz"
 
 
 def group_kinpar_name(model: str) -> str:
+    """File name of the group dataset of a model.
+
+    Parameters
+    ----------
+    model : str
+        Registry name.
+
+    Returns
+    -------
+    str
+        ``group_model-<MODEL>_kinpar.nc``.
+    """
     return f"group_model-{model_label(model)}_kinpar.nc"
 
 
 def comparison_name(model: str, param: str) -> str:
+    """File name of the arm comparison of one parameter.
+
+    Parameters
+    ----------
+    model : str
+        Registry name.
+    param : str
+        Outcome parameter.
+
+    Returns
+    -------
+    str
+        ``group_model-<MODEL>_meas-<PARAM>_comparison.tsv``.
+    """
     return f"group_model-{model_label(model)}_meas-{param}_comparison.tsv"
 
 
 # --------------------------------------------------------------------------- provenance
 def command_line() -> str:
-    """The command line of this process (for sidecars)."""
+    """The command line of this process, for sidecars.
+
+    Returns
+    -------
+    str
+        Shell-quoted ``sys.argv`` with the program shown as ``sv2a``.
+    """
     argv = list(sys.argv)
     if argv and argv[0].endswith(("sv2a", "__main__.py", "cli.py")):
         argv[0] = "sv2a"
     return shlex.join(argv)
 
 
-def bids_uri(path: str | os.PathLike, bids_dir: str | os.PathLike) -> str:
-    """``bids:raw:sub-01/ses-bl/pet/x.nii.gz`` for a file inside the raw dataset, else the
-    absolute path."""
+def bids_uri(path: str | os.PathLike[str], bids_dir: str | os.PathLike[str]) -> str:
+    """A source file as named in sidecars.
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    bids_dir : path
+        Raw dataset root.
+
+    Returns
+    -------
+    str
+        ``bids:raw:sub-01/ses-bl/pet/x.nii.gz`` for a file inside the raw dataset, else its
+        ``file://`` URI.
+    """
     p = Path(path).resolve()
     root = Path(bids_dir).resolve()
     try:
@@ -144,9 +296,22 @@ def bids_uri(path: str | os.PathLike, bids_dir: str | os.PathLike) -> str:
         return p.as_uri()
 
 
-def write_dataset_description(out_dir: str | os.PathLike, bids_dir: str | os.PathLike) -> Path:
-    """Write ``OUT/dataset_description.json`` (DatasetType derivative, GeneratedBy,
-    SourceDatasets, DatasetLinks)."""
+def write_dataset_description(out_dir: str | os.PathLike[str],
+                              bids_dir: str | os.PathLike[str]) -> Path:
+    """Write ``OUT/dataset_description.json``.
+
+    Parameters
+    ----------
+    out_dir : path
+        Derivatives root.
+    bids_dir : path
+        Raw dataset root (its name, DOI and version are copied).
+
+    Returns
+    -------
+    Path
+        The file (DatasetType derivative, GeneratedBy, SourceDatasets, DatasetLinks).
+    """
     root = Path(bids_dir).resolve()
     src: dict[str, Any] = {"URL": root.as_uri()}
     raw_desc = root / "dataset_description.json"
@@ -178,8 +343,19 @@ def write_dataset_description(out_dir: str | os.PathLike, bids_dir: str | os.Pat
     return write_json(Path(out_dir) / "dataset_description.json", desc)
 
 
-def write_bidsignore(out_dir: str | os.PathLike) -> Path:
-    """Write ``OUT/.bidsignore`` listing the non-BIDS outputs (idempotent)."""
+def write_bidsignore(out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``OUT/.bidsignore`` listing the non-BIDS outputs (idempotent).
+
+    Parameters
+    ----------
+    out_dir : path
+        Derivatives root.
+
+    Returns
+    -------
+    Path
+        The file.
+    """
     p = Path(out_dir) / ".bidsignore"
     from ..io import atomic_path
 
@@ -188,9 +364,25 @@ def write_bidsignore(out_dir: str | os.PathLike) -> Path:
     return p
 
 
-def provenance(*, sources: Iterable[str], settings: Mapping | None = None,
+def provenance(*, sources: Iterable[str], settings: Mapping[str, Any] | None = None,
                config_hash: str | None = None) -> dict[str, Any]:
-    """The provenance block shared by all sidecars."""
+    """The provenance block shared by all sidecars.
+
+    Parameters
+    ----------
+    sources : iterable of str
+        Input files (:func:`bids_uri`).
+    settings : mapping, optional
+        Pipeline settings behind the file (``PipelineSettings``).
+    config_hash : str, optional
+        The scan's settings hash (``ConfigHash``).
+
+    Returns
+    -------
+    dict
+        ``SoftwareName``, ``SoftwareVersion``, ``CommandLine``, ``Sources`` and the optional
+        keys.
+    """
     out: dict[str, Any] = {
         "SoftwareName": "sv2a",
         "SoftwareVersion": __version__,
@@ -206,8 +398,18 @@ def provenance(*, sources: Iterable[str], settings: Mapping | None = None,
 
 # --------------------------------------------------------------------------- tables
 def tacs_table(tacs: xr.DataArray) -> pd.DataFrame:
-    """TACs as a table: ``frame_start``, ``frame_end`` (s), then one column per region
-    (kBq/mL)."""
+    """Regional TACs as a table.
+
+    Parameters
+    ----------
+    tacs : xr.DataArray
+        Region x frame TACs (kBq/mL) with ``frame_start``/``frame_end`` in minutes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``frame_start``, ``frame_end`` (s), then one column per region (kBq/mL).
+    """
     df = pd.DataFrame({"frame_start": np.asarray(tacs["frame_start"].values) * 60.0,
                        "frame_end": np.asarray(tacs["frame_end"].values) * 60.0})
     vals = np.asarray(tacs.transpose("region", "frame").values)
@@ -217,7 +419,19 @@ def tacs_table(tacs: xr.DataArray) -> pd.DataFrame:
 
 
 def kinpar_table(fit: xr.Dataset) -> pd.DataFrame:
-    """A fit result as a table: ``region`` first, then its variables (DESIGN §2 order)."""
+    """A fit result as a table.
+
+    Parameters
+    ----------
+    fit : xr.Dataset
+        Result of :func:`sv2a.fit` (variables over ``region``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``region`` first, then every per-region variable in the result's order (parameters,
+        their standard errors, fit statistics); booleans as 0/1.
+    """
     cols: dict[str, Any] = {"region": [str(r) for r in fit["region"].values]}
     for name, var in fit.data_vars.items():
         if var.dims != ("region",):
@@ -230,7 +444,18 @@ def kinpar_table(fit: xr.Dataset) -> pd.DataFrame:
 
 
 def settings_of(fit: xr.Dataset) -> dict[str, Any]:
-    """The attrs of a fit result with JSON-encoded values decoded back."""
+    """The settings of a fit result.
+
+    Parameters
+    ----------
+    fit : xr.Dataset
+        Result of :func:`sv2a.fit`.
+
+    Returns
+    -------
+    dict
+        Its attrs as plain values (JSON-encoded strings decoded, arrays as lists).
+    """
     out = {}
     for k, v in fit.attrs.items():
         if isinstance(v, str) and v[:1] in "[{":
@@ -247,12 +472,39 @@ def settings_of(fit: xr.Dataset) -> dict[str, Any]:
 
 
 def units_of(fit: xr.Dataset) -> dict[str, str]:
-    """``{variable: units}`` of the variables that declare units."""
+    """The units of a fit result.
+
+    Parameters
+    ----------
+    fit : xr.Dataset
+        Result of :func:`sv2a.fit`.
+
+    Returns
+    -------
+    dict
+        ``{variable: units}`` of the variables that declare units.
+    """
     return {str(k): str(v.attrs["units"]) for k, v in fit.data_vars.items() if "units" in v.attrs}
 
 
-def write_table_with_sidecar(path: Path, table: pd.DataFrame, sidecar: Mapping) -> Path:
-    """Write a TSV and its JSON sidecar (both atomic; sidecar last)."""
+def write_table_with_sidecar(path: Path, table: pd.DataFrame,
+                             sidecar: Mapping[str, Any]) -> Path:
+    """Write a TSV and its JSON sidecar (both atomic; sidecar last).
+
+    Parameters
+    ----------
+    path : Path
+        The ``.tsv`` file; the sidecar is the same name with ``.json``.
+    table : pandas.DataFrame
+        The table.
+    sidecar : mapping
+        The sidecar content.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     write_tsv(path, table)
     write_json(path.with_suffix(".json"), sidecar)
     return path

@@ -51,10 +51,22 @@ class RunSummary:
 
     @property
     def ok(self) -> bool:
+        """True when no scan failed."""
         return not self.failed
 
-    def line(self, out_dir: str | os.PathLike) -> str:
-        """The one-line summary printed at the end of a run."""
+    def line(self, out_dir: str | os.PathLike[str]) -> str:
+        """The one-line summary printed at the end of a run.
+
+        Parameters
+        ----------
+        out_dir : path
+            Derivatives root (for the paths of ``failures.tsv`` and the reports).
+
+        Returns
+        -------
+        str
+            Counts of done, skipped and failed scans, the time taken and where to look.
+        """
         s = (f"sv2a participant: {len(self.done)} done, {len(self.skipped)} skipped "
              f"(already up to date), {len(self.failed)} failed in {self.seconds:.1f} s")
         if self.failed:
@@ -72,19 +84,30 @@ def _progress(total: int, quiet: bool, desc: str):
 
 
 def run_jobs(jobs: list[ScanJob], *, nprocs: int = 1, dask_scheduler: str | None = None,
-             client=None, quiet: bool = False,
-             on_result: Callable[[dict], None] | None = None) -> list[dict]:
-    """Run :func:`process_scan` on every job; return the status dicts in job order.
+             client: Any = None, quiet: bool = False,
+             on_result: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Run :func:`process_scan` on every job: serially, in local processes or on Dask.
 
     Parameters
     ----------
     jobs : list of ScanJob
+        The scans to process.
     nprocs : int
         Local processes (1 = serial in this process).
     dask_scheduler : str, optional
         Address of a running Dask scheduler; jobs are submitted with ``client.submit``.
     client : distributed.Client, optional
         An existing client (e.g. on a ``dask_jobqueue.SLURMCluster``); takes precedence.
+    quiet : bool
+        No progress bar.
+    on_result : callable, optional
+        Called with each status dict as soon as its scan finishes.
+
+    Returns
+    -------
+    list of dict
+        The status dicts of :func:`process_scan` in job order (a crashed worker gives a
+        ``failed`` status at stage ``worker``).
     """
     results: dict[int, dict] = {}
     bar = _progress(len(jobs), quiet, "participant")
@@ -176,12 +199,40 @@ def _run_dask(jobs, client, address, done, crashed) -> None:
 
 
 # --------------------------------------------------------------------------- participant level
-def run_participant(bids_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                    cfg: PipelineConfig, *, quiet: bool = False, client=None) -> RunSummary:
+def run_participant(bids_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                    cfg: PipelineConfig, *, quiet: bool = False, client: Any = None
+                    ) -> RunSummary:
     """Participant level of ``sv2a run``: every selected scan, then subject reports.
 
-    Returns a :class:`RunSummary`; ``logs/failures.tsv`` lists this run's failures (the file
-    is removed when nothing failed).
+    Scans whose done-marker matches their settings and inputs are skipped (unless
+    ``cfg.force``); ``logs/failures.tsv`` lists this run's failures (removed when nothing
+    failed).
+
+    Parameters
+    ----------
+    bids_dir : path
+        Raw BIDS dataset.
+    out_dir : path
+        Derivatives folder (must differ from ``bids_dir``).
+    cfg : PipelineConfig
+        Validated configuration.
+    quiet : bool
+        No progress bars.
+    client : distributed.Client, optional
+        Submit the scans to this Dask client (takes precedence over ``cfg.nprocs`` and
+        ``cfg.dask_scheduler``).
+
+    Returns
+    -------
+    RunSummary
+        Done, skipped and failed scans, the subject reports and the time taken.
+
+    Raises
+    ------
+    ConfigError
+        ``out_dir`` is ``bids_dir``, or the Dask scheduler cannot be reached.
+    BIDSError
+        No PET scan matches the selection.
     """
     t0 = time.perf_counter()
     bids_dir = Path(bids_dir)
@@ -261,6 +312,19 @@ def _write_failures(out: Path, failed: list[dict]) -> None:
 
 
 def summary_dict(summary: RunSummary) -> dict[str, Any]:
+    """A run summary as plain types.
+
+    Parameters
+    ----------
+    summary : RunSummary
+        The outcome of :func:`run_participant`.
+
+    Returns
+    -------
+    dict
+        ``done`` and ``skipped`` scan stems, ``failed`` (stem, stage, error type, message)
+        and ``seconds``.
+    """
     return {"done": [r["stem"] for r in summary.done], "skipped": summary.skipped,
             "failed": [{k: r[k] for k in ("stem", "stage", "error_type", "message")}
                        for r in summary.failed], "seconds": round(summary.seconds, 2)}

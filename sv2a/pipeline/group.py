@@ -1,7 +1,7 @@
 """Group level: collect the participant-level fits, compare arms, write tables, figures and
 ``group.html``.
 
-Outputs (DESIGN §5)::
+Outputs::
 
     OUT/group/group_model-<MODEL>_kinpar.nc          subject x session x region (+ tidy .tsv)
     OUT/group/group_model-<MODEL>_meas-<PARAM>_comparison.tsv (+ .json provenance)
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import xarray as xr
 
 from ..errors import DataError, Sv2aError
 from ..io import write_json, write_tsv
@@ -46,6 +47,13 @@ class GroupResult:
     ok: bool = True
 
     def line(self) -> str:
+        """The one-line summary printed at the end of a run.
+
+        Returns
+        -------
+        str
+            Subjects x sessions, the comparison table, the report and the time taken.
+        """
         return (f"sv2a group: {self.n_subjects} subjects x {self.n_sessions} sessions, "
                 f"comparison {self.comparison}; report: {self.report} "
                 f"({self.seconds:.1f} s)")
@@ -61,7 +69,9 @@ def _sessions_table(bids_dir: Path) -> pd.DataFrame | None:
     return pd.concat(rows, ignore_index=True) if rows else None
 
 
-def _baseline(ds, wanted: str | None) -> str:
+def _baseline(ds: xr.Dataset, wanted: str | None) -> str:
+    """The baseline session label: ``wanted`` (without ``ses-``), else a usual baseline
+    label present in the data, else the first session."""
     sessions = [str(s) for s in ds["session"].values]
     if wanted:
         w = wanted[4:] if wanted.startswith("ses-") else wanted
@@ -72,11 +82,35 @@ def _baseline(ds, wanted: str | None) -> str:
     return sessions[0]
 
 
-def run_group(bids_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: PipelineConfig,
-              *, quiet: bool = False) -> GroupResult:
-    """Group level of ``sv2a run``: collect -> save -> compare arms -> figures -> HTML."""
+def run_group(bids_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+              cfg: PipelineConfig, *, quiet: bool = False) -> GroupResult:
+    """Group level of ``sv2a run``: collect -> save -> compare arms -> figures -> HTML.
+
+    Parameters
+    ----------
+    bids_dir : path
+        Raw dataset (``participants.tsv`` with the arms, ``sub-*_sessions.tsv``).
+    out_dir : path
+        Derivatives of the participant level.
+    cfg : PipelineConfig
+        Uses ``group_model``, ``outcome`` and ``baseline_session``.
+    quiet : bool
+        Accepted for symmetry with :func:`~sv2a.pipeline.run_participant` (the group level
+        shows no progress bar).
+
+    Returns
+    -------
+    GroupResult
+        Paths of the NetCDF dataset, the comparison table, the figures and ``group.html``.
+
+    Raises
+    ------
+    DataError
+        No participant-level derivatives in ``out_dir``.
+    """
     from .. import longitudinal as lg
     from .. import report
+    from ..models import registry
 
     t0 = time.perf_counter()
     bids_dir, out = Path(bids_dir), Path(out_dir)
@@ -143,8 +177,7 @@ def run_group(bids_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: Pipe
             f"{label}; % change = 100 (follow-up / {baseline} - 1). Within-arm: paired t-test "
             "on log values, BH-adjusted across regions (q). Between arms: ANCOVA on "
             "log(follow-up) with log(baseline) as covariate.")
-    if outcome in ("BPND", "DVR", "SUVR") and model in ("srtm", "srtm2", "mrtm", "mrtm2",
-                                                        "logan_ref", "suvr"):
+    if outcome in ("BPND", "DVR", "SUVR") and registry.get(model).kind == "reference":
         text += (" Reference region: centrum semiovale (CS) unless set otherwise; CS VT "
                  "overestimates VND by ~35-40 % (Rossano 2020), so CS-based BPND is biased "
                  "low in absolute terms.")

@@ -6,15 +6,18 @@ staging folder that is moved into place only when the whole scan succeeded; the 
 written last. An interrupted or failed scan therefore leaves either its previous complete
 outputs or nothing.
 
-Steps: load (PET + sidecar) -> atlas (``anat/*_dseg`` or ``--atlas``; resampled to the PET
-grid if needed; optional erosion of the reference region) -> TACs -> regional fits of the
-requested models (plasma-input models only where blood exists) -> optional voxelwise maps ->
-figures -> commit.
+One function per stage, sharing a :class:`_Scan` state: :func:`_stage_load` (PET + sidecar)
+-> :func:`_stage_atlas` (``anat/*_dseg`` or ``--atlas``, resampled to the PET grid if needed;
+reference region checked and optionally eroded) -> :func:`_stage_tacs` -> :func:`_stage_blood`
+-> :func:`_stage_fits` (plasma-input models only where blood exists) -> :func:`_stage_maps`
+(optional voxelwise maps) -> :func:`_stage_figures` -> :func:`_stage_summary` ->
+:func:`_commit`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -25,7 +28,7 @@ import uuid
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +36,15 @@ from .. import __version__
 from ..errors import DataError, RegionError, ShapeMismatchError, Sv2aError
 from . import derivatives as drv
 from .config import PipelineConfig, input_fingerprint
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from ..atlas import Atlas
+    from ..bids import Scan
+    from ..blood import InputFunction
+    from ..models.base import Model
+    from ..pet import DynamicPET
 
 __all__ = ["ScanJob", "process_scan", "marker_path", "is_done", "read_marker", "job_from_scan"]
 
@@ -43,7 +55,29 @@ WORK_DIR = ".sv2a-work"
 
 @dataclass
 class ScanJob:
-    """Everything a worker needs for one scan (plain types only, so it pickles)."""
+    """Everything a worker needs for one scan (plain types only, so it pickles).
+
+    Attributes
+    ----------
+    subject, session : str
+        BIDS labels (without ``sub-``/``ses-``; session ``None`` when the dataset has none).
+    pet, dseg : str
+        The PET image and its segmentation (``None``: none found).
+    blood : dict
+        ``{recording: path}`` of the blood tables.
+    bids_dir, out_dir : str
+        Raw dataset and derivatives folder.
+    config : dict
+        :meth:`PipelineConfig.to_dict` of the validated configuration.
+    config_hash : str
+        :meth:`PipelineConfig.scan_hash` of this scan (settings + input files).
+    participant : dict
+        The scan's row of ``participants.tsv`` (e.g. the ``weight`` fallback for SUV).
+    command_line : str
+        The command that started the run (for provenance).
+    progress : bool
+        Show a progress bar over voxel chunks (serial runs on a terminal).
+    """
 
     subject: str
     session: str | None
@@ -56,18 +90,20 @@ class ScanJob:
     config_hash: str
     participant: dict[str, Any] = field(default_factory=dict)
     command_line: str = ""
-    progress: bool = False  # a progress bar over voxel chunks (serial runs on a terminal)
+    progress: bool = False
 
     @property
     def stem(self) -> str:
+        """``sub-01_ses-bl`` (the PET file name without ``_pet.nii.gz``)."""
         return drv.scan_stem(self.pet)
 
     @property
     def label(self) -> str:
+        """``sub-01/ses-bl`` for messages."""
         return f"sub-{self.subject}" + (f"/ses-{self.session}" if self.session else "")
 
 
-def _out_of_core_chunks(pet, cfg: PipelineConfig) -> tuple[int, int, int] | None:
+def _out_of_core_chunks(pet: DynamicPET, cfg: PipelineConfig) -> tuple[int, int, int] | None:
     """Blocks for voxelwise maps too large for ``max_memory_gb`` (a map needs about 3x the
     float32 image): z-slabs such that every thread's block (~3x its bytes) fits, <= 128 MB.
     ``None`` when the image fits in memory."""
@@ -76,7 +112,7 @@ def _out_of_core_chunks(pet, cfg: PipelineConfig) -> tuple[int, int, int] | None
     return pet.slab_chunks(min(128e6, cfg.max_memory_gb * 1e9 / (3.0 * (os.cpu_count() or 1))))
 
 
-def _dask_threads(job: ScanJob, name: str):
+def _dask_threads(job: ScanJob, name: str) -> contextlib.AbstractContextManager[Any]:
     """Context that runs one map's dask blocks on threads in this process (also on a Dask
     worker, where the cluster runs whole scans)."""
     try:
@@ -86,13 +122,32 @@ def _dask_threads(job: ScanJob, name: str):
             f"{job.label}: voxelwise {name} runs out of core (the image needs more than "
             "max_memory_gb, or chunks were given) and that needs dask: pip install "
             "'sv2a[distributed]', or raise --max-memory-gb") from None
-    return dask.config.set(scheduler="threads")
+    ctx: contextlib.AbstractContextManager[Any] = dask.config.set(scheduler="threads")
+    return ctx
 
 
-def job_from_scan(scan, cfg: PipelineConfig, bids_dir, out_dir, participant: dict | None = None
+def job_from_scan(scan: Scan, cfg: PipelineConfig, bids_dir: str | os.PathLike[str],
+                  out_dir: str | os.PathLike[str], participant: dict[str, Any] | None = None
                   ) -> ScanJob:
-    """Build the :class:`ScanJob` of a :class:`sv2a.bids.Scan`."""
-    inputs = [scan.pet, *scan.blood.values(), scan.dseg]
+    """The :class:`ScanJob` of a scan found in a BIDS dataset.
+
+    Parameters
+    ----------
+    scan : sv2a.bids.Scan
+        The scan (:func:`sv2a.bids.find_scans`).
+    cfg : PipelineConfig
+        The validated configuration.
+    bids_dir, out_dir : path
+        Raw dataset and derivatives folder.
+    participant : dict, optional
+        The subject's row of ``participants.tsv`` (missing values are dropped).
+
+    Returns
+    -------
+    ScanJob
+        With the scan's settings hash (configuration + input file sizes and times).
+    """
+    inputs: list[Any] = [scan.pet, *scan.blood.values(), scan.dseg]
     if cfg.atlas:
         inputs += [cfg.atlas, cfg.atlas_labels]
     h = cfg.scan_hash(input_fingerprint(inputs))
@@ -111,22 +166,57 @@ def job_from_scan(scan, cfg: PipelineConfig, bids_dir, out_dir, participant: dic
 
 # --------------------------------------------------------------------------- markers
 def marker_path(job: ScanJob) -> Path:
-    """``OUT/sub-01/ses-bl/pet/.sub-01_ses-bl_sv2a-done.json`` (hidden from BIDS tools)."""
+    """The done-marker of a scan, hidden from BIDS tools.
+
+    Parameters
+    ----------
+    job : ScanJob
+        The scan.
+
+    Returns
+    -------
+    Path
+        ``OUT/sub-01/ses-bl/pet/.sub-01_ses-bl_sv2a-done.json``.
+    """
     return drv.scan_dir(job.out_dir, job.subject, job.session) / f".{job.stem}_sv2a-done.json"
 
 
-def read_marker(job: ScanJob) -> dict | None:
+def read_marker(job: ScanJob) -> dict[str, Any] | None:
+    """The done-marker of a scan.
+
+    Parameters
+    ----------
+    job : ScanJob
+        The scan.
+
+    Returns
+    -------
+    dict or None
+        Its content (settings hash, outputs, notes, ...); ``None`` when absent or unreadable.
+    """
     p = marker_path(job)
     if not p.exists():
         return None
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
+        out = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
+    return out if isinstance(out, dict) else None
 
 
 def is_done(job: ScanJob) -> bool:
-    """True when the scan finished with the same settings and inputs and its outputs exist."""
+    """Whether a scan finished with the same settings and inputs and its outputs exist.
+
+    Parameters
+    ----------
+    job : ScanJob
+        The scan.
+
+    Returns
+    -------
+    bool
+        True when the scan can be skipped.
+    """
     m = read_marker(job)
     if not m or m.get("config_hash") != job.config_hash:
         return False
@@ -146,19 +236,24 @@ class _Recorder(logging.Handler):
         self.lines.append(self.format(record))
 
 
-class _Stage:
-    name = "start"
+def process_scan(job: ScanJob | dict[str, Any]) -> dict[str, Any]:
+    """Run the participant pipeline on one scan; never raises (except on interrupt).
 
+    Stages: load -> atlas -> tacs -> blood -> fit:<model> -> voxelwise:<model> -> figures ->
+    summary -> commit. Everything is written into a private staging folder and moved into
+    place by the commit only when every stage succeeded; the log is written in all cases.
 
-def process_scan(job: ScanJob | dict) -> dict[str, Any]:
-    """Run the participant pipeline on one scan; return a status dict (never raises).
+    Parameters
+    ----------
+    job : ScanJob or dict
+        The scan (a dict of the :class:`ScanJob` fields when sent to a worker).
 
     Returns
     -------
     dict
-        ``stem``, ``subject``, ``session``, ``status`` (``"done"``/``"failed"``), ``stage``
-        (where it failed), ``error_type``, ``message``, ``seconds``, ``outputs`` (paths
-        relative to OUT), ``notes`` (e.g. models skipped for lack of blood), ``log``.
+        ``stem``, ``subject``, ``session``, ``pet``, ``status`` (``"done"``/``"failed"``),
+        ``stage`` (where it failed), ``error_type``, ``message``, ``seconds``, ``outputs``
+        (paths relative to OUT), ``notes`` (e.g. models skipped for lack of blood), ``log``.
     """
     if isinstance(job, dict):
         job = ScanJob(**job)
@@ -170,7 +265,7 @@ def process_scan(job: ScanJob | dict) -> dict[str, Any]:
     slog.setLevel(logging.DEBUG)
     slog.propagate = False
     slog.addHandler(rec)
-    stage = _Stage()
+    st = _Scan(job, stage_dir, slog)
     result: dict[str, Any] = {"stem": job.stem, "subject": job.subject, "session": job.session,
                               "pet": job.pet, "status": "failed", "stage": "", "error_type": "",
                               "message": "", "outputs": [], "notes": []}
@@ -182,47 +277,133 @@ def process_scan(job: ScanJob | dict) -> dict[str, Any]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                outputs, notes = _run(job, stage_dir, slog, stage)
+                outputs = _run(st)
             finally:
-                seen = set()
-                for w in caught:
-                    msg = f"{w.category.__name__}: {w.message}"
-                    if msg not in seen:
-                        seen.add(msg)
-                        slog.warning(msg)
-        stage.name = "commit"
-        _commit(job, stage_dir, outputs, notes, time.perf_counter() - t0)
-        result.update(status="done", outputs=outputs, notes=notes)
+                _log_warnings(slog, caught)
+        st.stage = "commit"
+        _commit(job, stage_dir, outputs, st.notes, time.perf_counter() - t0)
+        result.update(status="done", outputs=outputs, notes=st.notes)
         slog.info("done in %.1f s (%d files)", time.perf_counter() - t0, len(outputs))
     except BaseException as exc:  # noqa: BLE001 - a worker must report, not die
         if isinstance(exc, KeyboardInterrupt | SystemExit) and not isinstance(exc, Exception):
             shutil.rmtree(stage_dir, ignore_errors=True)
             raise
-        known = isinstance(exc, Sv2aError)
-        result.update(stage=stage.name, error_type=type(exc).__name__,
+        result.update(stage=st.stage, error_type=type(exc).__name__,
                       message=" ".join(str(exc).split()) or type(exc).__name__)
-        slog.error("FAILED at stage '%s': %s: %s", stage.name, type(exc).__name__, exc)
-        if not known:
-            slog.error("unexpected error (please report):\n%s", traceback.format_exc())
-        else:
+        slog.error("FAILED at stage '%s': %s: %s", st.stage, type(exc).__name__, exc)
+        if isinstance(exc, Sv2aError):
             slog.debug("%s", traceback.format_exc())
+        else:
+            slog.error("unexpected error (please report):\n%s", traceback.format_exc())
     finally:
         shutil.rmtree(stage_dir, ignore_errors=True)
         result["seconds"] = round(time.perf_counter() - t0, 3)
         slog.removeHandler(rec)
-        try:
-            from ..io import atomic_path
-
-            with atomic_path(out / log_rel) as tmp:
-                tmp.write_text("\n".join(rec.lines) + "\n", encoding="utf-8")
-        except OSError:  # pragma: no cover - the output folder vanished
-            pass
+        _write_log(out / log_rel, rec.lines)
     return result
 
 
-def _load_atlas(job: ScanJob, cfg: PipelineConfig, pet, slog):
+def _log_warnings(slog: logging.Logger, caught: list[warnings.WarningMessage]) -> None:
+    """Each distinct warning of the scan once in its log."""
+    seen = set()
+    for w in caught:
+        msg = f"{w.category.__name__}: {w.message}"
+        if msg not in seen:
+            seen.add(msg)
+            slog.warning(msg)
+
+
+def _write_log(path: Path, lines: list[str]) -> None:
+    from ..io import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    except OSError:  # pragma: no cover - the output folder vanished
+        pass
+
+
+# --------------------------------------------------------------------------- the stages
+@dataclass
+class _Scan:
+    """What the stages of one scan share: the job, its settings, where it writes, and what
+    each stage produced (set by the stage that makes it)."""
+
+    job: ScanJob
+    stage_dir: Path
+    slog: logging.Logger
+    stage: str = "start"
+    written: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    cfg: PipelineConfig = field(init=False)
+    out_rel: Path = field(init=False)
+    pet: DynamicPET = field(init=False)
+    sources: list[str] = field(init=False)
+    atlas: Atlas = field(init=False)
+    atlas_uri: str = field(init=False)
+    seg: str = field(init=False)
+    reference: str | None = None
+    tacs: xr.DataArray = field(init=False)
+    fit_tacs: xr.DataArray = field(init=False)
+    input: InputFunction | None = None
+    blood_uris: list[str] = field(default_factory=list)
+    fits: dict[str, xr.Dataset] = field(default_factory=dict)
+    maps: dict[str, xr.Dataset] = field(default_factory=dict)
+
+    def dest(self, rel: Path) -> Path:
+        """The staging path of output ``rel`` (relative to OUT), recorded as written."""
+        path = self.stage_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.written.append(rel.as_posix())
+        return path
+
+    def note(self, msg: str) -> None:
+        """A warning in the scan log that also goes to the run summary and the report."""
+        self.slog.warning(msg)
+        self.notes.append(msg)
+
+
+def _run(st: _Scan) -> list[str]:
+    """Run the stages of one scan into its staging folder; return the files written
+    (relative to OUT)."""
+    st.cfg = PipelineConfig(**st.job.config)
+    st.out_rel = drv.scan_dir(".", st.job.subject, st.job.session)
+    _stage_load(st)
+    _stage_atlas(st)
+    _stage_tacs(st)
+    _stage_blood(st)
+    _stage_fits(st)
+    _stage_maps(st)
+    _stage_figures(st)
+    _stage_summary(st)
+    return sorted(set(st.written))
+
+
+def _uses_reference(model: type[Model]) -> bool:
+    """Whether a model needs the reference region (its kind says so: reference-tissue
+    models and SUVR)."""
+    return model.kind == "reference"
+
+
+def _stage_load(st: _Scan) -> None:
+    """Load the PET image and its sidecar (frame times, units, dose, weight)."""
+    from ..io import load_pet
+
+    st.stage = "load"
+    job = st.job
+    st.pet = load_pet(job.pet, participants=job.participant or None)
+    st.slog.info("PET %s frames, grid %s, %s", st.pet.n_frames, st.pet.shape[:3],
+                 st.pet.meta.get("original_units"))
+    st.sources = [drv.bids_uri(job.pet, job.bids_dir)]
+
+
+def _stage_atlas(st: _Scan) -> None:
+    """Load the segmentation on the PET grid; check and optionally erode the reference."""
     from ..atlas import load_atlas
 
+    st.stage = "atlas"
+    job, cfg = st.job, st.cfg
+    path: str
     if cfg.atlas:
         path, labels = cfg.atlas, cfg.atlas_labels
     elif job.dseg:
@@ -234,223 +415,263 @@ def _load_atlas(job: ScanJob, cfg: PipelineConfig, pet, slog):
         )
     atlas = load_atlas(path, labels=labels)
     try:
-        atlas.check_grid(pet.shape, pet.affine)
+        atlas.check_grid(st.pet.shape, st.pet.affine)
     except ShapeMismatchError as exc:
-        slog.warning("atlas not on the PET grid (%s); resampled with nearest neighbour", exc)
-        atlas = atlas.resample_to(pet.shape, pet.affine)
-    return atlas, path
+        st.slog.warning("atlas not on the PET grid (%s); resampled with nearest neighbour", exc)
+        atlas = atlas.resample_to(st.pet.shape, st.pet.affine)
+    st.seg = drv.atlas_label(path, cfg.atlas_name)
+    st.atlas_uri = drv.bids_uri(path, job.bids_dir)
+    st.atlas = _reference_region(st, atlas, path)
 
 
-def _run(job: ScanJob, stage_dir: Path, slog, stage: _Stage) -> tuple[list[str], list[str]]:
-    from .. import models as _models
-    from ..io import load_blood, load_pet, sidecar_path, write_json
-    from ..tacs import extract_tacs
-
-    cfg = PipelineConfig(**job.config)
-    notes: list[str] = []
-    written: list[str] = []
-    out_rel = drv.scan_dir(".", job.subject, job.session)
-    fig_rel = drv.figures_dir(".", job.subject)
-
-    def dest(rel: Path) -> Path:
-        p = stage_dir / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        written.append(rel.as_posix())
-        return p
-
-    stage.name = "load"
-    pet = load_pet(job.pet, participants=job.participant or None)
-    slog.info("PET %s frames, grid %s, %s", pet.n_frames, pet.shape[:3],
-              pet.meta.get("original_units"))
-    sources = [drv.bids_uri(job.pet, job.bids_dir)]
-
-    stage.name = "atlas"
-    atlas, atlas_path = _load_atlas(job, cfg, pet, slog)
-    seg = drv.atlas_label(atlas_path, cfg.atlas_name)
-    atlas_uri = drv.bids_uri(atlas_path, job.bids_dir)
-    specs = {m: _models.get(m) for m in cfg.models}
-    vox_models = cfg.resolved_voxelwise_models() if cfg.voxelwise else []
-    needs_ref = any(s.kind == "reference" or s.name == "suvr" for s in specs.values()) or any(
-        _models.get(m).kind != "plasma" and m != "suv" for m in vox_models)
-    ref = cfg.reference
-    if needs_ref:
-        from ..tacs import region_name
-
-        ref = region_name(cfg.reference)
-        if ref not in atlas.names:
-            raise RegionError(
-                f"{job.label}: reference region '{cfg.reference}' is not in the atlas "
-                f"{atlas_path}; available: {', '.join(atlas.names)}. Choose one with "
-                "--reference"
-            )
-        if cfg.reference_erode_mm > 0:
-            n0 = int(atlas.mask(ref).sum())
-            atlas = atlas.erode(ref, cfg.reference_erode_mm)
-            slog.info("reference '%s' eroded by %.1f mm: %d -> %d voxels", ref,
-                      cfg.reference_erode_mm, n0, int(atlas.mask(ref).sum()))
-
-    stage.name = "tacs"
-    tacs = extract_tacs(pet, atlas)
-    slog.info("TACs: %d regions x %d frames", tacs.sizes["region"], tacs.sizes["frame"])
-    tac_file = dest(out_rel / drv.tacs_name(job.stem, seg))
-    drv.write_table_with_sidecar(tac_file, drv.tacs_table(tacs), {
-        "Description": "Regional time-activity curves: mean of each atlas region per frame",
-        "Units": "kBq/mL", "frame_start": {"Units": "s"}, "frame_end": {"Units": "s"},
-        "Atlas": atlas_uri, "ReferenceErosionMM": cfg.reference_erode_mm,
-        "RegionVolumeML": dict(zip(tacs.region.values.tolist(),
-                                   np.round(tacs["volume_ml"].values, 4).tolist(),
-                                   strict=True)) if "volume_ml" in tacs.coords else {},
-        **drv.provenance(sources=[*sources, atlas_uri], config_hash=job.config_hash),
-    })
-    written.append((out_rel / drv.tacs_name(job.stem, seg)).with_suffix(".json").as_posix())
-
-    fit_tacs = _screen_regions(tacs, cfg, ref if needs_ref else None, job, notes, slog)
-
-    inp = None
-    blood_uris = [drv.bids_uri(p, job.bids_dir) for p in job.blood.values()]
-    if any(s.kind == "plasma" for s in specs.values()) or any(
-            _models.get(m).kind == "plasma" for m in vox_models):
-        if job.blood:
-            stage.name = "blood"
-            inp = load_blood(list(job.blood.values()))
-            slog.info("input function from %s", ", ".join(Path(p).name
-                                                         for p in job.blood.values()))
-
-    fits: dict[str, Any] = {}
-    for name, spec in specs.items():
-        stage.name = f"fit:{name}"
-        opts = dict(cfg.model_options.get(name, {}))
-        kwargs: dict[str, Any] = {}
-        srcs = list(sources) + [atlas_uri]
-        if spec.kind == "plasma":
-            if inp is None:
-                msg = (f"model {name} skipped for {job.label}: it needs arterial blood "
-                       f"(pet/{job.stem}_recording-manual_blood.tsv or -autosampler) and none "
-                       "was found")
-                slog.warning(msg)
-                notes.append(msg)
-                continue
-            kwargs["input"] = inp
-            srcs += blood_uris
-        elif spec.kind == "reference" or name == "suvr":
-            kwargs["reference"] = ref
-        if name == "suv":
-            for key, meta_key in (("injected_mbq", "injected_mbq"),
-                                  ("body_weight_kg", "body_weight_kg")):
-                if meta_key in pet.meta:
-                    opts.setdefault(key, pet.meta[meta_key])
-        t1 = time.perf_counter()
-        fit = _models.fit(fit_tacs, model=name, **kwargs, **opts)
-        fits[name] = fit
-        n_bad = int((~fit["converged"].values).sum()) if "converged" in fit else 0
-        slog.info("fit %s: %d regions in %.2f s%s", name, fit.sizes["region"],
-                  time.perf_counter() - t1, f" ({n_bad} not converged)" if n_bad else "")
-        rel = out_rel / drv.kinpar_name(job.stem, seg, name)
-        drv.write_table_with_sidecar(dest(rel), drv.kinpar_table(fit), {
-            "Description": f"Regional {name} fit: {spec.description}".strip(),
-            "Model": name, "ModelKind": spec.kind,
-            "Reference": kwargs.get("reference"), "Atlas": atlas_uri,
-            "Settings": drv.settings_of(fit), "Units": drv.units_of(fit),
-            **drv.provenance(sources=srcs, config_hash=job.config_hash,
-                             settings={"model_options": opts}),
-        })
-        written.append(rel.with_suffix(".json").as_posix())
-
-    maps: dict[str, Any] = {}
-    if cfg.voxelwise:
-        stage.name = "voxelwise"
-        from ..parametric import parametric_maps
-
-        brain = atlas.labels > 0
-        ooc_chunks = _out_of_core_chunks(pet, cfg)
-        for name in vox_models:
-            stage.name = f"voxelwise:{name}"
-            spec = _models.get(name)
-            kwargs = {"mask": brain}
-            if spec.kind == "plasma":
-                if inp is None:
-                    msg = f"voxelwise {name} skipped for {job.label}: no arterial blood"
-                    slog.warning(msg)
-                    notes.append(msg)
-                    continue
-                kwargs["input"] = inp
-            elif name != "suv":
-                refmask = atlas.mask(ref)
-                kwargs["reference"] = refmask
-                kwargs["mask"] = brain & ~refmask
-            opts = dict(cfg.voxelwise_options.get(name, {}))
-            if name == "srtm2" and "k2prime" not in opts and "srtm2" in fits:
-                k2p = _k2prime_from_fit(fits["srtm2"])
-                if k2p is not None:
-                    opts["k2prime"] = k2p
-                    slog.info("voxelwise srtm2: k2prime %.4g /min from the regional fit", k2p)
-            run_opts = {**opts, "progress": job.progress}
-            ctx = contextlib.nullcontext()
-            if ooc_chunks is not None:
-                run_opts.setdefault("chunks", ooc_chunks)
-            if "chunks" in run_opts:
-                ctx = _dask_threads(job, name)
-                slog.info("voxelwise %s out of core (~%.1f GB needed in memory, max_memory_gb "
-                          "%g): dask blocks of %s voxels", name, 3.0 * pet.nbytes / 1e9,
-                          cfg.max_memory_gb, tuple(int(c) for c in run_opts["chunks"][:3]))
-            t1 = time.perf_counter()
-            with ctx:
-                mp = parametric_maps(pet, model=name, **kwargs, **run_opts)
-            maps[name] = mp
-            slog.info("maps %s in %.2f s", name, time.perf_counter() - t1)
-            files = mp.sv2a.to_nifti(stage_dir / out_rel, job.stem)
-            prov = drv.provenance(sources=[*sources, atlas_uri,
-                                           *(blood_uris if inp is not None else [])],
-                                  config_hash=job.config_hash,
-                                  settings={"voxelwise_options": opts})
-            for f in files:
-                rel = out_rel / Path(f).name
-                written.append(rel.as_posix())
-                sc = sidecar_path(f)
-                if sc.exists():
-                    meta = json.loads(sc.read_text(encoding="utf-8"))
-                    meta.update({"Reference": ref if "reference" in kwargs else None,
-                                 "Atlas": atlas_uri, **prov})
-                    write_json(sc, meta)
-                    written.append((out_rel / sc.name).as_posix())
-
-    if cfg.figures:
-        stage.name = "figures"
-        from .. import report
-
-        figs = report.scan_figures(
-            stage_dir / fig_rel, job.stem, tacs=tacs, fits=fits, input=inp, maps=maps,
-            pet=pet, atlas=atlas, reference=ref if needs_ref else None)
-        for f in figs:
-            written.append((fig_rel / Path(f).name).as_posix())
-    # the summary that the subject report reads
-    summary_rel = out_rel / f".{job.stem}_sv2a-summary.json"
-    write_json(dest(summary_rel), {
-        "stem": job.stem, "subject": job.subject, "session": job.session, "atlas": seg,
-        "reference": ref if needs_ref else None, "notes": notes,
-        "models": {m: str((out_rel / drv.kinpar_name(job.stem, seg, m)).as_posix())
-                   for m in fits},
-        "maps": {m: sorted(str(v) for v in mp.data_vars) for m, mp in maps.items()},
-    })
-    return sorted(set(written)), notes
-
-
-def _screen_regions(tacs, cfg: PipelineConfig, ref: str | None, job: ScanJob, notes: list,
-                    slog):
-    """TACs for model fitting: without ``exclude_regions`` and without regions whose TAC no
-    model can use (non-finite, never positive, or below −2 % of its peak, the tolerance of
-    :func:`sv2a.models._common.tac_matrix`). The reference region is never dropped here."""
-    from ..models._common import NEGATIVE_TOLERANCE
+def _reference_region(st: _Scan, atlas: Atlas, path: str) -> Atlas:
+    """Check that the reference region is in the atlas when a model needs it and erode it
+    when configured; set ``st.reference``. Returns the (possibly eroded) atlas."""
     from ..tacs import region_name
 
+    cfg = st.cfg
+    if not any(_uses_reference(m) for m in _models_used(cfg)):
+        return atlas
+    ref = region_name(cfg.reference)
+    if ref not in atlas.names:
+        raise RegionError(
+            f"{st.job.label}: reference region '{cfg.reference}' is not in the atlas "
+            f"{path}; available: {', '.join(atlas.names)}. Choose one with --reference"
+        )
+    if cfg.reference_erode_mm > 0:
+        n0 = int(atlas.mask(ref).sum())
+        atlas = atlas.erode(ref, cfg.reference_erode_mm)
+        st.slog.info("reference '%s' eroded by %.1f mm: %d -> %d voxels", ref,
+                     cfg.reference_erode_mm, n0, int(atlas.mask(ref).sum()))
+    st.reference = ref
+    return atlas
+
+
+def _models_used(cfg: PipelineConfig) -> list[type[Model]]:
+    """The model classes of the regional fits and of the maps."""
+    from ..models import registry
+
+    names = [*cfg.models, *(cfg.resolved_voxelwise_models() if cfg.voxelwise else [])]
+    return [registry.get(m) for m in dict.fromkeys(names)]
+
+
+def _stage_tacs(st: _Scan) -> None:
+    """Extract and write the regional TACs; screen the regions the fits can use."""
+    from ..tacs import extract_tacs
+
+    st.stage = "tacs"
+    job, cfg = st.job, st.cfg
+    tacs = extract_tacs(st.pet, st.atlas)
+    st.slog.info("TACs: %d regions x %d frames", tacs.sizes["region"], tacs.sizes["frame"])
+    rel = st.out_rel / drv.tacs_name(job.stem, st.seg)
+    volumes = (dict(zip(tacs.region.values.tolist(),
+                        np.round(tacs["volume_ml"].values, 4).tolist(), strict=True))
+               if "volume_ml" in tacs.coords else {})
+    drv.write_table_with_sidecar(st.dest(rel), drv.tacs_table(tacs), {
+        "Description": "Regional time-activity curves: mean of each atlas region per frame",
+        "Units": "kBq/mL", "frame_start": {"Units": "s"}, "frame_end": {"Units": "s"},
+        "Atlas": st.atlas_uri, "ReferenceErosionMM": cfg.reference_erode_mm,
+        "RegionVolumeML": volumes,
+        **drv.provenance(sources=[*st.sources, st.atlas_uri], config_hash=job.config_hash),
+    })
+    st.written.append(rel.with_suffix(".json").as_posix())
+    st.tacs = tacs
+    st.fit_tacs = _screen_regions(st)
+
+
+def _stage_blood(st: _Scan) -> None:
+    """Load the arterial input function when a plasma-input model is requested and blood
+    data exist (without blood those models are skipped with a note later)."""
+    from ..io import load_blood
+
+    blood = st.job.blood
+    st.blood_uris = [drv.bids_uri(p, st.job.bids_dir) for p in blood.values()]
+    if not blood or not any(m.kind == "plasma" for m in _models_used(st.cfg)):
+        return
+    st.stage = "blood"
+    st.input = load_blood(list(blood.values()))
+    st.slog.info("input function from %s", ", ".join(Path(p).name for p in blood.values()))
+
+
+def _model_inputs(st: _Scan, model: type[Model], what: str) -> dict[str, Any] | None:
+    """The ``input=``/``reference=`` keywords of a model for this scan, or ``None`` (with a
+    note) for a plasma-input model without blood. ``reference`` is the region name."""
+    if model.kind == "plasma":
+        if st.input is None:
+            st.note(f"{what} {model.name} skipped for {st.job.label}: it needs arterial blood "
+                    f"(pet/{st.job.stem}_recording-manual_blood.tsv or -autosampler) and none "
+                    "was found")
+            return None
+        return {"input": st.input}
+    if _uses_reference(model):
+        return {"reference": st.reference}
+    return {}
+
+
+def _scan_options(st: _Scan, model: type[Model], opts: dict[str, Any]) -> dict[str, Any]:
+    """Regional fit options completed with what the scan's sidecar says: injected activity
+    (MBq) and body weight (kg) for models that take them (SUV), unless set in the
+    configuration (the map adapter reads them from the image itself)."""
+    out = dict(opts)
+    takes = _option_names(model)
+    for key in ("injected_mbq", "body_weight_kg"):
+        if key in takes and key in st.pet.meta:
+            out.setdefault(key, st.pet.meta[key])
+    return out
+
+
+def _stage_fits(st: _Scan) -> None:
+    """Fit every requested model to the regional TACs and write its table and sidecar."""
+    for name in st.cfg.models:
+        st.stage = f"fit:{name}"
+        _fit_model(st, name)
+
+
+def _fit_model(st: _Scan, name: str) -> None:
+    """Fit one regional model (skipped with a note when it needs blood and there is none)."""
+    from ..models import registry
+    from ..models.regional import fit as fit_model
+
+    model = registry.get(name)
+    kwargs = _model_inputs(st, model, "model")
+    if kwargs is None:
+        return
+    opts = _scan_options(st, model, st.cfg.model_options.get(name, {}))
+    t1 = time.perf_counter()
+    fit = fit_model(st.fit_tacs, model=name, **kwargs, **opts)
+    st.fits[name] = fit
+    n_bad = int((~fit["converged"].values).sum()) if "converged" in fit else 0
+    st.slog.info("fit %s: %d regions in %.2f s%s", name, fit.sizes["region"],
+                 time.perf_counter() - t1, f" ({n_bad} not converged)" if n_bad else "")
+    sources = [*st.sources, st.atlas_uri, *(st.blood_uris if "input" in kwargs else [])]
+    rel = st.out_rel / drv.kinpar_name(st.job.stem, st.seg, name)
+    drv.write_table_with_sidecar(st.dest(rel), drv.kinpar_table(fit), {
+        "Description": f"Regional {name} fit: {getattr(model, 'description', '')}".strip(),
+        "Model": name, "ModelKind": model.kind,
+        "Reference": kwargs.get("reference"), "Atlas": st.atlas_uri,
+        "Settings": drv.settings_of(fit), "Units": drv.units_of(fit),
+        **drv.provenance(sources=sources, config_hash=st.job.config_hash,
+                         settings={"model_options": opts}),
+    })
+    st.written.append(rel.with_suffix(".json").as_posix())
+
+
+def _stage_maps(st: _Scan) -> None:
+    """Voxelwise parametric maps of the map models (brain voxels of the atlas, reference
+    region left out), in memory or out of core (see :func:`_out_of_core_chunks`)."""
+    if not st.cfg.voxelwise:
+        return
+    st.stage = "voxelwise"
+    chunks = _out_of_core_chunks(st.pet, st.cfg)
+    for name in st.cfg.resolved_voxelwise_models():
+        st.stage = f"voxelwise:{name}"
+        _map_model(st, name, chunks)
+
+
+def _map_model(st: _Scan, name: str, ooc_chunks: tuple[int, int, int] | None) -> None:
+    """Parametric maps of one model, written as NIfTI with provenance in the sidecars
+    (skipped with a note when the model needs blood and there is none)."""
+    from ..io import sidecar_path, write_json
+    from ..models import registry
+    from ..parametric import parametric_maps
+
+    cfg, job = st.cfg, st.job
+    model = registry.get(name)
+    kwargs = _model_inputs(st, model, "voxelwise")
+    if kwargs is None:
+        return
+    brain = st.atlas.labels > 0
+    if "reference" in kwargs and st.reference is not None:
+        refmask = st.atlas.mask(st.reference)
+        kwargs["reference"] = refmask
+        kwargs["mask"] = brain & ~refmask
+    else:
+        kwargs["mask"] = brain
+    opts = dict(cfg.voxelwise_options.get(name, {}))
+    k2p = _k2prime_from_fit(st.fits[name]) if name in st.fits else None
+    if "k2prime" not in opts and k2p is not None and "k2prime" in _option_names(model):
+        opts["k2prime"] = k2p
+        st.slog.info("voxelwise %s: k2prime %.4g /min from the regional fit", name, k2p)
+    run_opts: dict[str, Any] = {**opts, "progress": job.progress}
+    ctx: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if ooc_chunks is not None:
+        run_opts.setdefault("chunks", ooc_chunks)
+    if "chunks" in run_opts:
+        ctx = _dask_threads(job, name)
+        st.slog.info("voxelwise %s out of core (~%.1f GB needed in memory, max_memory_gb "
+                     "%g): dask blocks of %s voxels", name, 3.0 * st.pet.nbytes / 1e9,
+                     cfg.max_memory_gb, tuple(int(c) for c in run_opts["chunks"][:3]))
+    t1 = time.perf_counter()
+    with ctx:
+        mp = parametric_maps(st.pet, model=name, **kwargs, **run_opts)
+    st.maps[name] = mp
+    st.slog.info("maps %s in %.2f s", name, time.perf_counter() - t1)
+    files = mp.sv2a.to_nifti(st.stage_dir / st.out_rel, job.stem)
+    prov = drv.provenance(sources=[*st.sources, st.atlas_uri,
+                                   *(st.blood_uris if "input" in kwargs else [])],
+                          config_hash=job.config_hash, settings={"voxelwise_options": opts})
+    for f in files:
+        st.written.append((st.out_rel / Path(f).name).as_posix())
+        sc = sidecar_path(f)
+        if sc.exists():
+            meta = json.loads(sc.read_text(encoding="utf-8"))
+            meta.update({"Reference": st.reference if "reference" in kwargs else None,
+                         "Atlas": st.atlas_uri, **prov})
+            write_json(sc, meta)
+            st.written.append((st.out_rel / sc.name).as_posix())
+
+
+def _option_names(model: type[Model]) -> set[str]:
+    """Names of a model's options."""
+    return {f.name for f in dataclasses.fields(model.Options)}
+
+
+def _stage_figures(st: _Scan) -> None:
+    """Figures of the scan (TACs, fits, input function, map slices) for the reports."""
+    if not st.cfg.figures:
+        return
+    from .. import report
+
+    st.stage = "figures"
+    fig_rel = drv.figures_dir(".", st.job.subject)
+    figs = report.scan_figures(
+        st.stage_dir / fig_rel, st.job.stem, tacs=st.tacs, fits=st.fits, input=st.input,
+        maps=st.maps, pet=st.pet, atlas=st.atlas, reference=st.reference)
+    for f in figs:
+        st.written.append((fig_rel / Path(f).name).as_posix())
+
+
+def _stage_summary(st: _Scan) -> None:
+    """The hidden per-scan summary that the subject report reads."""
+    from ..io import write_json
+
+    st.stage = "summary"
+    job, out_rel = st.job, st.out_rel
+    write_json(st.dest(out_rel / f".{job.stem}_sv2a-summary.json"), {
+        "stem": job.stem, "subject": job.subject, "session": job.session, "atlas": st.seg,
+        "reference": st.reference, "notes": st.notes,
+        "models": {m: str((out_rel / drv.kinpar_name(job.stem, st.seg, m)).as_posix())
+                   for m in st.fits},
+        "maps": {m: sorted(str(v) for v in mp.data_vars) for m, mp in st.maps.items()},
+    })
+
+
+def _screen_regions(st: _Scan) -> xr.DataArray:
+    """TACs for model fitting: without ``exclude_regions`` and without regions whose TAC no
+    model can use (non-finite, never positive, or below -2 % of its peak, the tolerance of
+    :func:`sv2a.fit`). The reference region is never dropped here."""
+    from ..models.regional import NEGATIVE_TOLERANCE
+    from ..tacs import region_name
+
+    tacs = st.tacs
     names = [str(r) for r in tacs.region.values]
-    drop = {region_name(r) for r in cfg.exclude_regions} & set(names)
+    drop = {region_name(r) for r in st.cfg.exclude_regions} & set(names)
     if drop:
-        slog.info("regions excluded by configuration: %s", sorted(drop))
+        st.slog.info("regions excluded by configuration: %s", sorted(drop))
     vals = np.asarray(tacs.transpose("region", "frame").values, float)
     bad = []
     for i, r in enumerate(names):
-        if r in drop or r == ref:
+        if r in drop or r == st.reference:
             continue
         v = vals[i]
         peak = np.nanmax(v) if np.isfinite(v).any() else np.nan
@@ -458,17 +679,16 @@ def _screen_regions(tacs, cfg: PipelineConfig, ref: str | None, job: ScanJob, no
                 or v.min() < -NEGATIVE_TOLERANCE * peak):
             bad.append(r)
     if bad:
-        msg = (f"{job.label}: region(s) {bad} left out of the model fits: their TAC is "
-               "non-finite, never positive or clearly negative (low-count regions such as "
-               "ventricles); the TACs file still lists them")
-        slog.warning(msg)
-        notes.append(msg)
+        st.note(f"{st.job.label}: region(s) {bad} left out of the model fits: their TAC is "
+                "non-finite, never positive or clearly negative (low-count regions such as "
+                "ventricles); the TACs file still lists them")
     keep = [r for r in names if r not in drop and r not in bad]
     return tacs.sel(region=keep) if len(keep) < len(names) else tacs
 
 
-def _k2prime_from_fit(fit) -> float | None:
-    """Median k2prime of a regional SRTM2 fit (used to fix k2' for the voxelwise fit)."""
+def _k2prime_from_fit(fit: xr.Dataset) -> float | None:
+    """Median k2prime (1/min) of a regional fit: the voxelwise fit of the same model uses
+    it as a fixed k2' unless ``voxelwise_options`` set one."""
     if "k2prime" not in fit:
         return None
     v = np.asarray(fit["k2prime"].values, float)
@@ -480,8 +700,6 @@ def _commit(job: ScanJob, stage_dir: Path, outputs: list[str], notes: list[str],
             seconds: float) -> None:
     """Move staged files into OUT (each an atomic rename), drop stale outputs of an earlier
     run of this scan, then write the done-marker last."""
-    import os
-
     from ..io import write_json
 
     out = Path(job.out_dir)

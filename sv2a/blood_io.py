@@ -1,0 +1,253 @@
+"""Reading BIDS blood recordings: :func:`load_blood` -> :class:`~sv2a.blood.InputFunction`.
+
+A recording is a ``*_blood.tsv`` table (``time`` in seconds unless its sidecar says
+otherwise; ``whole_blood_radioactivity``, ``plasma_radioactivity`` in the units its sidecar
+gives; ``metabolite_parent_fraction`` as a fraction or %) with a JSON sidecar. Values are
+converted to minutes and kBq/mL.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .blood import InputFunction
+from .errors import DataError, InputFunctionError, MetadataError, Sv2aWarning
+from .sidecar import read_json, sidecar_path
+from .units import activity_factor, time_factor
+
+__all__ = ["load_blood", "read_blood_table"]
+
+_BLOOD_COLUMNS = {
+    "whole_blood": "whole_blood_radioactivity",
+    "plasma": "plasma_radioactivity",
+    "parent_fraction": "metabolite_parent_fraction",
+}
+
+
+def read_blood_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read one BIDS blood recording, converted to minutes and kBq/mL.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``*_blood.tsv``; its JSON sidecar gives the units of each column.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Columns ``time`` (min) and those present of ``whole_blood``, ``plasma`` (kBq/mL) and
+        ``parent_fraction`` (0..1); ``n/a`` entries are NaN.
+    meta : dict
+        The sidecar.
+
+    Raises
+    ------
+    InputFunctionError
+        File missing, no ``time`` column or no blood column.
+    MetadataError
+        Sidecar missing or an activity column without ``Units``.
+    DataError
+        The TSV cannot be parsed.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFunctionError(f"blood file not found: {path}")
+    sc = sidecar_path(path)
+    if not sc.exists():
+        raise MetadataError(
+            f"{path}: missing blood JSON sidecar; expected {sc} with the units of each column"
+        )
+    meta = read_json(sc)
+    try:
+        df = pd.read_csv(path, sep="\t", na_values=["n/a", "N/A", "NaN", "nan", ""])
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read TSV ({exc})") from exc
+    if "time" not in df.columns:
+        raise InputFunctionError(
+            f"{path}: first column must be 'time' (seconds); found {list(df.columns)[:5]}"
+        )
+    out = pd.DataFrame({"time": df["time"].astype(float) * _col_time_factor(meta)})
+    found = False
+    for key, col in _BLOOD_COLUMNS.items():
+        if col in df.columns:
+            vals = pd.to_numeric(df[col], errors="coerce").astype(float)
+            unit = _col_unit(meta, col)
+            if key == "parent_fraction":
+                if unit in ("%", "percent"):
+                    vals = vals / 100.0
+            else:
+                if unit is None:
+                    raise MetadataError(
+                        f"{sc}: no Units for column '{col}'; add \"{col}\": {{\"Units\": "
+                        "\"kBq/mL\"}"
+                    )
+                vals = vals * activity_factor(unit)
+            out[key] = vals
+            found = True
+    if not found:
+        raise InputFunctionError(
+            f"{path}: no blood columns; expected one of {list(_BLOOD_COLUMNS.values())}"
+        )
+    return out, meta
+
+
+def _col_unit(meta: Mapping[str, Any], col: str) -> str | None:
+    entry = meta.get(col)
+    if isinstance(entry, dict):
+        unit = entry.get("Units")
+        return None if unit is None else str(unit)
+    return None
+
+
+def _col_time_factor(meta: Mapping[str, Any]) -> float:
+    unit = _col_unit(meta, "time") or "s"
+    return time_factor(unit)
+
+
+def _sibling(path: Path, recording: str) -> Path | None:
+    name = path.name
+    for rec in ("manual", "autosampler"):
+        tag = f"recording-{rec}"
+        if tag in name:
+            cand = path.with_name(name.replace(tag, f"recording-{recording}"))
+            return cand if cand.exists() else None
+    return None
+
+
+def load_blood(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
+               merge: bool = False) -> InputFunction:
+    """Load a BIDS blood recording as an input function.
+
+    Parameters
+    ----------
+    path : str, path-like or sequence of them
+        ``*_recording-manual_blood.tsv`` and/or ``*_recording-autosampler_blood.tsv``; the
+        ``.json`` beside each gives column units (``time`` in s).
+    merge : bool
+        With one path, also read the other recording beside it and merge them: autosampler
+        whole blood while it runs, then manual samples; plasma from the autosampler when
+        measured, otherwise autosampler whole blood times the manual plasma/blood ratio
+        (interpolated, held constant outside the samples); parent fraction from the manual
+        samples (1 at t = 0 when not sampled there).
+
+    Returns
+    -------
+    InputFunction
+        Times in minutes, concentrations in kBq/mL; the metabolite-corrected (parent)
+        plasma when a parent fraction was measured.
+
+    Raises
+    ------
+    InputFunctionError
+        Missing file, no usable blood values, or recordings that cannot be merged.
+    MetadataError
+        Missing sidecar or column units.
+
+    Notes
+    -----
+    ``n/a`` entries are skipped per column. Without ``metabolite_parent_fraction`` the input
+    is the total plasma and a warning says so.
+    """
+    if isinstance(path, str | os.PathLike):
+        paths = [Path(path)]
+    else:
+        paths = [Path(p) for p in path]
+    if merge and len(paths) == 1:
+        for rec in ("manual", "autosampler"):
+            sib = _sibling(paths[0], rec)
+            if sib is not None and sib != paths[0]:
+                paths.append(sib)
+    tables = [(read_blood_table(p)[0], p) for p in paths]
+    if len(tables) == 1:
+        df, src = tables[0]
+        return _input_from_table(df, str(src))
+    auto = [t for t, p in tables if "autosampler" in p.name]
+    manual = [t for t, p in tables if "autosampler" not in p.name]
+    if len(auto) != 1 or len(manual) != 1:
+        raise InputFunctionError(
+            "merging needs one manual and one autosampler recording, got "
+            f"{[str(p) for _, p in tables]}"
+        )
+    return _merge(auto[0], manual[0], " + ".join(str(p) for _, p in tables))
+
+
+def _valid(df: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
+    if col not in df:
+        return np.array([]), np.array([])
+    m = df[col].notna() & df["time"].notna()
+    return df.loc[m, "time"].to_numpy(float), df.loc[m, col].to_numpy(float)
+
+
+def _input_from_table(df: pd.DataFrame, source: str) -> InputFunction:
+    tp, cp = _valid(df, "plasma")
+    tb, cb = _valid(df, "whole_blood")
+    tf, pf = _valid(df, "parent_fraction")
+    if tp.size == 0:
+        if tb.size == 0:
+            raise InputFunctionError(f"{source}: neither plasma nor whole blood values")
+        warnings.warn(f"{source}: no plasma column; whole blood is used as the input",
+                      Sv2aWarning, stacklevel=3)
+        tp, cp = tb, cb
+    meta: dict[str, Any] = {"source": source}
+    if tf.size:
+        pf_at = _parent_interp(tf, pf, tp)
+        meta["parent_fraction_samples"] = {"time": tf.tolist(), "value": pf.tolist()}
+        return InputFunction(time=tp, plasma=cp, parent_fraction=pf_at,
+                             whole_blood=cb if tb.size else None,
+                             whole_blood_time=tb if tb.size else None, meta=meta, source=source)
+    warnings.warn(f"{source}: no metabolite_parent_fraction; the input is total plasma "
+                  "(not metabolite corrected)", Sv2aWarning, stacklevel=3)
+    return InputFunction(time=tp, plasma=cp, whole_blood=cb if tb.size else None,
+                         whole_blood_time=tb if tb.size else None, meta=meta, source=source)
+
+
+def _parent_interp(tf: np.ndarray, pf: np.ndarray, t: np.ndarray) -> np.ndarray:
+    if tf[0] > 0:
+        tf, pf = np.concatenate([[0.0], tf]), np.concatenate([[1.0], pf])
+    return np.interp(t, tf, pf)
+
+
+def _merge(auto: pd.DataFrame, manual: pd.DataFrame, source: str) -> InputFunction:
+    ta, ba = _valid(auto, "whole_blood")
+    if ta.size == 0:
+        raise InputFunctionError(f"{source}: the autosampler recording has no whole blood")
+    tm_b, bm = _valid(manual, "whole_blood")
+    tm_p, pm = _valid(manual, "plasma")
+    tf, pf = _valid(manual, "parent_fraction")
+    t_end_auto = ta.max()
+    late_b = tm_b > t_end_auto
+    tb = np.concatenate([ta, tm_b[late_b]])
+    cb = np.concatenate([ba, bm[late_b]])
+    tpa, pa = _valid(auto, "plasma")
+    if tpa.size:
+        late_p = tm_p > tpa.max()
+        tp = np.concatenate([tpa, tm_p[late_p]])
+        cp = np.concatenate([pa, pm[late_p]])
+    else:
+        both = np.intersect1d(tm_b, tm_p)
+        if both.size == 0:
+            raise InputFunctionError(
+                f"{source}: cannot derive plasma for the autosampler: no manual sample has both "
+                "whole blood and plasma"
+            )
+        ratio = (pm[np.isin(tm_p, both)] / bm[np.isin(tm_b, both)])
+        pa = ba * np.interp(ta, both, ratio)
+        late_p = tm_p > t_end_auto
+        tp = np.concatenate([ta, tm_p[late_p]])
+        cp = np.concatenate([pa, pm[late_p]])
+    meta: dict[str, Any] = {"source": source, "merged": True}
+    if tf.size:
+        meta["parent_fraction_samples"] = {"time": tf.tolist(), "value": pf.tolist()}
+        return InputFunction(time=tp, plasma=cp, parent_fraction=_parent_interp(tf, pf, tp),
+                             whole_blood=cb, whole_blood_time=tb, meta=meta, source=source)
+    warnings.warn(f"{source}: no metabolite_parent_fraction; the input is total plasma",
+                  Sv2aWarning, stacklevel=3)
+    return InputFunction(time=tp, plasma=cp, whole_blood=cb, whole_blood_time=tb, meta=meta,
+                         source=source)

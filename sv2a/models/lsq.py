@@ -1,0 +1,238 @@
+"""Least-squares numerics shared by every model: batch WLS, covariances, standard errors.
+
+Each routine works on many rows at once (regions or voxels) and exists once:
+
+* :func:`wls_batch` -- weighted linear least squares with one design per row (linear and
+  graphical methods), with the regression covariance ``s² (XᵀWX)⁻¹``.
+* :func:`gauss_newton_cov` -- ``s² (JᵀWJ)⁻¹`` from the Jacobian of a nonlinear model.
+* :func:`delta_se` -- standard errors of derived parameters by the delta method.
+* :func:`numeric_jacobian` -- central-difference Jacobian of a vectorised model.
+* :func:`golden` -- vectorised golden-section minimisation (rows independent).
+* :func:`aic` -- Akaike information criterion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["wls_batch", "gauss_newton_cov", "delta_se", "numeric_jacobian", "golden", "aic"]
+
+FloatArray = NDArray[np.float64]
+
+
+def wls_batch(x: FloatArray, y: FloatArray, w: FloatArray) -> dict[str, FloatArray]:
+    """Weighted least squares ``y ≈ X β`` for many rows at once.
+
+    Parameters
+    ----------
+    x : array (n, f, p)
+        Design matrices, one per row.
+    y : array (n, f)
+        Data.
+    w : array (n, f) or (f,)
+        Weights (0 excludes a frame).
+
+    Returns
+    -------
+    dict
+        ``beta`` (n, p); ``cov`` (n, p, p) = ``s² (XᵀWX)⁻¹`` with ``s² = RSS/(m − p)``, m the
+        frames with non-zero weight (as R's ``lm``); ``rss`` (n,); ``m`` (n,); ``ok`` (n,)
+        bool, False where the normal matrix is singular or ill-conditioned (condition number
+        of the column-scaled matrix above 1e12), where ``beta`` and ``cov`` are NaN.
+    """
+    n, f, p = x.shape
+    w = np.broadcast_to(w, (n, f))
+    xtw = x * w[:, :, None]
+    a = np.einsum("nfp,nfq->npq", xtw, x)
+    bvec = np.einsum("nfp,nf->np", xtw, y)
+    scale = np.sqrt(np.clip(np.einsum("npp->np", a), 1e-300, None))
+    a_s = a / scale[:, :, None] / scale[:, None, :]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        ev = np.linalg.eigvalsh(np.where(np.isfinite(a_s), a_s, 0.0))
+        cond = ev[:, -1] / ev[:, 0]
+    ok = np.isfinite(a_s).all(axis=(1, 2)) & (ev[:, 0] > 0) & (cond < 1e12)
+    a_s[~ok] = np.eye(p)
+    inv = np.linalg.inv(a_s) / scale[:, :, None] / scale[:, None, :]
+    beta = np.einsum("npq,nq->np", inv, bvec)
+    res = y - np.einsum("nfp,np->nf", x, beta)
+    rss = (w * res * res).sum(1)
+    m = (w > 0).sum(1)
+    s2 = rss / np.maximum(m - p, 1)
+    cov = inv * s2[:, None, None]
+    beta[~ok] = np.nan
+    cov[~ok] = np.nan
+    rss = np.where(ok, rss, np.nan)
+    return {"beta": beta, "cov": cov, "rss": rss, "m": m.astype(float), "ok": ok}
+
+
+def gauss_newton_cov(jac: FloatArray, w: FloatArray, rss: FloatArray) -> FloatArray:
+    """Gauss–Newton covariance ``s² (JᵀWJ)⁻¹`` per row.
+
+    Parameters
+    ----------
+    jac : array (n, f, p)
+        Derivatives of the model TAC with respect to the ``p`` fitted parameters.
+    w : array (f,) or (n, f)
+        Frame weights.
+    rss : array (n,)
+        Weighted residual sum of squares at the solution.
+
+    Returns
+    -------
+    array (n, p, p)
+        Covariance with ``s² = RSS/(m − p)`` (m frames with non-zero weight), as nls and
+        minpack.lm report; NaN where ``JᵀWJ`` is singular (condition number above 1e14).
+    """
+    n, f, p = jac.shape
+    w = np.broadcast_to(w, (n, f))
+    a = np.einsum("nfp,nf,nfq->npq", jac, w, jac)
+    m = (w > 0).sum(1)
+    s2 = np.asarray(rss, dtype=float) / np.maximum(m - p, 1)
+    cov = np.full(a.shape, np.nan)
+    good = np.isfinite(a).all(axis=(1, 2))
+    if good.any():
+        ag = a[good]
+        d = np.sqrt(np.clip(np.einsum("npp->np", ag), 1e-300, None))
+        a_s = ag / d[:, :, None] / d[:, None, :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ev = np.linalg.eigvalsh(a_s)
+            inv_ok = (ev[:, 0] > 0) & (ev[:, -1] / ev[:, 0] < 1e14)
+        idx = np.flatnonzero(good)[inv_ok]
+        if idx.size:
+            inv = np.linalg.inv(a_s[inv_ok]) / d[inv_ok][:, :, None] / d[inv_ok][:, None, :]
+            cov[idx] = inv * s2[idx, None, None]
+    return cov
+
+
+def numeric_jacobian(fun: Callable[[FloatArray], FloatArray], theta: FloatArray,
+                     rel_step: float = 1e-6) -> FloatArray:
+    """Central-difference Jacobian of a model evaluated for many rows at once.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(theta (n, p)) -> (n, f)`` model values.
+    theta : array (n, p)
+        Parameters.
+    rel_step : float
+        Relative step (absolute ``rel_step`` for parameters near zero).
+
+    Returns
+    -------
+    array (n, f, p)
+    """
+    theta = np.asarray(theta, dtype=float)
+    n, p = theta.shape
+    cols = []
+    for j in range(p):  # loop over parameters (not rows)
+        h = rel_step * np.maximum(np.abs(theta[:, j]), 1e-3)
+        tp, tm = theta.copy(), theta.copy()
+        tp[:, j] += h
+        tm[:, j] -= h
+        cols.append((fun(tp) - fun(tm)) / (2 * h)[:, None])
+    return np.stack(cols, axis=2)
+
+
+def delta_se(derive: Callable[[FloatArray], Mapping[str, FloatArray]], theta: FloatArray,
+             cov: FloatArray, rel_step: float = 1e-6) -> dict[str, FloatArray]:
+    """Standard errors of derived parameters by the delta method.
+
+    ``var(g(θ)) ≈ ∇gᵀ Σ ∇g`` with the gradient by central differences.
+
+    Parameters
+    ----------
+    derive : callable
+        ``derive(theta (n, p)) -> {name: array (n,)}``: the reported parameters as functions
+        of the fitted ones.
+    theta : array (n, p)
+        Fitted parameters.
+    cov : array (n, p, p)
+        Their covariance.
+    rel_step : float
+        Relative step of the central differences.
+
+    Returns
+    -------
+    dict
+        ``"<name>_se" -> array (n,)`` for every name ``derive`` returns.
+    """
+    theta = np.asarray(theta, dtype=float)
+    n, p = theta.shape
+    grads: dict[str, list[FloatArray]] = {}
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for j in range(p):
+            h = rel_step * np.maximum(np.abs(theta[:, j]), 1e-3)
+            tp, tm = theta.copy(), theta.copy()
+            tp[:, j] += h
+            tm[:, j] -= h
+            up, dn = derive(tp), derive(tm)
+            for k in up:
+                grads.setdefault(k, []).append((np.asarray(up[k]) - np.asarray(dn[k])) / (2 * h))
+        out = {}
+        for k, g in grads.items():
+            gm = np.stack(g, axis=1)
+            var = np.einsum("np,npq,nq->n", gm, cov, gm)
+            out[f"{k}_se"] = np.sqrt(np.clip(var, 0, None))
+    return out
+
+
+def golden(fun: Callable[[FloatArray], FloatArray], lo: FloatArray, hi: FloatArray,
+           n_iter: int = 48) -> FloatArray:
+    """Vectorised golden-section minimisation of ``fun`` on ``[lo, hi]`` (rows independent).
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x (n,)) -> (n,)`` objective of each row.
+    lo, hi : array (n,)
+        Brackets.
+    n_iter : int
+        Iterations (48 shrink the bracket by 1e-10).
+
+    Returns
+    -------
+    array (n,)
+        Minimisers.
+    """
+    g = (np.sqrt(5.0) - 1) / 2
+    a, b = np.array(lo, dtype=float), np.array(hi, dtype=float)
+    c = b - g * (b - a)
+    d = a + g * (b - a)
+    fc, fd = fun(c), fun(d)
+    for _ in range(n_iter):
+        left = fc < fd
+        b = np.where(left, d, b)
+        a = np.where(left, a, c)
+        nc = np.where(left, b - g * (b - a), d)
+        nd = np.where(left, c, a + g * (b - a))
+        fnew = fun(np.where(left, nc, nd))
+        fc, fd = np.where(left, fnew, fd), np.where(left, fc, fnew)
+        c, d = nc, nd
+    return (a + b) / 2
+
+
+def aic(rss: FloatArray | float, n: FloatArray | float, k: int) -> FloatArray:
+    """Akaike information criterion of a least-squares fit (Akaike 1974).
+
+    Parameters
+    ----------
+    rss : array or float
+        (Weighted) residual sum of squares.
+    n : array or float
+        Number of data points.
+    k : int
+        Number of fitted parameters.
+
+    Returns
+    -------
+    array
+        ``n ln(RSS/n) + 2k`` (Gaussian errors, up to a constant).
+    """
+    r = np.asarray(rss, dtype=float)
+    nn = np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out: FloatArray = nn * np.log(np.maximum(r, 1e-300) / nn) + 2.0 * k
+    return out

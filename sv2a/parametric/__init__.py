@@ -1,0 +1,250 @@
+"""Voxelwise parametric maps: the voxel adapter over the models' solvers.
+
+:func:`parametric_maps` fits a registered model (``sv2a.models.available(scale="voxel")``) to
+every voxel of a mask with the same solver that :func:`sv2a.fit` uses for regions, so an image
+whose voxels carry their region's TAC gives the regional estimates. Voxels are solved in
+chunks (numpy) or per spatial block (dask; images larger than memory, dask clusters); see
+:mod:`.inputs` (image, masks, reference), :mod:`.engine` (chunks and blocks) and
+:mod:`.accessor` (the labelled result and ``ds.sv2a.to_nifti``).
+
+Examples
+--------
+>>> maps = sv2a.parametric_maps(pet, model="srtm2", reference="centrum_semiovale",
+...                             atlas=atlas, mask=brain)                  # doctest: +SKIP
+>>> maps.sv2a.to_nifti("out/sub-01/ses-bl/pet", "sub-01_ses-bl")          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..errors import RegionError, Sv2aWarning
+from ..frames import FrameSchedule
+from ..models.base import ModelInputs, describe_flags, parse_options
+from ..models.k2prime import resolve_k2prime
+from ..models.regional import check_kind, common_weights, option_attrs
+from ..models.registry import require
+from .accessor import Sv2aMapsAccessor, assemble, map_filename
+from .engine import run_dask, run_numpy
+from .inputs import (
+    as_mask,
+    is_dask,
+    reference_tac,
+    region_mask,
+    resolve_pet,
+    rows_of,
+    sigma_vox,
+    smooth_block,
+    smooth_numpy,
+)
+
+__all__ = ["parametric_maps", "map_filename", "Sv2aMapsAccessor"]
+
+
+def parametric_maps(
+    pet: Any,
+    model: str = "srtm2",
+    *,
+    reference: Any = None,
+    input: Any = None,
+    mask: Any = None,
+    atlas: Any = None,
+    frames: FrameSchedule | None = None,
+    affine: Any = None,
+    fwhm: float | tuple[float, float, float] | None = None,
+    chunk_size: int | None = None,
+    chunks: tuple[int, int, int] | None = None,
+    progress: bool = False,
+    warn: bool = True,
+    allow_overlap: bool = False,
+    **options: Any,
+) -> xr.Dataset:
+    """Voxelwise parametric maps of a dynamic PET image.
+
+    Parameters
+    ----------
+    pet : sv2a.DynamicPET or array (x, y, z, frame)
+        The image in kBq/mL (decay corrected). Plain arrays need ``frames=`` (and
+        ``affine=`` for NIfTI output). A dask array (or ``chunks=``) runs as a dask graph.
+    model : str
+        A name from ``sv2a.models.available(scale="voxel")``.
+    reference : str, bool array (x, y, z) or array (n_frames,)
+        Reference region for reference-tissue models and SUVR: a region name (needs
+        ``atlas=``), a boolean mask (its mean TAC, unsmoothed) or the reference TAC.
+    input : InputFunction
+        Metabolite-corrected plasma input, for plasma-input models.
+    mask : bool array (x, y, z), optional
+        Voxels to fit (default: voxels positive in some frame). Must not overlap the
+        reference unless ``allow_overlap=True``.
+    atlas : Atlas, optional
+        Label image on the PET grid, to resolve region names in ``reference=`` and
+        ``k2prime_region=``.
+    frames : FrameSchedule, optional
+        Frame timing (min) of a plain array.
+    affine : array (4, 4), optional
+        Voxel-to-mm affine of a plain array.
+    fwhm : float or (float, float, float), optional
+        Gaussian pre-smoothing of the targets (mm); default none.
+    chunk_size : int, optional
+        Voxels per chunk in memory (default automatic).
+    chunks : (int, int, int), optional
+        Spatial dask chunk shape; implies the dask path (a file-backed image is read block
+        by block, never whole).
+    progress : bool
+        Progress bar on stderr (voxel chunks, or dask tasks).
+    warn : bool
+        One :class:`~sv2a.errors.Sv2aWarning` summarising flagged voxels.
+    allow_overlap : bool
+        Also map voxels of the reference region.
+    **options
+        The model's options, the same as for :func:`sv2a.fit` with the same defaults (e.g.
+        ``weights``, ``method``, ``rate_range``, ``k2prime``, ``tstar``, ``window``). TAC-
+        dependent weights are computed from the mean TAC of the mask, common to all voxels.
+
+    Returns
+    -------
+    xr.Dataset
+        3-D maps over ``(x, y, z)`` (float32, NaN outside the mask, units in attrs), a
+        ``flag`` map (uint8 bit field: 1 grid edge or bound, 2 non-finite, 4 negative
+        denominator, 8 negative rate or amplitude, 16 not converged) and the settings in
+        attrs. Write with ``maps.sv2a.to_nifti(out_dir, stem)``.
+
+    Raises
+    ------
+    ModelError
+        Unknown model, one without voxel maps, or an option it does not take.
+    RegionError
+        Empty mask or reference; reference overlapping the mask; a region name without atlas.
+    InputFunctionError
+        A plasma-input model without ``input=``.
+    DataError, ShapeMismatchError
+        Reference TAC non-finite or zero; masks or TACs of the wrong shape.
+    FitError
+        Too few frames after ``tstar`` or in the SUV/SUVR window.
+
+    Notes
+    -----
+    Voxels with a non-finite value in any frame get NaN and flag 2; the others are
+    unaffected. The solver is the model's (see :mod:`sv2a.models`).
+    """
+    cls = require(model, scale="voxel")
+    opts = parse_options(cls.Options, options, cls.name)
+    check_kind(cls, input, reference)
+    data, frames, aff, meta = resolve_pet(pet, frames, affine, chunks)
+    shape3 = tuple(int(s) for s in data.shape[:3])
+    dask = is_dask(data) or chunks is not None
+    if dask:
+        import dask.array as da
+
+        if not is_dask(data):
+            cs = tuple(chunks)[:3] if chunks is not None else ("auto",) * 3
+            data = da.from_array(data, chunks=(*cs, -1))
+        elif chunks is not None:
+            data = data.rechunk((*tuple(chunks)[:3], -1))
+        data = data.rechunk({3: -1})
+
+    if mask is None:
+        mask = np.asarray((data > 0).any(axis=3).compute()) if dask else np.any(data > 0, axis=3)
+    else:
+        mask = as_mask(mask, shape3, "mask")
+    n_vox = int(mask.sum())
+    if n_vox == 0:
+        raise RegionError("the mask is empty (no voxel to fit); check the brain mask and that "
+                          "it is on the PET grid")
+    settings: dict[str, Any] = {"n_voxels": n_vox, "frames_start_min": frames.start.tolist(),
+                                "frames_end_min": frames.end.tolist(),
+                                "fwhm_mm": 0.0 if fwhm is None else fwhm}
+    ref = None
+    if cls.kind == "reference":
+        ref, info = reference_tac(reference, data, mask, frames, atlas=atlas,
+                                  allow_overlap=allow_overlap, dask=dask)
+        settings.update(info)
+
+    # targets, smoothed (the reference stays unsmoothed)
+    sigma = sigma_vox(fwhm, aff)
+    idx = np.flatnonzero(mask.ravel())
+    rows = None
+    if dask:
+        if sigma is not None:
+            depth = {i: int(4.0 * sigma[i] + 0.5) + 1 for i in range(3)}
+            depth[3] = 0
+            data = data.map_overlap(smooth_block, depth=depth, boundary="nearest",
+                                    dtype=np.float32, sigma=sigma)
+    else:
+        src = smooth_numpy(data, sigma) if sigma is not None else data
+        rows = src.reshape(-1, frames.n)[idx]
+
+    def mask_sample() -> np.ndarray:
+        if rows is not None:
+            return np.asarray(rows, dtype=np.float64)
+        sub = idx[np.linspace(0, idx.size - 1, min(idx.size, 20000)).astype(int)]
+        return np.asarray(data.reshape(-1, frames.n)[sub].compute(), dtype=np.float64)
+
+    needs_mean = hasattr(opts, "weights") and (not isinstance(opts.weights, str)
+                                               or opts.weights not in ("uniform", "duration"))
+    weights = np.ones(frames.n)
+    if hasattr(opts, "weights"):
+        weights = common_weights(opts, mask_sample() if needs_mean else np.ones((1, frames.n)),
+                                 None, frames)
+        settings["frame_weights"] = np.round(weights, 6).tolist()
+    if getattr(opts, "k2prime", None) is not None and isinstance(opts.k2prime, str):
+        region = getattr(opts, "k2prime_region", None)
+        if region is None:
+            k_rows, src_desc = mask_sample(), "target mask"
+        else:
+            arr = None if isinstance(region, str | list | tuple) else np.asarray(region)
+            if arr is not None and arr.ndim <= 2 and arr.shape[-1] == frames.n:
+                k_rows, src_desc = arr.reshape(-1, frames.n).astype(float), "given TAC(s)"
+            else:
+                km = region_mask(region, atlas, shape3, "k2prime_region")
+                k_rows, src_desc = rows_of(data, km, frames.n, dask), "k2prime_region"
+        k2p, info = resolve_k2prime(opts, model=cls.name, frames=frames, reference=ref,
+                                    rows=k_rows, row_weights=None,
+                                    weights=common_weights(opts, k_rows, None, frames),
+                                    allow_none=cls.name == "logan_ref")
+        opts = dataclasses.replace(opts, k2prime=k2p, k2prime_region=None)
+        settings.update(info)
+        settings["k2prime_rows"] = src_desc
+    if hasattr(opts, "k2prime"):
+        settings["k2prime_used"] = "none" if opts.k2prime is None else opts.k2prime
+
+    solver = cls(ModelInputs(frames=frames, weights=weights, reference=ref, input=input,
+                             injected_mbq=meta.get("injected_mbq"),
+                             body_weight_kg=meta.get("body_weight_kg"), scale="voxel"), opts)
+    names = list(cls.parameters) + (["rss"] if solver.n_fitted else [])
+    desc = f"maps {cls.name}"
+    if dask:
+        stack = run_dask(solver, data, mask, names, progress=progress, desc=desc)
+        maps = {nm: stack[..., i] for i, nm in enumerate(names)}
+        flag = np.where(mask, stack[..., -1], 0).astype(np.uint8)
+    else:
+        assert rows is not None
+        vals, fl = run_numpy(solver, rows, names, chunk_size=chunk_size, progress=progress,
+                             desc=desc)
+        maps = {}
+        for nm in names:
+            m = np.full(int(np.prod(shape3)), np.nan, np.float32)
+            m[idx] = vals[nm]
+            maps[nm] = m.reshape(shape3)
+        f3 = np.zeros(int(np.prod(shape3)), np.uint8)
+        f3[idx] = fl
+        flag = f3.reshape(shape3)
+
+    counts = describe_flags(flag[mask])
+    settings.update(option_attrs(opts))
+    settings.update(solver.settings)
+    settings["flag_counts"] = counts
+    ds = assemble(cls.name, maps, flag, aff, settings, cls.units)
+    if warn and counts:
+        n_flag = int(np.count_nonzero(flag[mask]))
+        detail = ", ".join(f"{v} {k}" for k, v in counts.items())
+        warnings.warn(
+            f"parametric_maps({cls.name}): {n_flag} of {n_vox} voxels "
+            f"({100.0 * n_flag / n_vox:.2g} %) flagged ({detail}); see the 'flag' map",
+            Sv2aWarning, stacklevel=2)
+    return ds

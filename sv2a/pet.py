@@ -1,0 +1,381 @@
+"""Loading BIDS PET images: :func:`load_pet` -> :class:`DynamicPET`.
+
+The image stays on disk until voxels are needed (a nibabel array proxy); every read is
+scaled to kBq/mL and, when the file is not decay corrected, decay corrected to injection.
+Frame timing comes from the JSON sidecar as a :class:`~sv2a.frames.FrameSchedule` in minutes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DataError, MetadataError, ShapeMismatchError, Sv2aWarning
+from .frames import FrameSchedule
+from .sidecar import read_json, sidecar_path
+from .units import activity_factor, to_mbq
+
+__all__ = ["DynamicPET", "load_pet"]
+
+_Key = tuple[Any, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class DynamicPET:
+    """A (dynamic) PET image with its frame timing and metadata.
+
+    Parameters
+    ----------
+    dataobj : array-like
+        The raw image, 3D or 4D (a nibabel array proxy: nothing is read until needed; a NumPy
+        or dask array).
+    frames : FrameSchedule
+        Frame timing (min).
+    affine : ndarray, shape (4, 4)
+        Voxel index -> scanner coordinates (mm).
+    meta : dict
+        Sidecar fields plus ``tracer``, ``radionuclide``, ``injected_mbq`` (MBq),
+        ``body_weight_kg`` (kg), ``original_units``.
+    path : Path or None
+        File it came from.
+    scale : float
+        Factor applied on read to give kBq/mL (kBq/mL per file unit).
+    frame_scale : ndarray, shape (n_frames,), optional
+        Extra per-frame factor applied on read (decay correction to injection of images
+        stored uncorrected; dimensionless).
+    """
+
+    dataobj: Any
+    frames: FrameSchedule
+    affine: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    scale: float = 1.0
+    frame_scale: np.ndarray | None = None
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_array(cls, data: Any, frames: FrameSchedule, affine: Any = None, *,
+                   meta: Mapping[str, Any] | None = None) -> DynamicPET:
+        """Wrap an in-memory 3D/4D array and its frames.
+
+        Parameters
+        ----------
+        data : array_like or dask array, shape (x, y, z[, frame])
+            Activity concentration (kBq/mL), decay corrected to injection.
+        frames : FrameSchedule
+            One frame per volume (min).
+        affine : array_like, shape (4, 4), optional
+            Voxel index -> mm (default: identity, 1 mm voxels).
+        meta : mapping, optional
+            Metadata kept as :attr:`meta`.
+
+        Returns
+        -------
+        DynamicPET
+            The image (4D; a 3D array becomes one frame).
+
+        Raises
+        ------
+        ShapeMismatchError
+            The array is not 3D/4D or its frame count differs from ``frames``.
+        """
+        arr = np.asarray(data) if not hasattr(data, "chunks") else data
+        if arr.ndim == 3:
+            arr = arr[..., None]
+        if arr.ndim != 4:
+            raise ShapeMismatchError(f"PET data must be 3D or 4D, got shape {arr.shape}")
+        if arr.shape[3] != frames.n:
+            raise ShapeMismatchError(
+                f"PET data has {arr.shape[3]} frames but the frame schedule lists {frames.n}"
+            )
+        return cls(arr, frames, np.eye(4) if affine is None else np.asarray(affine, float),
+                   dict(meta or {}))
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """Image shape (x, y, z, frames), voxels; a static image has one frame."""
+        s = tuple(int(n) for n in self.dataobj.shape)
+        if len(s) == 4:
+            return (s[0], s[1], s[2], s[3])
+        return (s[0], s[1], s[2], 1)
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames."""
+        return self.shape[3]
+
+    @property
+    def voxel_size(self) -> np.ndarray:
+        """Voxel edge lengths (mm), shape (3,)."""
+        return np.sqrt((np.asarray(self.affine)[:3, :3] ** 2).sum(axis=0))
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        """Volume of one voxel (mL)."""
+        return float(np.prod(self.voxel_size) / 1000.0)
+
+    def _read(self, key: _Key) -> np.ndarray:
+        try:
+            arr = np.asarray(self.dataobj[key], dtype=np.float32)
+        except (OSError, EOFError, ValueError, gzip.BadGzipFile) as exc:
+            raise DataError(
+                f"{self.path}: cannot read image data ({exc}); the file is truncated or "
+                "corrupt — re-export or re-copy it"
+            ) from exc
+        return arr
+
+    def _read_block(self, key: _Key = (slice(None),) * 4) -> np.ndarray:
+        """Voxels ``key`` = (x, y, z, frame; frame an int or a slice) as float32 kBq/mL.
+
+        The one place where raw values are scaled to kBq/mL (``scale`` and the per-frame
+        ``frame_scale``), shared by :meth:`frame`, :attr:`data` and :meth:`to_dask`.
+        """
+        sx, sy, sz, st = key
+        if len(self.dataobj.shape) == 3:  # static image: one frame
+            arr = self._read((sx, sy, sz))[..., None][..., st]
+        else:
+            arr = self._read(key)
+        f = np.float32(self.scale)
+        if self.frame_scale is not None:
+            return arr * (f * np.asarray(self.frame_scale, dtype=np.float32)[st])
+        return arr * f if f != 1.0 else arr
+
+    def frame(self, i: int) -> np.ndarray:
+        """One frame, reading only that frame from the file when possible.
+
+        Parameters
+        ----------
+        i : int
+            Frame index.
+
+        Returns
+        -------
+        ndarray, shape (x, y, z)
+            float32 activity concentration (kBq/mL), decay corrected to injection.
+        """
+        if "data" in self._cache:
+            return np.asarray(self._cache["data"][..., i])
+        if len(self.dataobj.shape) == 3 and i != 0:
+            raise IndexError(f"static image has one frame, asked for frame {i}")
+        return self._read_block((slice(None), slice(None), slice(None), i))
+
+    @property
+    def data(self) -> Any:
+        """The whole 4D image (float32, kBq/mL, decay corrected); read once and cached.
+
+        A dask-backed image is returned as the (lazy) dask array.
+        """
+        if "data" not in self._cache:
+            if hasattr(self.dataobj, "chunks") and not isinstance(self.dataobj, np.ndarray):
+                return self.dataobj  # dask array: stays lazy
+            self._cache["data"] = self._read_block()
+        return self._cache["data"]
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the whole 4D image as float32 (bytes): what :attr:`data` would hold."""
+        return int(np.prod(self.shape)) * 4
+
+    def slab_chunks(self, max_bytes: float = 128e6) -> tuple[int, int, int]:
+        """Spatial block shape of whole x-y planes in z-slabs: the blocks of :meth:`to_dask`.
+
+        Parameters
+        ----------
+        max_bytes : float
+            Largest block (bytes, float32, all frames); a block holds at least one plane.
+
+        Returns
+        -------
+        tuple of int
+            Block shape (x, y, z) in voxels.
+        """
+        nx, ny, nz, nt = self.shape
+        return (nx, ny, max(1, min(nz, int(max_bytes // (nx * ny * nt * 4)))))
+
+    def to_dask(self, chunks: tuple[int, int, int] | None = None) -> Any:
+        """The 4D image as a lazy dask array, read from the file per block.
+
+        Nothing is read until the array is computed; each block reads only its part of the
+        file (a memory map for ``.nii``; a ``.nii.gz`` is decompressed up to the block, so
+        uncompressed files are much faster out of core).
+
+        Parameters
+        ----------
+        chunks : (int, int, int), optional
+            Spatial block shape (voxels); every block holds all frames, as the voxelwise
+            models need whole TACs. Default: :meth:`slab_chunks` (z-slabs of <= 128 MB).
+
+        Returns
+        -------
+        dask.array.Array, shape (x, y, z, frame)
+            float32 activity concentration (kBq/mL), decay corrected to injection.
+
+        Examples
+        --------
+        >>> pet = sv2a.load_pet("sub-01_pet.nii")                       # doctest: +SKIP
+        >>> maps = sv2a.parametric_maps(pet.to_dask(), "srtm2", ...)    # doctest: +SKIP
+        """
+        import dask.array as da
+
+        nt = self.shape[3]
+        cs = (*tuple(self.slab_chunks() if chunks is None else chunks)[:3], nt)
+        if "data" in self._cache:
+            return da.from_array(self._cache["data"], chunks=cs)
+        if hasattr(self.dataobj, "chunks") and not isinstance(self.dataobj, np.ndarray):
+            arr = self.dataobj if self.dataobj.ndim == 4 else self.dataobj[..., None]
+            return arr.astype(np.float32).rechunk(cs)
+        return da.from_array(_BlockReader(self), chunks=cs, asarray=True, fancy=False,
+                             name=False)
+
+    def mean_image(self, t0: float | None = None, t1: float | None = None) -> np.ndarray:
+        """Frame-duration-weighted mean image over a time window.
+
+        Parameters
+        ----------
+        t0, t1 : float, optional
+            Window start and end (min after injection); default: the whole scan.
+
+        Returns
+        -------
+        ndarray, shape (x, y, z)
+            float32 mean activity concentration (kBq/mL).
+        """
+        fs = self.frames
+        w = fs.overlap_weights(fs.start[0] if t0 is None else t0, fs.end[-1] if t1 is None else t1)
+        out = np.zeros(self.shape[:3], dtype=np.float64)
+        for i in np.flatnonzero(w > 0):
+            out += w[i] * self.frame(int(i))
+        return (out / w.sum()).astype(np.float32)
+
+
+class _BlockReader:
+    """Array-like view of a :class:`DynamicPET` for ``dask.array.from_array``: each block is
+    read through the lazy proxy by :meth:`DynamicPET._read_block`."""
+
+    def __init__(self, pet: DynamicPET):
+        self.pet = pet
+        self.shape = pet.shape
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 4
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = tuple(key) + (slice(None),) * (4 - len(tuple(key)))
+        return self.pet._read_block(key)
+
+
+def _require(meta: Mapping[str, Any], key: str, path: Path, hint: str) -> Any:
+    if key not in meta or meta[key] in (None, "", []):
+        raise MetadataError(f"{path}: required field '{key}' is missing; {hint}")
+    return meta[key]
+
+
+def load_pet(path: str | os.PathLike[str], *, sidecar: str | os.PathLike[str] | None = None,
+             participants: Mapping[str, Any] | None = None) -> DynamicPET:
+    """Load a BIDS PET image and its JSON sidecar.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``*_pet.nii`` or ``*_pet.nii.gz`` (3D static or 4D dynamic).
+    sidecar : str or path-like, optional
+        JSON sidecar (default: beside the image, same stem). ``FrameTimesStart`` and
+        ``FrameDuration`` are in seconds; ``Units`` is the activity unit of the voxels.
+    participants : mapping, optional
+        Fields from ``participants.tsv`` for this subject (``weight``, kg, used for SUV when
+        the sidecar has no ``BodyWeight``).
+
+    Returns
+    -------
+    DynamicPET
+        Lazy: the voxel data are read frame by frame (``.frame(i)``) or all at once
+        (``.data``), converted to kBq/mL and decay corrected to injection; frame times in
+        minutes.
+
+    Raises
+    ------
+    MetadataError
+        Sidecar missing (the message names the expected path) or a required field absent.
+    FrameTimingError
+        Timing inconsistent or the number of frames differs from the image.
+    UnitsError
+        Unknown ``Units``.
+    DataError
+        Missing, unreadable or truncated file.
+    """
+    import nibabel as nib
+    from nibabel.spatialimages import SpatialImage
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"PET image not found: {p}")
+    sc = Path(sidecar) if sidecar is not None else sidecar_path(p)
+    if not sc.exists():
+        raise MetadataError(
+            f"{p}: missing JSON sidecar; expected {sc} with FrameTimesStart, FrameDuration, "
+            "Units and TracerRadionuclide"
+        )
+    meta = read_json(sc)
+    try:
+        img = nib.load(str(p))
+    except Exception as exc:  # nibabel raises several types for corrupt headers
+        raise DataError(f"{p}: not a readable NIfTI image ({exc})") from exc
+    if not isinstance(img, SpatialImage):
+        raise DataError(f"{p}: not a volume image ({type(img).__name__})")
+    shape = img.shape
+    if len(shape) not in (3, 4):
+        raise DataError(f"{p}: expected a 3D or 4D image, got shape {shape}")
+    _check_size(p, img)
+    n_vol = 1 if len(shape) == 3 else shape[3]
+    units = _require(meta, "Units", sc, "add e.g. \"Units\": \"Bq/mL\"")
+    scale = activity_factor(units)
+    fts = _require(meta, "FrameTimesStart", sc, "list each frame's start in seconds")
+    fdur = _require(meta, "FrameDuration", sc, "list each frame's duration in seconds")
+    nuclide = meta.get("TracerRadionuclide")
+    if not nuclide:
+        warnings.warn(f"{sc}: TracerRadionuclide missing; decay factors unavailable",
+                      Sv2aWarning, stacklevel=2)
+    decay_corrected = bool(meta.get("ImageDecayCorrected", True))
+    frames = FrameSchedule.from_bids(fts, fdur, n_volumes=n_vol, radionuclide=nuclide,
+                                     decay_corrected=True, source=str(sc))
+    frame_scale = None
+    if not decay_corrected:
+        if not nuclide:
+            raise MetadataError(
+                f"{sc}: ImageDecayCorrected is false but TracerRadionuclide is missing, so the "
+                "image cannot be decay corrected; add TracerRadionuclide (e.g. 'C11')"
+            )
+        frame_scale = frames.decay_factors()
+    info = dict(meta)
+    info["original_units"] = units
+    info["tracer"] = meta.get("TracerName")
+    info["radionuclide"] = nuclide
+    info["decay_corrected_on_load"] = not decay_corrected
+    if "InjectedRadioactivity" in meta:
+        u = meta.get("InjectedRadioactivityUnits", "MBq")
+        info["injected_mbq"] = to_mbq(meta["InjectedRadioactivity"], u)
+    bw = meta.get("BodyWeight")
+    if bw is None and participants:
+        bw = participants.get("weight", participants.get("body_weight"))
+    if bw is not None and str(bw) not in ("n/a", "nan"):
+        info["body_weight_kg"] = float(bw)
+    return DynamicPET(img.dataobj, frames, np.asarray(img.affine), info, p, scale, frame_scale)
+
+
+def _check_size(p: Path, img: Any) -> None:
+    """Catch truncated uncompressed NIfTI files at load time (gzip is checked on read)."""
+    if p.name.endswith(".nii"):
+        hdr = img.header
+        need = int(hdr.get_data_offset()) + int(np.prod(img.shape)) * hdr.get_data_dtype().itemsize
+        have = p.stat().st_size
+        if have < need:
+            raise DataError(
+                f"{p}: file is truncated ({have} bytes, the header needs {need}); re-copy it"
+            )

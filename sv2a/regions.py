@@ -1,0 +1,42 @@
+"""Region-name normalisation shared by atlases, TACs and models.
+
+Region names are compared in one spelling: lowercase snake_case with camelCase split
+(``'Left-Hippocampus'`` -> ``'left_hippocampus'``, ``'CentrumSemiovale'`` ->
+``'centrum_semiovale'``). This module has no sv2a imports, so every module can use it.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["region_name"]
+
+
+def region_name(name: object) -> str:
+    """Normalise a region label to lowercase snake_case.
+
+    Runs of characters other than ASCII letters and digits become one underscore, leading
+    and trailing underscores are dropped, and a lowercase letter or digit followed by a
+    capitalised word is split (camelCase -> camel_case).
+
+    Parameters
+    ----------
+    name : object
+        Region label as written in a label table or given by the user (converted with
+        ``str``).
+
+    Returns
+    -------
+    str
+        The normalised name.
+
+    Examples
+    --------
+    >>> region_name("Left-Hippocampus")
+    'left_hippocampus'
+    >>> region_name("CentrumSemiovale")
+    'centrum_semiovale'
+    """
+    s = re.sub(r"[^0-9a-zA-Z]+", "_", str(name).strip()).strip("_")
+    s = re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])", "_", s)  # camelCase -> camel_case
+    return s.lower()
