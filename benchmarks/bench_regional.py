@@ -4,7 +4,8 @@ Each CASE names a model, its options, the number of regions fitted per call and 
 (fits/s). Run: ``python benchmarks/bench_regional.py [--repeat N] [--model M]``.
 Regional TACs are 39-frame 1TCM/2TCM curves from a Feng input (human [11C]UCB-J-like)
 with ~2 % noise. Every case goes through ``sv2a.fit`` (the regional adapter). CPU time of this
-process is reported (robust to other load on the machine) together with wall time. Reference-tissue models: add rows to CASES (``reference=`` in opts).
+process is reported (robust to other load on the machine) together with wall time.
+Reference-tissue models: benchmarks/bench_regional_reference.py.
 """
 
 from __future__ import annotations

@@ -28,16 +28,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+from numpy.typing import NDArray
 
-from .errors import InputFunctionError
+from .errors import FitError, InputFunctionError
+
+FloatArray = NDArray[np.float64]
 
 __all__ = ["InputFunction", "ParentFractionFit", "fit_parent_fraction", "dispersion_correct",
            "coverage"]
 
 
-def _curve(name: str, t, y, source: str) -> tuple[np.ndarray, np.ndarray]:
-    t = np.asarray(t, dtype=float).reshape(-1)
-    y = np.asarray(y, dtype=float).reshape(-1)
+def _curve(name: str, t: npt.ArrayLike, y: npt.ArrayLike,
+           source: str) -> tuple[FloatArray, FloatArray]:
+    """Validated curve: finite samples sorted by time, no duplicates, t >= 0, y >= 0."""
+    return _check_curve(name, np.asarray(t, dtype=float).reshape(-1),
+                        np.asarray(y, dtype=float).reshape(-1), source)
+
+
+def _check_curve(name: str, t: FloatArray, y: FloatArray,
+                 source: str) -> tuple[FloatArray, FloatArray]:
+    """:func:`_curve` on 1-D float arrays."""
     if t.size != y.size:
         raise InputFunctionError(
             f"{source}: {name} has {y.size} values but its time vector has {t.size}; "
@@ -70,12 +81,14 @@ def _curve(name: str, t, y, source: str) -> tuple[np.ndarray, np.ndarray]:
     return t, y
 
 
-def _interp(tq, t, y) -> np.ndarray:
-    tq = np.asarray(tq, dtype=float)
+def _interp(tq: npt.ArrayLike, t: FloatArray, y: FloatArray) -> FloatArray:
+    """Linear interpolation, rising from 0 at t = 0 and held after the last sample."""
+    tqa = np.asarray(tq, dtype=float)
     if t[0] > 0:
         t = np.concatenate([[0.0], t])
         y = np.concatenate([[0.0], y])
-    return np.interp(tq, t, y, left=0.0, right=y[-1])
+    out: FloatArray = np.interp(tqa, t, y, left=0.0, right=y[-1])
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,8 +124,13 @@ class InputFunction:
     whole_blood: Any = None
     parent_fraction: Any = None
     whole_blood_time: Any = None
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
     source: str = "input function"
+    #: ``(time, total plasma)`` when built with ``parent_fraction`` (min, kBq/mL), else None.
+    total_plasma: tuple[FloatArray, FloatArray] | None = field(init=False, repr=False,
+                                                               default=None)
+    #: ``(time, measured parent fraction)`` when given, else None.
+    _parent: tuple[FloatArray, FloatArray] | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         src = self.source
@@ -153,39 +171,105 @@ class InputFunction:
         """Time of the last plasma sample (min)."""
         return float(self.time[-1])
 
-    def plasma_at(self, t) -> np.ndarray:
-        """Metabolite-corrected plasma (kBq/mL) at times ``t`` (min), linear interpolation."""
+    def plasma_at(self, t: npt.ArrayLike) -> FloatArray:
+        """Metabolite-corrected plasma at times ``t``, linear interpolation.
+
+        Parameters
+        ----------
+        t : array_like
+            Times (min after injection).
+
+        Returns
+        -------
+        np.ndarray
+            Plasma activity (kBq/mL), shape of ``t``.
+        """
         return _interp(t, self.time, self.plasma)
 
-    def whole_blood_at(self, t) -> np.ndarray:
-        """Whole blood (kBq/mL) at ``t`` (min); falls back to plasma when not measured."""
+    def whole_blood_at(self, t: npt.ArrayLike) -> FloatArray:
+        """Whole blood at ``t``; falls back to plasma when not measured.
+
+        Parameters
+        ----------
+        t : array_like
+            Times (min after injection).
+
+        Returns
+        -------
+        np.ndarray
+            Whole-blood activity (kBq/mL), shape of ``t``.
+        """
         if self.whole_blood is None:
             return self.plasma_at(t)
         return _interp(t, self.whole_blood_time, self.whole_blood)
 
-    def parent_fraction_at(self, t) -> np.ndarray | None:
-        """Measured parent fraction at ``t`` (linear interpolation), or None if not measured."""
+    def parent_fraction_at(self, t: npt.ArrayLike) -> FloatArray | None:
+        """Measured parent fraction at ``t`` (linear interpolation).
+
+        Parameters
+        ----------
+        t : array_like
+            Times (min after injection).
+
+        Returns
+        -------
+        np.ndarray or None
+            Parent fraction (0..1) at ``t``, or None if no fractions were measured.
+        """
         if self._parent is None:
             return None
         tp, pf = self._parent
-        return np.interp(np.asarray(t, dtype=float), tp, pf)
+        out: FloatArray = np.interp(np.asarray(t, dtype=float), tp, pf)
+        return out
 
     @property
     def has_whole_blood(self) -> bool:
+        """Whether whole blood was measured (otherwise plasma stands in for it)."""
         return self.whole_blood is not None
 
-    def on_grid(self, t_end: float, step: float = 1.0 / 60.0, *, delay: float = 0.0):
+    def on_grid(self, t_end: float, step: float = 1.0 / 60.0, *,
+                delay: float = 0.0) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Curves on the uniform grid ``t = 0, step, ... >= t_end`` (min).
 
-        Returns ``(t, plasma, whole_blood)``; whole blood falls back to plasma. With
-        ``delay`` the curves are those of :meth:`shifted`.
+        Parameters
+        ----------
+        t_end : float
+            Last time the grid must reach (min).
+        step : float
+            Grid step (min), default 1 s.
+        delay : float
+            Input delay (min); the curves are those of :meth:`shifted`.
+
+        Returns
+        -------
+        t : np.ndarray
+            Grid times (min).
+        plasma, whole_blood : np.ndarray
+            Activities (kBq/mL) at ``t``; whole blood falls back to plasma.
         """
         n = int(np.ceil(float(t_end) / step)) + 1
-        t = np.arange(n) * step
+        t = np.arange(n, dtype=np.float64) * step
         return t, self.plasma_at(t - delay), self.whole_blood_at(t - delay)
 
-    def integral_at(self, t) -> np.ndarray:
-        """``∫_0^t Cp`` (kBq·min/mL) of the piecewise-linear plasma curve, exactly."""
+    def integral_at(self, t: npt.ArrayLike) -> FloatArray:
+        """``∫_0^t Cp`` of the piecewise-linear plasma curve, exactly.
+
+        Parameters
+        ----------
+        t : array_like
+            Times (min after injection); negative times give 0.
+
+        Returns
+        -------
+        np.ndarray
+            Running integral of the plasma (kBq·min/mL), shape of ``t``.
+
+        Examples
+        --------
+        >>> inp = InputFunction(time=[1.0, 2.0], plasma=[10.0, 10.0])
+        >>> inp.integral_at([1.0, 2.0, 3.0]).tolist()
+        [5.0, 15.0, 25.0]
+        """
         tt, yy = self.time, self.plasma
         if tt[0] > 0:
             tt = np.concatenate([[0.0], tt])
@@ -199,7 +283,7 @@ class InputFunction:
         u = np.clip(tq - tt[k], 0.0, h)
         slope = (yy[k + 1] - yy[k]) / h
         exact = cum[k] + yy[k] * u + 0.5 * slope * u**2
-        out = np.where(tq <= tt[-1], exact, cum[-1] + yy[-1] * (tq - tt[-1]))
+        out: FloatArray = np.where(tq <= tt[-1], exact, cum[-1] + yy[-1] * (tq - tt[-1]))
         del inside
         return out
 
@@ -207,14 +291,25 @@ class InputFunction:
         """The input delayed by ``delay`` min (``Cp(t − delay)``, samples moved later).
 
         Samples moved before t = 0 are dropped.
+
+        Parameters
+        ----------
+        delay : float
+            Delay (min); negative values move the samples earlier.
+
+        Returns
+        -------
+        InputFunction
+            The shifted plasma (and whole blood) curves (min, kBq/mL); ``meta["delay_min"]``
+            records the delay.
         """
-        def mv(t, y):
-            t = np.asarray(t, float) + delay
-            keep = t >= 0
-            return t[keep], np.asarray(y, float)[keep]
+        def mv(t: npt.ArrayLike, y: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+            ts = np.asarray(t, float) + delay
+            keep = ts >= 0
+            return ts[keep], np.asarray(y, float)[keep]
 
         t, p = mv(self.time, self.plasma)
-        kw = {}
+        kw: dict[str, FloatArray] = {}
         if self.whole_blood is not None:
             tb, b = mv(self.whole_blood_time, self.whole_blood)
             kw = {"whole_blood": b, "whole_blood_time": tb}
@@ -225,6 +320,22 @@ class InputFunction:
         """Metabolite-corrected input = total plasma × fitted parent fraction.
 
         Requires that this input was built with ``parent_fraction=`` (``plasma`` = total).
+
+        Parameters
+        ----------
+        fit : ParentFractionFit
+            Parent-fraction model, e.g. from :func:`fit_parent_fraction`.
+
+        Returns
+        -------
+        InputFunction
+            Total plasma × ``fit.predict`` at the total-plasma sample times (min, kBq/mL);
+            whole blood is kept.
+
+        Raises
+        ------
+        InputFunctionError
+            This input has no total-plasma curve.
         """
         if self.total_plasma is None:
             raise InputFunctionError(
@@ -232,7 +343,7 @@ class InputFunction:
                 "plasma=<total plasma> and parent_fraction=<measured fractions>"
             )
         tt, tot = self.total_plasma
-        kw = {}
+        kw: dict[str, Any] = {}
         if self.whole_blood is not None:
             kw = {"whole_blood": self.whole_blood, "whole_blood_time": self.whole_blood_time}
         return InputFunction(time=tt, plasma=tot * fit.predict(tt),
@@ -240,11 +351,27 @@ class InputFunction:
                                    "parent_params": fit.params.tolist()},
                              source=f"{self.source} ({fit.model} parent fraction)", **kw)
 
-    def check_covers(self, t_end: float, *, tolerance: float = 0.05, what: str = "the scan"):
+    def check_covers(self, t_end: float, *, tolerance: float = 0.05,
+                     what: str = "the scan") -> None:
         """Raise :class:`InputFunctionError` if samples stop before ``t_end`` (min).
 
-        ``tolerance`` is the fraction of ``t_end`` the input may stop short (it is then held at
-        its last value).
+        Parameters
+        ----------
+        t_end : float
+            End of the scan (min).
+        tolerance : float
+            Fraction of ``t_end`` the input may stop short (it is then held at its last value).
+        what : str
+            What must be covered, for the message.
+
+        Returns
+        -------
+        None
+
+        Raises
+        ------
+        InputFunctionError
+            The last sample is before ``t_end * (1 - tolerance)``.
         """
         if self.t_end < t_end * (1.0 - tolerance):
             raise InputFunctionError(
@@ -259,17 +386,22 @@ class InputFunction:
 _PF_MODELS = ("exp_plateau", "hill", "biexp")
 
 
-def _pf_eval(model: str, p: np.ndarray, t: np.ndarray) -> np.ndarray:
-    t = np.clip(np.asarray(t, dtype=float), 0.0, None)
+def _pf_eval(model: str, p: FloatArray, t: npt.ArrayLike) -> FloatArray:
+    """Parent-fraction model ``model`` with parameters ``p`` at ``t`` (min, clipped at 0)."""
+    tc = np.clip(np.asarray(t, dtype=float), 0.0, None)
+    out: FloatArray
     if model == "exp_plateau":
         a, tau = p
-        return a + (1 - a) * np.exp(-t / tau)
+        out = a + (1 - a) * np.exp(-tc / tau)
+        return out
     if model == "hill":
         a, b, c = p
-        tb = t**b
-        return 1 - a * tb / (c + tb)
+        tb = tc**b
+        out = 1 - a * tb / (c + tb)
+        return out
     a, t1, t2 = p  # biexp: f = a e^{-t/t1} + (1 − a) e^{-t/t2}
-    return a * np.exp(-t / t1) + (1 - a) * np.exp(-t / t2)
+    out = a * np.exp(-tc / t1) + (1 - a) * np.exp(-tc / t2)
+    return out
 
 
 @dataclass(frozen=True)
@@ -289,15 +421,27 @@ class ParentFractionFit:
     """
 
     model: str
-    params: np.ndarray
+    params: FloatArray
     rss: float
 
-    def predict(self, t) -> np.ndarray:
-        """Parent fraction at ``t`` (min), clipped to [0, 1]."""
+    def predict(self, t: npt.ArrayLike) -> FloatArray:
+        """Parent fraction at ``t``, clipped to [0, 1].
+
+        Parameters
+        ----------
+        t : array_like
+            Times (min after injection).
+
+        Returns
+        -------
+        np.ndarray
+            Parent fraction (0..1), shape of ``t``.
+        """
         return np.clip(_pf_eval(self.model, self.params, t), 0.0, 1.0)
 
 
-def fit_parent_fraction(time, fraction, model: str = "exp_plateau", *,
+def fit_parent_fraction(time: npt.ArrayLike, fraction: npt.ArrayLike,
+                        model: str = "exp_plateau", *,
                         source: str = "parent fraction") -> ParentFractionFit:
     """Fit a parent-fraction model to measured fractions (HPLC) by least squares.
 
@@ -308,13 +452,30 @@ def fit_parent_fraction(time, fraction, model: str = "exp_plateau", *,
     fraction : array_like
         Parent fractions (0..1). NaN samples are dropped.
     model : ``"exp_plateau" | "hill" | "biexp"``
-        See :class:`ParentFractionFit`. The exponential-plateau model is the default for
-        [11C]UCB-J (DOMAIN §3: 0.20 + 0.80 e^{−t/9}).
+        See :class:`ParentFractionFit`. The exponential-plateau model is the default: the
+        [11C]UCB-J parent fraction falls with a time constant of about 9 min to a plateau near
+        20 % (``f ≈ 0.20 + 0.80 e^{−t/9}``).
+    source : str
+        Where the samples came from, for messages.
+
+    Returns
+    -------
+    ParentFractionFit
+        The best of several least-squares fits from different starting points (times in min).
 
     Raises
     ------
     InputFunctionError
         Fewer samples than parameters + 1, fractions outside [0, 1], or an unknown model.
+    FitError
+        No start produced a fit.
+
+    Examples
+    --------
+    >>> t = np.array([0.0, 5.0, 10.0, 20.0, 40.0, 60.0])
+    >>> fit = fit_parent_fraction(t, 0.2 + 0.8 * np.exp(-t / 9.0))
+    >>> [round(float(v), 3) for v in fit.params]
+    [0.2, 9.0]
     """
     from scipy.optimize import least_squares
 
@@ -338,7 +499,8 @@ def fit_parent_fraction(time, fraction, model: str = "exp_plateau", *,
         )
     tmax = max(float(t.max()), 1.0)
     if model == "exp_plateau":
-        starts = [np.array([a, tau]) for a in (0.05, 0.2, 0.5) for tau in (2.0, 10.0, 40.0)]
+        starts: list[FloatArray] = [np.array([a, tau]) for a in (0.05, 0.2, 0.5)
+                                    for tau in (2.0, 10.0, 40.0)]
         lb, ub = [0.0, 1e-3], [1.0, 10 * tmax]
     elif model == "hill":
         starts = [np.array([a, b, c]) for a in (0.7, 0.95) for b in (1.0, 2.5)
@@ -348,17 +510,20 @@ def fit_parent_fraction(time, fraction, model: str = "exp_plateau", *,
         starts = [np.array([a, t1, t2]) for a in (0.3, 0.7) for t1 in (1.0, 5.0)
                   for t2 in (30.0, 300.0)]
         lb, ub = [0.0, 1e-3, 1e-3], [1.0, 10 * tmax, 1e4]
-    best = None
+    best: Any = None  # scipy.optimize.OptimizeResult (untyped)
     for x0 in starts:
         x0 = np.clip(x0, np.array(lb) + 1e-9, np.array(ub) - 1e-9)
         res = least_squares(lambda p: _pf_eval(model, p, t) - f, x0, bounds=(lb, ub))
         if best is None or res.cost < best.cost:
             best = res
+    if best is None:  # only without starting points; every model has some
+        raise FitError(f"{source}: no starting point for the {model} parent-fraction fit")
     return ParentFractionFit(model=model, params=best.x, rss=float(2 * best.cost))
 
 
 # --------------------------------------------------------------------------- dispersion, delay
-def dispersion_correct(time, values, tau: float, *, smooth: float | None = None) -> np.ndarray:
+def dispersion_correct(time: npt.ArrayLike, values: npt.ArrayLike, tau: float, *,
+                       smooth: float | None = None) -> FloatArray:
     """Correct autosampler (catheter) dispersion with a known time constant.
 
     The measured curve is the true one convolved with ``(1/τ) e^{−t/τ}``, so
@@ -380,7 +545,12 @@ def dispersion_correct(time, values, tau: float, *, smooth: float | None = None)
     Returns
     -------
     np.ndarray
-        Dispersion-corrected activity at ``time``.
+        Dispersion-corrected activity (kBq/mL) at ``time``.
+
+    Raises
+    ------
+    InputFunctionError
+        Fewer than 3 samples, unequal lengths, times not increasing, or a negative ``tau``.
     """
     t = np.asarray(time, dtype=float)
     y = np.asarray(values, dtype=float)
@@ -399,15 +569,27 @@ def dispersion_correct(time, values, tau: float, *, smooth: float | None = None)
             kern = np.ones(k) / k
             pad = np.pad(y, (k // 2, k - 1 - k // 2), mode="edge")
             ys = np.convolve(pad, kern, mode="valid")
-    return ys + tau * np.gradient(ys, t)
+    out: FloatArray = ys + tau * np.gradient(ys, t)
+    return out
 
 
-def coverage(inp: InputFunction, t_start: float, t_end: float) -> dict:
+def coverage(inp: InputFunction, t_start: float, t_end: float) -> dict[str, Any]:
     """How well the input covers a scan ``[t_start, t_end]`` (min).
 
-    Returns a dict with ``covers_end`` (bool), ``gap_end_min`` (time the input must be held
-    constant after its last sample), ``first_sample_min``, ``peak_time_min``,
-    ``max_gap_min`` (largest interval between samples) and ``samples_before_peak``.
+    Parameters
+    ----------
+    inp : InputFunction
+        The input function (min, kBq/mL).
+    t_start, t_end : float
+        Start and end of the scan (min after injection).
+
+    Returns
+    -------
+    dict
+        ``covers_end`` (bool), ``gap_end_min`` (time the input must be held constant after its
+        last sample), ``first_sample_min``, ``peak_time_min``, ``max_gap_min`` (largest
+        interval between samples), ``samples_before_peak`` (the index of the peak sample) and
+        ``scan_start_min``; times in min.
     """
     t = inp.time
     gaps = np.diff(t)

@@ -36,7 +36,18 @@ SCHEMES = ("uniform", "duration", "kinfitr", "variance")
 
 
 def normalise(w: np.ndarray) -> np.ndarray:
-    """Scale weights so that the largest (per row) is 1; all-zero rows stay zero."""
+    """Scale weights so that the largest (per row) is 1; all-zero rows stay zero.
+
+    Parameters
+    ----------
+    w : array (..., n_frames)
+        Non-negative weights.
+
+    Returns
+    -------
+    array
+        Same shape, maximum 1 per row.
+    """
     w = np.asarray(w, dtype=float)
     m = np.max(w, axis=-1, keepdims=True)
     return np.divide(w, m, out=np.zeros_like(w), where=m > 0)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import builtins
 import inspect
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -280,3 +281,58 @@ def test_import_is_cheap():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+# ------------------------------------------------------------------------------ documentation
+def _public_functions():
+    """(path, line, qualified name, ast node) of every public function and public method."""
+    for path in sorted((ROOT / "sv2a").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                yield path, node, node.name
+            elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                for sub in node.body:
+                    if isinstance(sub, ast.FunctionDef) and not sub.name.startswith("_"):
+                        yield path, sub, f"{node.name}.{sub.name}"
+
+
+def test_public_functions_document_parameters_and_returns():
+    # NumPy-style sections on every public function with arguments / a return value
+    # (properties are documented as attributes of their class)
+    missing = []
+    for path, fn, name in _public_functions():
+        decos = {getattr(d, "id", getattr(d, "attr", "")) for d in fn.decorator_list}
+        if decos & {"property", "setter", "overload"}:
+            continue
+        doc = ast.get_docstring(fn) or ""
+        args = [a for a in fn.args.args + fn.args.kwonlyargs if a.arg not in ("self", "cls")]
+        if args and "Parameters" not in doc:
+            missing.append(f"{path.relative_to(ROOT)}:{fn.lineno} {name}: Parameters")
+        ret = fn.returns
+        returns_none = ret is None or (isinstance(ret, ast.Constant) and ret.value is None)
+        if not returns_none and "Returns" not in doc and "Yields" not in doc:
+            missing.append(f"{path.relative_to(ROOT)}:{fn.lineno} {name}: Returns")
+    assert not missing, "\n".join(missing)
+
+
+def test_docs_do_not_cite_documents_outside_the_repository():
+    # a user's clone has only the package: state the fact or cite the paper
+    pattern = re.compile(r"\b(DESIGN|DOMAIN)\s*§|\bDESIGN\.md|\bDOMAIN\.md|\bissue \d+|§\d")
+    hits = []
+    for path in sorted((ROOT / "sv2a").rglob("*.py")):
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if pattern.search(line):
+                hits.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
+    assert not hits, "\n".join(hits)
+
+
+def test_every_model_has_a_runnable_example():
+    import doctest
+
+    import sv2a.models as models
+
+    for name in models.available():
+        cls = models.get(name)
+        examples = doctest.DocTestParser().get_examples(cls.__doc__ or "")
+        assert examples, f"{name}: no Examples in the class docstring"

@@ -31,13 +31,5 @@ for _mod in _MODEL_MODULES:
             raise
 
 
-def __getattr__(name: str) -> object:
-    if name in ("fit", "predict_fit"):
-        from . import regional
-
-        return getattr(regional, name)
-    if name == "estimate_delay":
-        from .one_tcm import estimate_delay
-
-        return estimate_delay
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+from .one_tcm import estimate_delay  # noqa: E402 - after the model modules registered
+from .regional import fit, predict_fit  # noqa: E402

@@ -35,15 +35,33 @@ interpolation at mid-times (``sampling="mid"``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol, cast, overload
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
+from numpy.typing import NDArray
 from scipy.signal import lfilter
 
 from ..errors import ModelError
 
+if TYPE_CHECKING:
+    from ..blood import InputFunction
+    from ..frames import FrameSchedule
 
-def _make_filter():
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.intp]
+#: ``(i0, i1, h)`` runs of a piecewise-uniform grid: nodes ``i0..i1-1`` spaced ``h`` min apart.
+Segments = tuple[tuple[int, int, float], ...]
+
+
+class _Filter(Protocol):
+    """Signature of the first-order IIR filter returned by :func:`_make_filter`."""
+
+    def __call__(self, a: float, z: FloatArray, zi: float = 0.0) -> FloatArray: ...
+
+
+def _make_filter() -> _Filter:
     """First-order IIR filter ``y_i = a y_{i-1} + z_i``; scipy's C routine called directly when
     available (lfilter's Python wrapper costs more than the filtering itself on ~1500 points).
     """
@@ -58,11 +76,13 @@ def _make_filter():
         ok = False
     one = np.array([1.0])
     if ok:
-        def filt(a, z, zi=0.0):
-            return lin(one, np.array([1.0, -a]), z, -1, np.array([zi]))[0]
+        def filt(a: float, z: FloatArray, zi: float = 0.0) -> FloatArray:
+            out: FloatArray = lin(one, np.array([1.0, -a]), z, -1, np.array([zi]))[0]
+            return out
     else:  # pragma: no cover
-        def filt(a, z, zi=0.0):
-            return lfilter(one, [1.0, -a], z, zi=[zi])[0]
+        def filt(a: float, z: FloatArray, zi: float = 0.0) -> FloatArray:
+            out: FloatArray = lfilter(one, [1.0, -a], z, zi=[zi])[0]
+            return out
     return filt
 
 
@@ -103,7 +123,9 @@ def _en(x: float) -> tuple[float, float, float]:
     return f0, f1, f2
 
 
-def _coeffs(alpha: float, h: float, scheme: str):
+def _coeffs(alpha: float, h: float,
+            scheme: str) -> tuple[float, float, float, float, float, float]:
+    """Recursion coefficients ``(a, c0, c1)`` and their derivatives w.r.t. ``α``."""
     a = np.exp(-alpha * h)
     if scheme == "kinfitr":
         return a, 0.0, h, -h * a, 0.0, 0.0
@@ -113,8 +135,23 @@ def _coeffs(alpha: float, h: float, scheme: str):
     return a, e1 / h, e0 - e1 / h, -h * a, -e2 / h, -e1 + e2 / h
 
 
-def exp_conv(b: np.ndarray, alpha: float, grid, *, scheme: str | None = None,
-             deriv: bool = False):
+@overload
+def exp_conv(b: FloatArray, alpha: float, grid: Grid | float, *, scheme: str | None = None,
+             deriv: Literal[False] = False) -> FloatArray: ...
+
+
+@overload
+def exp_conv(b: FloatArray, alpha: float, grid: Grid | float, *, scheme: str | None = None,
+             deriv: Literal[True]) -> tuple[FloatArray, FloatArray]: ...
+
+
+@overload
+def exp_conv(b: FloatArray, alpha: float, grid: Grid | float, *, scheme: str | None = None,
+             deriv: bool) -> FloatArray | tuple[FloatArray, FloatArray]: ...
+
+
+def exp_conv(b: FloatArray, alpha: float, grid: Grid | float, *, scheme: str | None = None,
+             deriv: bool = False) -> FloatArray | tuple[FloatArray, FloatArray]:
     """Convolution ``y(t) = ∫_0^t e^{−α(t−s)} b(s) ds`` on a grid (and ``∂y/∂α``).
 
     Parameters
@@ -131,7 +168,15 @@ def exp_conv(b: np.ndarray, alpha: float, grid, *, scheme: str | None = None,
         (``y_i = e^{−αh} y_{i−1} + h b_i``, uniform grids only). Default: ``grid.scheme``.
     deriv : bool
         Also return ``∂y/∂α``.
+
+    Returns
+    -------
+    y : np.ndarray (n_grid,)
+        The convolution at the grid nodes (kBq·min/mL for ``b`` in kBq/mL).
+    dy : np.ndarray (n_grid,)
+        ``∂y/∂α`` (kBq·min²/mL), only with ``deriv=True``.
     """
+    segments: Segments
     if isinstance(grid, Grid):
         segments = grid.segments
         scheme = scheme or grid.scheme
@@ -140,7 +185,7 @@ def exp_conv(b: np.ndarray, alpha: float, grid, *, scheme: str | None = None,
         scheme = scheme or "exact"
     n = b.size
     y = np.empty(n)
-    g = np.empty(n) if deriv else None
+    g = np.empty(n if deriv else 0)  # only filled (and returned) with deriv=True
     y_prev = 0.0
     g_prev = 0.0
     for i0, i1, h in segments:
@@ -169,17 +214,48 @@ def exp_conv(b: np.ndarray, alpha: float, grid, *, scheme: str | None = None,
     return (y, g) if deriv else y
 
 
-def tcm2_rates(K1, k2, k3, k4):
+@overload
+def tcm2_rates(K1: float, k2: float, k3: float,
+               k4: float) -> tuple[float, float, float, float]: ...
+
+
+@overload
+def tcm2_rates(K1: complex, k2: complex, k3: complex,
+               k4: complex) -> tuple[complex, complex, complex, complex]: ...
+
+
+def tcm2_rates(K1: complex, k2: complex, k3: complex,
+               k4: complex) -> tuple[complex, complex, complex, complex]:
     """Macro-parameters of the 2TCM impulse response ``K1 [φ1' e^{−α1 t} + φ2' e^{−α2 t}]``.
 
-    Returns ``(φ1, φ2, α1, α2)`` with ``C_T = φ1 (e^{−α1 t} ⊗ Cp) + φ2 (e^{−α2 t} ⊗ Cp)``,
+    ``C_T = φ1 (e^{−α1 t} ⊗ Cp) + φ2 (e^{−α2 t} ⊗ Cp)``,
     ``α1,2 = (s ∓ √(s² − 4 k2 k4))/2``, ``s = k2 + k3 + k4``,
     ``φ1 = K1 (k3 + k4 − α1)/(α2 − α1)``, ``φ2 = K1 (α2 − k3 − k4)/(α2 − α1)``.
     Works for complex arguments (used for complex-step derivatives).
+
+    Parameters
+    ----------
+    K1 : float
+        Influx rate (mL/cm³/min).
+    k2, k3, k4 : float
+        Rate constants (1/min).
+
+    Returns
+    -------
+    tuple of float
+        ``(φ1, φ2, α1, α2)``: amplitudes ``φ1, φ2`` (mL/cm³/min) and rates ``α1 <= α2``
+        (1/min).
+
+    Examples
+    --------
+    >>> [round(float(v), 6) for v in tcm2_rates(0.3, 0.1, 0.0, 0.0)]  # k3 = 0: one exponential
+    [0.0, 0.3, 0.0, 0.1]
     """
     s = k2 + k3 + k4
     disc = s * s - 4 * k2 * k4
-    d = np.sqrt(disc + 0j) if np.iscomplexobj(disc) else np.sqrt(max(disc, 0.0))
+    # real input: clip a negative discriminant (round-off) to 0; complex input: complex root
+    d: complex = (np.sqrt(disc + 0j) if np.iscomplexobj(disc)
+                  else np.sqrt(max(cast("float", disc), 0.0)))
     d = d if abs(d) > 1e-12 else 1e-12
     a1 = (s - d) / 2
     a2 = (s + d) / 2
@@ -188,8 +264,24 @@ def tcm2_rates(K1, k2, k3, k4):
     return p1, p2, a1, a2
 
 
-def tcm2_rates_jac(K1, k2, k3, k4) -> tuple[np.ndarray, np.ndarray]:
-    """``(φ1, φ2, α1, α2)`` and their 4x4 Jacobian w.r.t. ``(K1, k2, k3, k4)`` (complex step)."""
+def tcm2_rates_jac(K1: float, k2: float, k3: float,
+                   k4: float) -> tuple[FloatArray, FloatArray]:
+    """``(φ1, φ2, α1, α2)`` and their 4x4 Jacobian w.r.t. ``(K1, k2, k3, k4)`` (complex step).
+
+    Parameters
+    ----------
+    K1 : float
+        Influx rate (mL/cm³/min).
+    k2, k3, k4 : float
+        Rate constants (1/min).
+
+    Returns
+    -------
+    val : np.ndarray (4,)
+        ``(φ1, φ2, α1, α2)`` of :func:`tcm2_rates` (mL/cm³/min, 1/min).
+    jac : np.ndarray (4, 4)
+        ``∂val_i/∂(K1, k2, k3, k4)_j``.
+    """
     p = np.array([K1, k2, k3, k4], dtype=complex)
     val = np.array(tcm2_rates(*p.real), dtype=float)
     jac = np.empty((4, 4))
@@ -213,12 +305,12 @@ class Grid:
     one (node 0 is t = 0).
     """
 
-    t: np.ndarray
-    segments: tuple
-    cp: np.ndarray
-    cb: np.ndarray
-    dcp: np.ndarray
-    dcb: np.ndarray
+    t: FloatArray
+    segments: Segments
+    cp: FloatArray
+    cb: FloatArray
+    dcp: FloatArray
+    dcb: FloatArray
     S: sp.csr_matrix
     scheme: str
 
@@ -228,20 +320,37 @@ class Grid:
         return min(seg[2] for seg in self.segments)
 
 
-def _interp_rows(x: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _interp_rows(x: FloatArray, nodes: FloatArray) -> tuple[IntArray, FloatArray, FloatArray]:
     """Indices and weights of linear interpolation at ``x`` on ``nodes``."""
     k = np.clip(np.searchsorted(nodes, x, side="right") - 1, 0, nodes.size - 2)
     f = np.clip((x - nodes[k]) / (nodes[k + 1] - nodes[k]), 0.0, 1.0)
     return k, 1.0 - f, f
 
 
-def sampling_matrix(t0: np.ndarray, t1: np.ndarray, nodes: np.ndarray,
+def sampling_matrix(t0: FloatArray, t1: FloatArray, nodes: FloatArray,
                     sampling: str) -> sp.csr_matrix:
     """Sparse matrix mapping grid values (piecewise linear on ``nodes``) to frame values.
 
-    ``sampling="frame"``: row i integrates the piecewise-linear curve exactly over
-    ``[t0_i, t1_i]`` and divides by the duration. ``sampling="mid"``: row i interpolates
-    linearly at ``(t0_i + t1_i)/2``.
+    Parameters
+    ----------
+    t0, t1 : np.ndarray (n_frames,)
+        Frame starts and ends (min).
+    nodes : np.ndarray (n_grid,)
+        Grid nodes (min), increasing.
+    sampling : ``"frame"`` | ``"mid"``
+        ``"frame"``: row i integrates the piecewise-linear curve exactly over ``[t0_i, t1_i]``
+        and divides by the duration. ``"mid"``: row i interpolates linearly at
+        ``(t0_i + t1_i)/2``.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix (n_frames, n_grid)
+        Frame values are ``S @ values_at_nodes`` (same units as the values).
+
+    Raises
+    ------
+    ModelError
+        For an unknown ``sampling``.
     """
     n_grid = nodes.size
     nf = len(t0)
@@ -254,7 +363,9 @@ def sampling_matrix(t0: np.ndarray, t1: np.ndarray, nodes: np.ndarray,
         return m.tocsr()
     if sampling != "frame":
         raise ModelError(f"unknown sampling {sampling!r}; use 'frame' or 'mid'")
-    rows, cols, vals = [], [], []
+    rows: list[IntArray] = []
+    cols: list[IntArray] = []
+    vals: list[FloatArray] = []
     for i, (a, b) in enumerate(zip(t0, t1, strict=True)):
         inner = nodes[(nodes > a) & (nodes < b)]
         pts = np.concatenate([[a], inner, [b]])
@@ -273,18 +384,22 @@ def sampling_matrix(t0: np.ndarray, t1: np.ndarray, nodes: np.ndarray,
     return m.tocsr()
 
 
-def _nodes(t_last: float, step: float, step_late: float | None, switch: float | None):
+def _nodes(t_last: float, step: float, step_late: float | None,
+           switch: float | None) -> tuple[FloatArray, Segments]:
+    """Grid nodes (min) past ``t_last``: step ``step``, then ``step_late`` after ``switch``."""
     if not step_late or switch is None or switch >= t_last or step_late <= step:
         n = int(np.ceil(t_last / step)) + 2
-        return np.arange(n) * step, ((0, n, step),)
+        return np.arange(n, dtype=np.float64) * step, ((0, n, step),)
     n1 = int(np.ceil(switch / step))
     t1 = n1 * step
     n2 = int(np.ceil((t_last - t1) / step_late)) + 2
-    t = np.concatenate([np.arange(n1 + 1) * step, t1 + np.arange(1, n2 + 1) * step_late])
+    t = np.concatenate([np.arange(n1 + 1, dtype=np.float64) * step,
+                        t1 + np.arange(1, n2 + 1, dtype=np.float64) * step_late])
     return t, ((0, n1 + 1, step), (n1 + 1, n1 + 1 + n2, step_late))
 
 
-def make_grid(inp, t0: np.ndarray, t1: np.ndarray, *, sampling: str = "frame",
+def make_grid(inp: InputFunction, t0: npt.ArrayLike, t1: npt.ArrayLike, *,
+              sampling: str = "frame",
               scheme: str = "exact", step: float | None = None, delay: float = 0.0,
               n_points: int | None = None, step_late: float | None = 0.1,
               switch: float | str | None = "auto") -> Grid:
@@ -293,9 +408,11 @@ def make_grid(inp, t0: np.ndarray, t1: np.ndarray, *, sampling: str = "frame",
     Parameters
     ----------
     inp : InputFunction
-    t0, t1 : arrays
+        Plasma and whole-blood curves (min, kBq/mL).
+    t0, t1 : array_like (n_frames,)
         Frame starts/ends (min).
     sampling : ``"frame"`` | ``"mid"``
+        Frame averages or mid-time values in the sampling matrix (:func:`sampling_matrix`).
     scheme : ``"exact"`` | ``"kinfitr"``
         ``"kinfitr"`` uses kinfitr's grid: ``n_points`` (default 6000) uniform points on
         ``[0, t_last]`` (last mid-time for mid sampling) and its rectangle-sum convolution.
@@ -307,22 +424,42 @@ def make_grid(inp, t0: np.ndarray, t1: np.ndarray, *, sampling: str = "frame",
         ``step_late=None`` keeps the fine step throughout.
     delay : float
         Fixed delay (min): the input is shifted to ``Cp(t − delay)``, ``Cb(t − delay)``.
+    n_points : int, optional
+        Number of grid points of the ``"kinfitr"`` scheme.
+
+    Returns
+    -------
+    Grid
+        Nodes (min), plasma ``cp`` and whole blood ``cb`` (kBq/mL) and their time derivatives
+        at the nodes, and the frame sampling matrix.
+
+    Raises
+    ------
+    ModelError
+        For an unknown ``sampling`` or a ``switch`` string other than ``"auto"``.
     """
     t0 = np.asarray(t0, dtype=float)
     t1 = np.asarray(t1, dtype=float)
     t_last = float((0.5 * (t0 + t1))[-1] if sampling == "mid" else t1[-1])
+    t: FloatArray
+    segments: Segments
     if scheme == "kinfitr":
         n = int(n_points or 6000)
         h = t_last / (n - 1)
-        t = np.arange(n + 1) * h  # one node past the last mid-time for interpolation
+        t = np.arange(n + 1, dtype=np.float64) * h  # one node past the last mid-time
         segments = ((0, n + 1, h),)
     else:
         step = float(step or 1.0 / 60.0)
+        t_switch: float | None
         if switch == "auto":
             tt = np.asarray(inp.time, dtype=float)
             t_peak = float(tt[np.argmax(inp.plasma)]) + max(delay, 0.0)
-            switch = max(10.0, t_peak + 5.0)
-        t, segments = _nodes(t_last, step, step_late, switch)
+            t_switch = max(10.0, t_peak + 5.0)
+        elif isinstance(switch, str):
+            raise ModelError(f"grid switch must be a time (min), 'auto' or None, got {switch!r}")
+        else:
+            t_switch = switch
+        t, segments = _nodes(t_last, step, step_late, t_switch)
     cp = np.asarray(inp.plasma_at(t - delay), dtype=float)
     cb = np.asarray(inp.whole_blood_at(t - delay), dtype=float)
     S = sampling_matrix(t0, t1, t, sampling)
@@ -330,11 +467,25 @@ def make_grid(inp, t0: np.ndarray, t1: np.ndarray, *, sampling: str = "frame",
                 dcb=np.gradient(cb, t), S=S, scheme=scheme)
 
 
-def shift_grid(Y: np.ndarray, delay: float, t: np.ndarray) -> np.ndarray:
+def shift_grid(Y: FloatArray, delay: float, t: FloatArray) -> FloatArray:
     """``Y(t − delay)`` for curves at grid nodes ``t`` (axis 0 = nodes).
 
     Linear interpolation; the curves are 0 before t = 0 and held at their last value past the
     end of the grid.
+
+    Parameters
+    ----------
+    Y : np.ndarray (n_grid,) or (n_grid, m)
+        Curves at the nodes (e.g. kBq/mL).
+    delay : float
+        Shift (min); positive moves the curves later.
+    t : np.ndarray (n_grid,)
+        Grid nodes (min), increasing, ``t[0] = 0``.
+
+    Returns
+    -------
+    np.ndarray
+        The shifted curves, same shape and units as ``Y``.
     """
     Y2 = Y[:, None] if Y.ndim == 1 else Y
     x = t - delay
@@ -349,10 +500,29 @@ def shift_grid(Y: np.ndarray, delay: float, t: np.ndarray) -> np.ndarray:
 
 # =========================================================================== rate grids
 def rate_grid(lo: float = 0.005, hi: float = 1.0, n: int = 100, *,
-              what: str = "basis range") -> np.ndarray:
+              what: str = "basis range") -> FloatArray:
     """Log-spaced grid of basis-function rate constants ``θ`` (1/min), ``lo .. hi``, ``n`` values.
 
     Gunn et al. (1997) basis functions: ``θ_j = lo (hi/lo)^{j/(n−1)}``.
+
+    Parameters
+    ----------
+    lo, hi : float
+        Smallest and largest rate (1/min).
+    n : int
+        Number of rates, ``>= 3``.
+    what : str
+        Name of the setting, used in error messages.
+
+    Returns
+    -------
+    np.ndarray (n,)
+        The rates (1/min), increasing.
+
+    Examples
+    --------
+    >>> rate_grid(0.01, 1.0, 3).tolist()
+    [0.01, 0.1, 1.0]
 
     Raises
     ------
@@ -371,10 +541,27 @@ def rate_grid(lo: float = 0.005, hi: float = 1.0, n: int = 100, *,
 
 
 # =========================================================================== running integrals
-def cumtrapz(y: np.ndarray, h: float) -> np.ndarray:
+def cumtrapz(y: npt.ArrayLike, h: float) -> FloatArray:
     """Running trapezoid integral along the last axis of samples ``y`` with step ``h``.
 
     Exact for a piecewise-linear curve through the samples; the first value is 0.
+
+    Parameters
+    ----------
+    y : array_like (..., n)
+        Samples (e.g. kBq/mL) on a uniform grid.
+    h : float
+        Grid step (min).
+
+    Returns
+    -------
+    np.ndarray (..., n)
+        Running integral (e.g. kBq·min/mL).
+
+    Examples
+    --------
+    >>> cumtrapz([0.0, 1.0, 2.0], 0.5).tolist()
+    [0.0, 0.25, 1.0]
     """
     y = np.asarray(y, dtype=float)
     out = np.zeros(y.shape)
@@ -382,16 +569,34 @@ def cumtrapz(y: np.ndarray, h: float) -> np.ndarray:
     return out
 
 
-def frame_segments(frames) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def frame_segments(
+    frames: FrameSchedule,
+) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.int_]]:
     """Piecewise-constant segments covering ``[0, end of last frame]``.
 
-    Returns ``(start, duration, M, rows)``: segment ``i`` has value ``(M @ C)[i]`` for frame
-    values ``C``; ``rows[k]`` is the segment of frame ``k``. Leading time before the first frame
-    has value 0, gaps take the mean of the two neighbouring frames.
+    Leading time before the first frame has value 0, gaps take the mean of the two neighbouring
+    frames.
+
+    Parameters
+    ----------
+    frames : FrameSchedule
+        Frame timing (min).
+
+    Returns
+    -------
+    start, duration : np.ndarray (n_seg,)
+        Segment starts and durations (min).
+    M : np.ndarray (n_seg, n_frames)
+        Segment ``i`` has value ``(M @ C)[i]`` for frame values ``C``.
+    rows : np.ndarray (n_frames,) of int
+        ``rows[k]`` is the segment of frame ``k``.
     """
     s, e = frames.start, frames.end
     m = frames.n
-    starts, durs, mrows, rows = [], [], [], []
+    starts: list[float] = []
+    durs: list[float] = []
+    mrows: list[FloatArray] = []
+    rows: list[int] = []
     if s[0] > 1e-9:
         starts.append(0.0)
         durs.append(float(s[0]))
@@ -412,8 +617,9 @@ def frame_segments(frames) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     return np.array(starts), np.array(durs), np.array(mrows), np.array(rows)
 
 
-def integral_matrix(t: np.ndarray | None = None, *, method: str = "trapezoid",
-                    durations: np.ndarray | None = None, frames=None) -> np.ndarray:
+def integral_matrix(t: npt.ArrayLike | None = None, *, method: str = "trapezoid",
+                    durations: npt.ArrayLike | None = None,
+                    frames: FrameSchedule | None = None) -> FloatArray:
     """Matrix ``A`` (n_frames, n_frames) with ``∫_0^{t_i} C ≈ (A @ C)_i`` for frame values ``C``.
 
     Parameters
@@ -432,18 +638,34 @@ def integral_matrix(t: np.ndarray | None = None, *, method: str = "trapezoid",
         Frame durations (min) for ``"framecumsum"``.
     frames : FrameSchedule, optional
         Frame timing for ``"frame"``.
+
+    Returns
+    -------
+    np.ndarray (n_frames, n_frames)
+        Integration weights (min).
+
+    Raises
+    ------
+    ModelError
+        For an unknown ``method`` or when the timing it needs is missing.
+
+    Examples
+    --------
+    >>> integral_matrix(np.array([1.0, 2.0])).tolist()
+    [[0.5, 0.0], [1.0, 0.5]]
     """
     if method == "frame":
         if frames is None:
             raise ModelError("integral_matrix(method='frame') needs frames=")
         _, d, mm, rows = frame_segments(frames)
         low = np.tril(np.broadcast_to(d, (d.size, d.size)), -1) + np.diag(d / 2.0)
-        return (low @ mm)[rows]
+        out: FloatArray = (low @ mm)[rows]
+        return out
     if method == "framecumsum":
         if durations is None:
             raise ModelError("integral_matrix(method='framecumsum') needs durations=")
-        d = np.asarray(durations, dtype=float)
-        return np.tril(np.broadcast_to(d, (d.size, d.size)), -1) + np.diag(d / 2.0)
+        dur = np.asarray(durations, dtype=float)
+        return np.tril(np.broadcast_to(dur, (dur.size, dur.size)), -1) + np.diag(dur / 2.0)
     if method != "trapezoid":
         raise ModelError(
             f"unknown integration method {method!r}; use 'trapezoid', 'framecumsum' or 'frame'")
@@ -459,7 +681,7 @@ def integral_matrix(t: np.ndarray | None = None, *, method: str = "trapezoid",
 
 
 # =========================================================================== TAC convolutions
-def _tac_nodes(t_mid: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _tac_nodes(t_mid: npt.ArrayLike, c: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
     """Interpolation nodes of a TAC: mid-times with (0, 0) prepended when t_mid[0] > 0."""
     t_mid = np.asarray(t_mid, dtype=float)
     c = np.asarray(c, dtype=float)
@@ -468,7 +690,7 @@ def _tac_nodes(t_mid: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return t_mid, c
 
 
-def _interp_extrap(t: np.ndarray, tn: np.ndarray, cn: np.ndarray) -> np.ndarray:
+def _interp_extrap(t: FloatArray, tn: FloatArray, cn: FloatArray) -> FloatArray:
     """Linear interpolation with linear extrapolation of the last segment beyond ``tn[-1]``."""
     out = np.interp(t, tn, cn)
     late = t > tn[-1]
@@ -478,8 +700,9 @@ def _interp_extrap(t: np.ndarray, tn: np.ndarray, cn: np.ndarray) -> np.ndarray:
     return out
 
 
-def exp_conv_pwlinear(t_nodes, c_nodes, k, t_out=None, *, frames=None,
-                      sampling: str = "mid") -> np.ndarray:
+def exp_conv_pwlinear(t_nodes: npt.ArrayLike, c_nodes: npt.ArrayLike, k: npt.ArrayLike,
+                      t_out: npt.ArrayLike | None = None, *, frames: FrameSchedule | None = None,
+                      sampling: str = "mid") -> FloatArray:
     """Exact ``y(t) = ∫_0^t C(s) exp(−k (t − s)) ds`` for piecewise-linear ``C``, many ``k``.
 
     Parameters
@@ -495,10 +718,18 @@ def exp_conv_pwlinear(t_nodes, c_nodes, k, t_out=None, *, frames=None,
         With ``sampling="frame"``: return the frame averages
         ``(1/Δt) ∫_frame y dt = [∫_frame C − (y(t_e) − y(t_s))] / (k Δt)``
         (from ``dy/dt = C − k y``).
+    sampling : ``"mid"`` | ``"frame"``
+        Values at ``t_out`` or frame averages over ``frames``.
 
     Returns
     -------
     np.ndarray (K, f)
+        ``y`` (kBq·min/mL) for each rate, at ``t_out`` or averaged over each frame.
+
+    Raises
+    ------
+    ModelError
+        ``sampling="frame"`` without ``frames``.
 
     Notes
     -----
@@ -508,9 +739,11 @@ def exp_conv_pwlinear(t_nodes, c_nodes, k, t_out=None, *, frames=None,
     k = np.atleast_1d(np.asarray(k, dtype=float))
     tn = np.asarray(t_nodes, dtype=float)
     cn = np.asarray(c_nodes, dtype=float)
+    fr: FrameSchedule | None = None  # set exactly when sampling == "frame"
     if sampling == "frame":
         if frames is None:
             raise ModelError("exp_conv_pwlinear(sampling='frame') needs frames=")
+        fr = frames
         want = np.concatenate([frames.start, frames.end])
     else:
         want = np.asarray(t_out, dtype=float)
@@ -532,16 +765,18 @@ def exp_conv_pwlinear(t_nodes, c_nodes, k, t_out=None, *, frames=None,
     y[:, 0] = 0.0
     for i in range(d.size):  # loop over segments (not rows), vectorised over k
         y[:, i + 1] = y[:, i] * e[:, i] + seg[:, i]
-    if sampling != "frame":
+    if fr is None:
         return y[:, np.searchsorted(grid, want)]
-    i_s = np.searchsorted(grid, frames.start)
-    i_e = np.searchsorted(grid, frames.end)
+    i_s = np.searchsorted(grid, fr.start)
+    i_e = np.searchsorted(grid, fr.end)
     ic = np.concatenate([[0.0], np.cumsum(d * (cg[:-1] + cg[1:]) / 2)])
     int_c = ic[i_e] - ic[i_s]
-    return (int_c[None, :] - (y[:, i_e] - y[:, i_s])) / (kk * frames.duration[None, :])
+    out: FloatArray = (int_c[None, :] - (y[:, i_e] - y[:, i_s])) / (kk * fr.duration[None, :])
+    return out
 
 
-def exp_conv_step(tac: np.ndarray, frames, thetas: np.ndarray) -> np.ndarray:
+def exp_conv_step(tac: npt.ArrayLike, frames: FrameSchedule,
+                  thetas: npt.ArrayLike) -> FloatArray:
     """Frame averages of ``C ⊗ e^{−θt}`` for a TAC of frame means held constant in each frame.
 
     Parameters
@@ -578,11 +813,28 @@ def exp_conv_step(tac: np.ndarray, frames, thetas: np.ndarray) -> np.ndarray:
     return out[:, rows]
 
 
-def exp_conv_kinfitr(t_mid, c, k, n_grid: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def exp_conv_kinfitr(t_mid: npt.ArrayLike, c: npt.ArrayLike, k: npt.ArrayLike,
+                     n_grid: int = 1024) -> tuple[FloatArray, FloatArray]:
     """kinfitr's SRTM convolution: the TAC on ``linspace(0, t_last, n_grid)``, rectangle rule
     ``step · Σ_{j<=i} C_j e^{−k step (i−j)}``, linear interpolation back to ``t_mid``.
 
-    Returns ``x1`` (f,) = the interpolated TAC at the mid-times and ``B`` (K, f).
+    Parameters
+    ----------
+    t_mid : array_like (f,)
+        Frame mid-times (min).
+    c : array_like (f,)
+        TAC (kBq/mL) at ``t_mid``.
+    k : array_like (K,)
+        Rate constants (1/min).
+    n_grid : int
+        Number of points of kinfitr's uniform grid.
+
+    Returns
+    -------
+    x1 : np.ndarray (f,)
+        The TAC interpolated back to the mid-times (kBq/mL).
+    B : np.ndarray (K, f)
+        The convolutions at the mid-times (kBq·min/mL).
     """
     tn, cn = _tac_nodes(t_mid, c)
     grid = np.linspace(tn[0], tn[-1], n_grid)
@@ -605,13 +857,15 @@ def exp_conv_kinfitr(t_mid, c, k, n_grid: int = 1024) -> tuple[np.ndarray, np.nd
     return x1, bm
 
 
-def tac_convolution(frames, c, k, *, sampling: str = "frame",
-                    convolution: str = "exact") -> tuple[np.ndarray, np.ndarray]:
+def tac_convolution(frames: FrameSchedule, c: npt.ArrayLike, k: npt.ArrayLike, *,
+                    sampling: str = "frame",
+                    convolution: str = "exact") -> tuple[FloatArray, FloatArray]:
     """A frame-sampled TAC and its convolutions ``B(k) = C ⊗ e^{−kt}`` on the frames.
 
     Parameters
     ----------
     frames : FrameSchedule
+        Frame timing (min).
     c : array (n_frames,)
         TAC (kBq/mL), e.g. the reference region.
     k : array (K,)
@@ -631,6 +885,12 @@ def tac_convolution(frames, c, k, *, sampling: str = "frame",
     x1 : array (n_frames,)
         The TAC as the model sees it (``c`` itself, or kinfitr's interpolated values).
     B : array (K, n_frames)
+        The convolutions (kBq·min/mL).
+
+    Raises
+    ------
+    ModelError
+        For an unknown ``convolution`` or ``"step"`` with ``sampling="mid"``.
     """
     c = np.asarray(c, dtype=float)
     if convolution == "kinfitr":
@@ -647,8 +907,8 @@ def tac_convolution(frames, c, k, *, sampling: str = "frame",
 
 
 # =========================================================================== plasma on frames
-def plasma_convolution(inp, frames, thetas: np.ndarray, *, delay: float = 0.0,
-                       dt: float = 0.005) -> np.ndarray:
+def plasma_convolution(inp: InputFunction, frames: FrameSchedule, thetas: npt.ArrayLike, *,
+                       delay: float = 0.0, dt: float = 0.005) -> FloatArray:
     """Frame averages of ``Cp ⊗ e^{−θt}`` (kBq/mL·min) for every ``θ`` (1/min).
 
     ``Cp`` is the metabolite-corrected plasma of ``inp`` (linear interpolation, shifted later
@@ -656,27 +916,80 @@ def plasma_convolution(inp, frames, thetas: np.ndarray, *, delay: float = 0.0,
     convolution is :func:`exp_conv` (exact for the piecewise-linear input), averaged exactly
     over each frame.
 
+    Parameters
+    ----------
+    inp : InputFunction
+        The plasma input (min, kBq/mL).
+    frames : FrameSchedule
+        Frame timing (min).
+    thetas : array_like (K,)
+        Rate constants (1/min).
+    delay : float
+        Input delay (min).
+    dt : float
+        Grid step (min).
+
     Returns
     -------
     array (K, n_frames)
+        The convolutions (kBq·min/mL).
     """
     g = make_grid(inp, frames.start, frames.end, step=dt, step_late=None, delay=float(delay))
     th = np.asarray(thetas, dtype=float)
     y = np.empty((g.t.size, th.size))
     for j, k in enumerate(th):  # loop over basis functions (not voxels)
         y[:, j] = exp_conv(g.cp, float(k), g)
-    return (g.S @ y).T
+    out: FloatArray = (g.S @ y).T
+    return out
 
 
-def plasma_frame_means(inp, frames, *, delay: float = 0.0, dt: float = 0.005,
-                       whole_blood: bool = False) -> np.ndarray:
-    """Frame averages of the plasma (or whole-blood) curve (kBq/mL), shifted by ``delay``."""
+def plasma_frame_means(inp: InputFunction, frames: FrameSchedule, *, delay: float = 0.0,
+                       dt: float = 0.005, whole_blood: bool = False) -> FloatArray:
+    """Frame averages of the plasma (or whole-blood) curve (kBq/mL), shifted by ``delay``.
+
+    Parameters
+    ----------
+    inp : InputFunction
+        The blood input (min, kBq/mL).
+    frames : FrameSchedule
+        Frame timing (min).
+    delay : float
+        Input delay (min).
+    dt : float
+        Grid step (min).
+    whole_blood : bool
+        Average whole blood instead of plasma.
+
+    Returns
+    -------
+    np.ndarray (n_frames,)
+        Frame-average activity (kBq/mL).
+    """
     g = make_grid(inp, frames.start, frames.end, step=dt, step_late=None, delay=float(delay))
-    return g.S @ (g.cb if whole_blood else g.cp)
+    out: FloatArray = g.S @ (g.cb if whole_blood else g.cp)
+    return out
 
 
-def plasma_frame_integrals(inp, frames, *, delay: float = 0.0,
-                           dt: float = 0.005) -> np.ndarray:
-    """Frame averages of ``∫_0^t Cp`` (kBq/mL·min), ``Cp`` shifted by ``delay``."""
+def plasma_frame_integrals(inp: InputFunction, frames: FrameSchedule, *, delay: float = 0.0,
+                           dt: float = 0.005) -> FloatArray:
+    """Frame averages of ``∫_0^t Cp`` (kBq/mL·min), ``Cp`` shifted by ``delay``.
+
+    Parameters
+    ----------
+    inp : InputFunction
+        The plasma input (min, kBq/mL).
+    frames : FrameSchedule
+        Frame timing (min).
+    delay : float
+        Input delay (min).
+    dt : float
+        Grid step (min).
+
+    Returns
+    -------
+    np.ndarray (n_frames,)
+        Frame-average running integral of the plasma (kBq·min/mL).
+    """
     g = make_grid(inp, frames.start, frames.end, step=dt, step_late=None, delay=float(delay))
-    return g.S @ cumtrapz(g.cp, g.h)
+    out: FloatArray = g.S @ cumtrapz(g.cp, g.h)
+    return out

@@ -37,6 +37,7 @@ volumes of distribution in mL/cm3.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -201,6 +202,12 @@ class Model:
     Options: ClassVar[type]
     #: Whether the model has a forward model (``predict``) and residuals (static: no).
     predicts: ClassVar[bool] = True
+    #: Whether ``__init__`` precomputes anything from the frame weights (basis Gram
+    #: matrices). When False, :meth:`with_weights` re-weights a copy instead of rebuilding.
+    weights_in_setup: bool = True
+    #: Whether :meth:`solve` accepts weights per row (``weights`` (n, n_frames)): the linear
+    #: methods, whose weights enter only the per-row regression.
+    row_weights: ClassVar[bool] = False
 
     def __init__(self, inputs: ModelInputs, options: Any) -> None:
         self.inputs = inputs
@@ -248,15 +255,47 @@ class Model:
         """
         raise ModelError(f"{self.name}: a static model has no forward model to predict from")
 
+    def with_weights(self, weights: NDArray[Any]) -> Model:
+        """The same solver with other frame weights.
+
+        Parameters
+        ----------
+        weights : array (n_frames,), or (n, n_frames) when ``row_weights``
+            Frame weights (per row: one for each TAC later passed to :meth:`solve`).
+
+        Returns
+        -------
+        Model
+            A copy (cheap when the set-up does not depend on the weights), or a new solver.
+        """
+        inputs = dataclasses.replace(self.inputs, weights=np.asarray(weights, dtype=float))
+        if self.weights_in_setup:
+            return type(self)(inputs, self.options)
+        new = copy.copy(self)
+        new.inputs = inputs
+        new.weights = inputs.weights
+        return new
+
     # ------------------------------------------------------------------ helpers
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
-        """Names of the options this model takes."""
+        """Names of the options this model takes.
+
+        Returns
+        -------
+        tuple of str
+        """
         return tuple(f.name for f in dataclasses.fields(cls.Options))
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        """The default value of every option."""
+        """The default value of every option.
+
+        Returns
+        -------
+        dict
+            ``option -> default``.
+        """
         return dataclasses.asdict(cls.Options())
 
 

@@ -95,7 +95,24 @@ START_GRIDS: dict[str, list[tuple[float, ...]]] = {
 
 # --------------------------------------------------------------------------- option checks
 def check_input(inp: Any, model: str) -> InputFunction:
-    """The plasma input of a model, or :class:`InputFunctionError`."""
+    """The plasma input of a model.
+
+    Parameters
+    ----------
+    inp : InputFunction or None
+        The input given.
+    model : str
+        Model name, for messages.
+
+    Returns
+    -------
+    InputFunction
+
+    Raises
+    ------
+    InputFunctionError
+        Missing or not an :class:`~sv2a.InputFunction`.
+    """
     if inp is None:
         raise InputFunctionError(
             f"model '{model}' needs a plasma input function: sv2a.fit(tacs, model='{model}', "
@@ -109,7 +126,27 @@ def check_input(inp: Any, model: str) -> InputFunction:
 
 
 def fixed_or_fit(value: Any, name: str, model: str) -> float | None:
-    """``None`` for ``"fit"``, else the value as a finite float (:class:`ModelError`)."""
+    """A fixed value or ``"fit"``.
+
+    Parameters
+    ----------
+    value : float or "fit"
+        The option value.
+    name : str
+        Option name, for messages.
+    model : str
+        Model name, for messages.
+
+    Returns
+    -------
+    float or None
+        ``None`` for ``"fit"``, else the value as a finite float.
+
+    Raises
+    ------
+    ModelError
+        Anything else.
+    """
     if isinstance(value, str):
         if value.lower() != "fit":
             raise ModelError(f"{model}: {name} must be a number (fixed) or 'fit', got {value!r}")
@@ -124,14 +161,47 @@ def fixed_or_fit(value: Any, name: str, model: str) -> float | None:
 
 
 def check_vb(vb: float | None, model: str) -> None:
-    """A fixed blood volume must lie in [0, 1)."""
+    """Check that a fixed blood volume lies in [0, 1).
+
+    Parameters
+    ----------
+    vb : float or None
+        Blood volume fraction (None: fitted).
+    model : str
+        Model name, for messages.
+
+    Raises
+    ------
+    ModelError
+        Outside [0, 1).
+    """
     if vb is not None and not 0.0 <= vb < 1.0:
         raise ModelError(f"{model}: vB must be in [0, 1) or 'fit', got {vb}")
 
 
 def resolve_bounds(user: Mapping[str, Sequence[float]] | None, names: Sequence[str],
                    model: str) -> dict[str, tuple[float, float]]:
-    """:data:`DEFAULT_BOUNDS` updated with the user's ``bounds`` (checked)."""
+    """:data:`DEFAULT_BOUNDS` updated with the user's ``bounds``.
+
+    Parameters
+    ----------
+    user : mapping name -> (lower, upper), optional
+        Bounds given (rates 1/min, K1 mL/cm3/min, vB fraction, delay min).
+    names : sequence of str
+        Parameters that may have bounds.
+    model : str
+        Model name, for messages.
+
+    Returns
+    -------
+    dict
+        ``name -> (lower, upper)``.
+
+    Raises
+    ------
+    ModelError
+        Unknown names or malformed bounds.
+    """
     b = dict(DEFAULT_BOUNDS)
     if user is None:
         return b
@@ -154,7 +224,30 @@ def model_grid(inp: InputFunction, frames: FrameSchedule, *, sampling: str, conv
                delay: float, grid_step: float, grid_step_late: float | None,
                grid_switch: float | str, grid_points: int, coverage_tolerance: float,
                model: str) -> Grid:
-    """Check that the input covers the scan and put it on the model grid."""
+    """Check that the input covers the scan and put it on the model grid.
+
+    Parameters
+    ----------
+    inp : InputFunction
+        Plasma input (kBq/mL, min).
+    frames : FrameSchedule
+        Frame timing (min).
+    sampling, convolution : str
+        ``"frame"``/``"mid"`` and ``"exact"``/``"kinfitr"``.
+    delay : float
+        Fixed delay (min) applied to the input.
+    grid_step, grid_step_late, grid_switch, grid_points
+        Grid settings (min; :func:`sv2a.models._kinetics.make_grid`).
+    coverage_tolerance : float
+        Fraction of the scan the input may stop short of.
+    model : str
+        Model name, for messages.
+
+    Returns
+    -------
+    Grid
+        The input on the grid with the frame sampling matrix.
+    """
     if sampling not in ("frame", "mid"):
         raise ModelError(f"{model}: sampling must be 'frame' or 'mid', got {sampling!r}")
     if convolution not in ("exact", "kinfitr"):
@@ -201,7 +294,7 @@ def tissue_on_grid(kind: str, grid: Grid, kin: Sequence[float] | FloatArray,
         return ct, np.column_stack([e, K1 * de]), K1 * cp - k2 * ct
     K1, k2, k3, k4 = (float(v) for v in kin)
     if not deriv:
-        p1, p2, a1, a2 = tcm2_rates(K1, k2, k3, k4)  # type: ignore[no-untyped-call]
+        p1, p2, a1, a2 = tcm2_rates(K1, k2, k3, k4)
         return (p1 * exp_conv(cp, a1, grid) + p2 * exp_conv(cp, a2, grid)), None, None
     val, jac = tcm2_rates_jac(K1, k2, k3, k4)
     p1, p2, a1, a2 = (float(v) for v in val)
@@ -217,6 +310,22 @@ def pet_on_grid(ct: FloatArray, vb: float, delay: float, grid: Grid) -> FloatArr
     """``(1 − vB) C_T + vB C_WB`` at the grid nodes, shifted by a fitted ``delay`` (min).
 
     A fixed delay is already in the grid (:func:`model_grid`); pass ``delay=0`` then.
+
+    Parameters
+    ----------
+    ct : array (n_grid,)
+        Tissue curve at the grid nodes (kBq/mL).
+    vb : float
+        Blood volume fraction.
+    delay : float
+        Fitted delay (min).
+    grid : Grid
+        The model grid.
+
+    Returns
+    -------
+    array (n_grid,)
+        Measured PET curve at the grid nodes (kBq/mL).
     """
     m = (1.0 - vb) * ct + vb * grid.cb
     if delay != 0.0:
@@ -433,7 +542,21 @@ def _at_bound(x: FloatArray, lb: FloatArray, ub: FloatArray, rtol: float = 1e-4)
 
 
 def free_names(kind: str, vb_fixed: float | None, delay_fit: bool) -> list[str]:
-    """Names of the fitted parameters, in the order of :class:`_CompartmentProblem`."""
+    """Names of the fitted parameters, in the order of :class:`_CompartmentProblem`.
+
+    Parameters
+    ----------
+    kind : {"1tcm", "2tcm"}
+        Compartment model.
+    vb_fixed : float or None
+        Fixed blood volume (None: fitted).
+    delay_fit : bool
+        Whether the delay is fitted.
+
+    Returns
+    -------
+    list of str
+    """
     names = ["K1", "k2"] + (["k3", "k4"] if kind == "2tcm" else [])
     if vb_fixed is None:
         names.append("vB")
@@ -536,7 +659,22 @@ def fit_rows(kind: str, grid: Grid, y: FloatArray, w: FloatArray, *, vb_fixed: f
 
 def derived_se(derive: Callable[[FloatArray], Mapping[str, FloatArray]], theta: FloatArray,
                cov: FloatArray) -> dict[str, FloatArray]:
-    """Delta-method standard errors of derived parameters (NaN rows stay NaN)."""
+    """Delta-method standard errors of derived parameters (NaN rows stay NaN).
+
+    Parameters
+    ----------
+    derive : callable
+        ``derive(theta (n, p)) -> {name: array (n,)}``.
+    theta : array (n, p)
+        Fitted parameters.
+    cov : array (n, p, p)
+        Their covariance.
+
+    Returns
+    -------
+    dict
+        ``"<name>_se" -> array (n,)``.
+    """
     ok = np.all(np.isfinite(theta), axis=1)
     th = np.where(ok[:, None], theta, 1.0)
     out = delta_se(derive, th, np.where(ok[:, None, None], cov, np.nan))

@@ -143,7 +143,7 @@ def _coupled(options: Any, model: str, frames: FrameSchedule, reference: FloatAr
 
     from ._kinetics import rate_grid, tac_convolution
     from .basis_ls import BasisLS
-    from .srtm2 import Options as SRTM2Options
+    from .srtm2 import SRTM2Options
 
     if y.shape[0] > _MAX_ROWS:
         sel = np.linspace(0, y.shape[0] - 1, _MAX_ROWS).astype(int)
@@ -180,18 +180,16 @@ def _first_pass(spec: str, options: Any, model: str, frames: FrameSchedule,
                 ) -> tuple[float, dict[str, Any]]:
     inputs = ModelInputs(frames=frames, weights=weights, reference=reference)
     if spec == "srtm":
-        from .srtm import SRTM
-        from .srtm import Options as SRTMOptions
+        from .srtm import SRTM, SRTMOptions
 
         kw = {k: v for k, v in _basis_options(options).items()
               if k not in ("weights", "half_life")}
         out = SRTM(inputs, SRTMOptions(**kw)).solve(y)
         src = "SRTM"
     else:
-        from .mrtm import MRTM
-        from .mrtm import Options as MRTMOptions
+        from .mrtm import MRTM, MRTMOptions
 
-        integ = getattr(options, "integration", "trapezoid")
+        integ: Any = getattr(options, "integration", "trapezoid")
         out = MRTM(dataclasses.replace(inputs, weights=np.ones(frames.n)),
                    MRTMOptions(integration=integ)).solve(y)
         src = "MRTM (uniform weights, all frames)"

@@ -65,8 +65,8 @@ def logan_weights(weights: FloatArray, tacs: FloatArray, amat: FloatArray) -> Fl
 
     Parameters
     ----------
-    weights : array (n_frames,)
-        Frame weights (relative inverse variances).
+    weights : array (n_frames,) or (n, n_frames)
+        Frame weights (relative inverse variances), common or per TAC.
     tacs : array (n, n_frames) or (n_frames,)
         Tissue TACs.
     amat : array (n_frames, n_frames)
@@ -95,7 +95,8 @@ def logan_weights(weights: FloatArray, tacs: FloatArray, amat: FloatArray) -> Fl
         # exactly for a frame whose ordinate does not depend on C_i)
         off = a * a
         off[np.diag_indices(diag.size)] = 0.0
-        vy = ((off @ var)[None, :] + (diag[None, :] - integ / c) ** 2 * var[None, :]) / c**2
+        v2 = np.atleast_2d(var)
+        vy = (v2 @ off.T + (diag[None, :] - integ / c) ** 2 * v2) / c**2
         out = np.where((c > 0) & np.isfinite(vy) & (vy > 0), 1.0 / vy, 0.0)
     m = out.max(axis=1, keepdims=True)
     res: FloatArray = np.divide(out, m, out=np.zeros_like(out), where=m > 0)
@@ -105,10 +106,12 @@ def logan_weights(weights: FloatArray, tacs: FloatArray, amat: FloatArray) -> Fl
 def _plot_weights(w: FloatArray, ct: FloatArray, amat: FloatArray, transform: bool
                   ) -> FloatArray:
     """Weights of the Logan plot points (n, n_frames)."""
-    n = ct.shape[0]
-    if not transform or np.all(w == w[0]):
-        return np.broadcast_to(w, (n, w.size))
-    return logan_weights(w, ct, amat)
+    n, f = ct.shape
+    wr = np.broadcast_to(w, (n, f))
+    uniform = np.all(wr == wr[:, :1], axis=1)       # such rows are fitted unweighted
+    if not transform or uniform.all():
+        return wr
+    return np.where(uniform[:, None], wr, logan_weights(wr, ct, amat))
 
 
 def _regress(xv: FloatArray, yv: FloatArray, wl: FloatArray, pos: NDArray[np.bool_]
@@ -140,6 +143,9 @@ class PlasmaPlot(Model):
     at the mid-times, the whole-blood curve for a fixed ``vB`` and the tissue integration
     matrix. ``predict`` returns the one-tissue curve implied by ``(VT, intercept)``.
     """
+
+    weights_in_setup = False
+    row_weights: ClassVar[bool] = True
 
     def __init__(self, inputs: ModelInputs, options: Any) -> None:
         super().__init__(inputs, options)
@@ -183,6 +189,16 @@ class PlasmaPlot(Model):
 
         Frame averages (kBq/mL) on an exact-convolution grid, with the fixed ``vB`` and delay;
         NaN rows where ``b ≥ 0`` (no one-tissue curve has that plot).
+
+        Parameters
+        ----------
+        params : mapping
+            ``VT`` (mL/cm3) and ``intercept`` (min) as arrays (n,) or floats.
+
+        Returns
+        -------
+        array (n, n_frames)
+            Model TACs (kBq/mL) on this solver's frames.
         """
         vt = np.atleast_1d(np.asarray(params["VT"], dtype=float))
         b = np.atleast_1d(np.asarray(params["intercept"], dtype=float))
@@ -268,7 +284,21 @@ class LoganPlasma(PlasmaPlot):
     description: ClassVar[str] = "Logan graphical analysis (plasma input): VT = slope"
 
     def solve(self, tacs: NDArray[Any], *, se: bool = False) -> dict[str, NDArray[Any]]:
-        """Fit every row of ``tacs`` (n, n_frames); see :class:`LoganPlasma`."""
+        """Fit every row of ``tacs`` (n, n_frames).
+
+        Parameters
+        ----------
+        tacs : array (n, n_frames)
+            Target TACs (kBq/mL), one row per region or voxel.
+        se : bool
+            Also return standard errors ``<name>_se``.
+
+        Returns
+        -------
+        dict
+            ``name -> array (n,)``: ``VT``, ``intercept`` (min), ``rss``,
+            ``n_frames`` and ``flag`` (see :meth:`sv2a.models.base.Model.solve`).
+        """
         y, bad = clean_rows(as_rows(tacs, self.frames.n))
         m = self.mask
         ct = (y - self.vb * self.cb) / (1.0 - self.vb) if self.vb > 0 else y
@@ -310,6 +340,9 @@ class LoganRef(Model):
     >>> print(f"BPND = {fit['BPND'][0]:.2f}")
     BPND = 2.00
     """
+
+    weights_in_setup = False
+    row_weights: ClassVar[bool] = True
 
     @dataclass(frozen=True, kw_only=True)
     class Options:
@@ -386,7 +419,21 @@ class LoganRef(Model):
                          **_tstar_settings(o.tstar, o.n_frames, self.tstar)}
 
     def solve(self, tacs: NDArray[Any], *, se: bool = False) -> dict[str, NDArray[Any]]:
-        """Fit every row of ``tacs`` (n, n_frames); see :class:`LoganRef`."""
+        """Fit every row of ``tacs`` (n, n_frames).
+
+        Parameters
+        ----------
+        tacs : array (n, n_frames)
+            Target TACs (kBq/mL), one row per region or voxel.
+        se : bool
+            Also return standard errors ``<name>_se``.
+
+        Returns
+        -------
+        dict
+            ``name -> array (n,)``: ``DVR BPND intercept k2prime``, ``rss``,
+            ``n_frames`` and ``flag`` (see :meth:`sv2a.models.base.Model.solve`).
+        """
         y, bad = clean_rows(as_rows(tacs, self.frames.n))
         m = self.mask
         pos = np.all(y[:, m] > 0, axis=1)
@@ -417,6 +464,16 @@ class LoganRef(Model):
         ``k2a = −1/b``, ``k2 = k2a DVR``, ``R1 = k2/k2'`` (0 without ``k2'``):
         ``C_T = R1 C_R + (k2 − R1 k2a) C_R ⊗ e^{−k2a t}`` (frame averages, the reference
         continued linearly between mid-times). NaN rows where ``b ≥ 0``.
+
+        Parameters
+        ----------
+        params : mapping
+            ``DVR`` and ``intercept`` (min) as arrays (n,) or floats.
+
+        Returns
+        -------
+        array (n, n_frames)
+            Model TACs (kBq/mL) on this solver's frames.
         """
         dvr = np.atleast_1d(np.asarray(params["DVR"], dtype=float))
         b = np.atleast_1d(np.asarray(params["intercept"], dtype=float))

@@ -175,7 +175,7 @@ def delta_se(derive: Callable[[FloatArray], Mapping[str, FloatArray]], theta: Fl
         for k, g in grads.items():
             gm = np.stack(g, axis=1)
             var = np.einsum("np,npq,nq->n", gm, cov, gm)
-            out[f"{k}_se"] = np.sqrt(np.clip(var, 0, None))
+            out[f"{k}_se"] = np.asarray(np.sqrt(np.clip(var, 0, None)), dtype=float)
     return out
 
 
@@ -211,7 +211,8 @@ def golden(fun: Callable[[FloatArray], FloatArray], lo: FloatArray, hi: FloatArr
         fnew = fun(np.where(left, nc, nd))
         fc, fd = np.where(left, fnew, fd), np.where(left, fc, fnew)
         c, d = nc, nd
-    return (a + b) / 2
+    out: FloatArray = (a + b) / 2
+    return out
 
 
 def aic(rss: FloatArray | float, n: FloatArray | float, k: int) -> FloatArray:

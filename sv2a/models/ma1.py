@@ -97,14 +97,28 @@ class MA1(PlasmaPlot):
     description: ClassVar[str] = "Ichise multilinear analysis MA1 (plasma input): VT = -g1/g2"
 
     def solve(self, tacs: NDArray[Any], *, se: bool = False) -> dict[str, NDArray[Any]]:
-        """Fit every row of ``tacs`` (n, n_frames); see :class:`MA1`."""
+        """Fit every row of ``tacs`` (n, n_frames).
+
+        Parameters
+        ----------
+        tacs : array (n, n_frames)
+            Target TACs (kBq/mL), one row per region or voxel.
+        se : bool
+            Also return standard errors ``<name>_se``.
+
+        Returns
+        -------
+        dict
+            ``name -> array (n,)``: ``VT``, ``intercept`` (min), ``rss``,
+            ``n_frames`` and ``flag`` (see :meth:`sv2a.models.base.Model.solve`).
+        """
         y, bad = clean_rows(as_rows(tacs, self.frames.n))
         m = self.mask
         n = y.shape[0]
         ct = (y - self.vb * self.cb) / (1.0 - self.vb) if self.vb > 0 else y
         x1 = np.broadcast_to(self.icp[None, m], (n, int(m.sum())))
         x2 = (ct @ self.amat.T)[:, m]
-        w = np.broadcast_to(self.weights[m], (n, int(m.sum())))
+        w = np.broadcast_to(self.weights, (n, self.frames.n))[:, m]
         r = wls_batch(np.stack([x1, x2], axis=2), ct[:, m], w)
         g1, g2 = r["beta"][:, 0], r["beta"][:, 1]
         ok = np.asarray(r["ok"], dtype=bool) & (g2 < 0)

@@ -54,13 +54,13 @@ from .registry import register
 from .srtm import REFERENCE_UNITS, srtm_predict
 from .srtm2 import check_k2prime
 
-__all__ = ["MRTM", "MRTM2"]
+__all__ = ["MRTM", "MRTM2", "MRTMOptions", "MRTM2Options"]
 
 FloatArray = NDArray[np.float64]
 
 
 @dataclass(frozen=True, kw_only=True)
-class Options:
+class MRTMOptions:
     """MRTM options.
 
     Attributes
@@ -86,7 +86,7 @@ class Options:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Options2:
+class MRTM2Options:
     """MRTM2 options: those of MRTM plus ``k2prime`` and ``k2prime_region``.
 
     Attributes
@@ -97,7 +97,7 @@ class Options2:
     k2prime_region : str, sequence of str or array, optional
         Targets used to estimate ``k2'``; default all targets.
     weights, half_life, tstar, n_frames, integration
-        As :class:`Options`.
+        As :class:`MRTMOptions`.
     """
 
     weights: Weights = "uniform"
@@ -111,6 +111,9 @@ class Options2:
 
 class _Multilinear(Model):
     """Shared set-up: reference, frame selection and integral operator."""
+
+    weights_in_setup = False
+    row_weights: ClassVar[bool] = True
 
     kind: ClassVar[Kind] = "reference"
     scales: ClassVar[frozenset[Scale]] = frozenset({"region", "voxel"})
@@ -136,7 +139,7 @@ class _Multilinear(Model):
         n = y.shape[0]
         m = self.mask
         x = np.stack([np.broadcast_to(c, (n, self.frames.n))[:, m] for c in columns], axis=2)
-        w = np.broadcast_to(self.weights[m], (n, int(m.sum())))
+        w = np.broadcast_to(self.weights, (n, self.frames.n))[:, m]
         r = wls_batch(x, y[:, m], w)
         return r, (w > 0).sum(1)
 
@@ -172,7 +175,8 @@ class MRTM(_Multilinear):
     >>> fr = FrameSchedule.from_durations([0.5] * 6 + [2.0] * 5 + [5.0] * 14)
     >>> cr = 10 * fr.mid * np.exp(-fr.mid / 8) + 0.5
     >>> y = srtm_predict(fr, cr, R1=1.1, k2=0.12, k2a=0.04)           # BPND = 2
-    >>> out = MRTM(ModelInputs(frames=fr, weights=np.ones(fr.n), reference=cr), Options()).solve(y)
+    >>> out = MRTM(ModelInputs(frames=fr, weights=np.ones(fr.n), reference=cr),
+    ...            MRTMOptions()).solve(y)
     >>> bool(abs(out["BPND"][0] - 2.0) < 0.05)
     True
     """
@@ -180,14 +184,28 @@ class MRTM(_Multilinear):
     name: ClassVar[str] = "mrtm"
     parameters: ClassVar[tuple[str, ...]] = ("BPND", "R1", "k2", "k2a", "k2prime", "DVR")
     description: ClassVar[str] = "Multilinear reference tissue model MRTM1 (Ichise 2003)"
-    Options: ClassVar[type] = Options
+    Options: ClassVar[type] = MRTMOptions
 
-    def __init__(self, inputs: ModelInputs, options: Options) -> None:
+    def __init__(self, inputs: ModelInputs, options: MRTMOptions) -> None:
         super().__init__(inputs, options)
         self.n_fitted = 3
 
     def solve(self, tacs: NDArray[Any], *, se: bool = False) -> dict[str, NDArray[Any]]:
-        """Fit every row of ``tacs`` (n, n_frames); see :meth:`Model.solve`."""
+        """Fit every row of ``tacs`` (n, n_frames).
+
+        Parameters
+        ----------
+        tacs : array (n, n_frames)
+            Target TACs (kBq/mL), one row per region or voxel.
+        se : bool
+            Also return standard errors ``<name>_se``.
+
+        Returns
+        -------
+        dict
+            ``name -> array (n,)``: ``BPND R1 k2 k2a k2prime DVR``, ``rss``,
+            ``n_frames`` and ``flag`` (see :meth:`sv2a.models.base.Model.solve`).
+        """
         y, bad = clean_rows(as_rows(tacs, self.frames.n))
         r, used = self._regress(y, [self.icr, y @ self.amat.T, self.reference])
         beta = r["beta"]
@@ -196,7 +214,8 @@ class MRTM(_Multilinear):
         if se:
             out.update(delta_se(_derive_mrtm, beta, r["cov"]))
         g1, g2 = beta[:, 0], beta[:, 1]
-        flag = (np.where(~r["ok"] | ~(g2 < 0), FLAG_NEG_DENOMINATOR, 0)
+        ok = np.asarray(r["ok"], dtype=bool)
+        flag = (np.where(~ok | ~(g2 < 0), FLAG_NEG_DENOMINATOR, 0)
                 | np.where(~(g1 > 0) | ~(beta[:, 2] > 0), FLAG_NEGATIVE, 0))
         return finish(out, flag, bad, used)
 
@@ -226,7 +245,7 @@ class MRTM2(_Multilinear):
     >>> cr = 10 * fr.mid * np.exp(-fr.mid / 8) + 0.5
     >>> y = srtm_predict(fr, cr, R1=1.1, k2=1.1 * 0.05, k2a=1.1 * 0.05 / 3)   # BPND = 2
     >>> inputs = ModelInputs(frames=fr, weights=np.ones(fr.n), reference=cr)
-    >>> out = MRTM2(inputs, Options2(k2prime=0.05)).solve(y)
+    >>> out = MRTM2(inputs, MRTM2Options(k2prime=0.05)).solve(y)
     >>> bool(abs(out["BPND"][0] - 2.0) < 0.05)
     True
     """
@@ -234,10 +253,10 @@ class MRTM2(_Multilinear):
     name: ClassVar[str] = "mrtm2"
     parameters: ClassVar[tuple[str, ...]] = ("BPND", "R1", "k2", "k2a", "k2prime", "DVR")
     description: ClassVar[str] = "MRTM2 with k2' fixed (Ichise 2003)"
-    Options: ClassVar[type] = Options2
+    Options: ClassVar[type] = MRTM2Options
     min_frames: ClassVar[int] = 3
 
-    def __init__(self, inputs: ModelInputs, options: Options2) -> None:
+    def __init__(self, inputs: ModelInputs, options: MRTM2Options) -> None:
         super().__init__(inputs, options)
         kp = check_k2prime(options.k2prime, self.name)
         assert kp is not None
@@ -247,7 +266,21 @@ class MRTM2(_Multilinear):
         self.settings["k2prime_used"] = kp
 
     def solve(self, tacs: NDArray[Any], *, se: bool = False) -> dict[str, NDArray[Any]]:
-        """Fit every row of ``tacs`` (n, n_frames); see :meth:`Model.solve`."""
+        """Fit every row of ``tacs`` (n, n_frames).
+
+        Parameters
+        ----------
+        tacs : array (n, n_frames)
+            Target TACs (kBq/mL), one row per region or voxel.
+        se : bool
+            Also return standard errors ``<name>_se``.
+
+        Returns
+        -------
+        dict
+            ``name -> array (n,)``: ``BPND R1 k2 k2a k2prime DVR``, ``rss``,
+            ``n_frames`` and ``flag`` (see :meth:`sv2a.models.base.Model.solve`).
+        """
         y, bad = clean_rows(as_rows(tacs, self.frames.n))
         r, used = self._regress(y, [self.x, y @ self.amat.T])
         beta = r["beta"]
@@ -266,6 +299,7 @@ class MRTM2(_Multilinear):
             out.update(delta_se(derive, beta, r["cov"]))
             out["k2prime_se"] = np.zeros(y.shape[0])
         g1, g2 = beta[:, 0], beta[:, 1]
-        flag = (np.where(~r["ok"] | ~(g2 < 0), FLAG_NEG_DENOMINATOR, 0)
+        ok = np.asarray(r["ok"], dtype=bool)
+        flag = (np.where(~ok | ~(g2 < 0), FLAG_NEG_DENOMINATOR, 0)
                 | np.where(~(g1 > 0), FLAG_NEGATIVE, 0))
         return finish(out, flag, bad, used)

@@ -170,6 +170,7 @@ class OneTCM(Model):
         o: OneTCM.Options = options
         model = self.name
         inp = check_input(inputs.input, model)
+        self.weights_in_setup = o.method == "basis"
         if o.method not in ("basis", "nonlinear"):
             raise ModelError(f"{model}: method must be 'basis' or 'nonlinear', got {o.method!r}")
         if o.method == "nonlinear" and inputs.scale == "voxel":
@@ -219,7 +220,21 @@ class OneTCM(Model):
 
     # ------------------------------------------------------------------ solve
     def solve(self, tacs: NDArray[Any], *, se: bool = False) -> dict[str, NDArray[Any]]:
-        """Fit every row of ``tacs`` (n, n_frames); see :class:`OneTCM`."""
+        """Fit every row of ``tacs`` (n, n_frames).
+
+        Parameters
+        ----------
+        tacs : array (n, n_frames)
+            Target TACs (kBq/mL), one row per region or voxel.
+        se : bool
+            Also return standard errors ``<name>_se``.
+
+        Returns
+        -------
+        dict
+            ``name -> array (n,)``: ``K1 k2 vB delay VT``, ``rss``,
+            ``n_frames`` and ``flag`` (see :meth:`sv2a.models.base.Model.solve`).
+        """
         y, bad = clean_rows(as_rows(tacs, self.frames.n))
         n_used = int(np.count_nonzero(self.weights > 0))
         if self.ls is not None:
@@ -296,6 +311,17 @@ class OneTCM(Model):
 
         ``vB`` defaults to the fixed option value; ``delay`` is the fixed option value unless
         the delay is fitted, when ``params["delay"]`` is used.
+
+        Parameters
+        ----------
+        params : mapping
+            ``K1`` (mL/cm3/min), ``k2`` (1/min), optionally ``vB`` and ``delay`` (min), as
+            arrays (n,) or floats.
+
+        Returns
+        -------
+        array (n, n_frames)
+            Model TACs (kBq/mL) on this solver's frames.
         """
         k1 = np.atleast_1d(np.asarray(params["K1"], dtype=float))
         k2 = np.atleast_1d(np.asarray(params["k2"], dtype=float))

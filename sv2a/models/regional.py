@@ -105,7 +105,7 @@ def fit(tacs: xr.DataArray, model: str, *, input: Any = None, reference: Any = N
     array([2., 1.])
     """
     cls = require(model, scale="region")
-    opts = parse_options(cls.Options, options, cls.name)
+    opts: Any = parse_options(cls.Options, options, cls.name)
     values, regions, frames, volumes = region_matrix(tacs, cls.name)
     check_kind(cls, input, reference)
     settings: dict[str, Any] = {}
@@ -385,10 +385,16 @@ def _solve_groups(cls: type[Model], opts: Any, common: dict[str, Any], values: F
     groups: dict[bytes, list[int]] = {}
     for i in range(n):
         groups.setdefault(np.ascontiguousarray(w_rows[i]).tobytes(), []).append(i)
+    if len(groups) > 1 and cls.row_weights:   # linear methods take weights per row
+        first = cls(ModelInputs(weights=np.array(w_rows[0]), **common), opts)
+        solver_rows = first.with_weights(np.array(w_rows))
+        return solver_rows.solve(values, se=True), first
     out: dict[str, NDArray[Any]] = {}
     solver: Model | None = None
     for rows in groups.values():
-        s = cls(ModelInputs(weights=np.array(w_rows[rows[0]]), **common), opts)
+        w = np.array(w_rows[rows[0]])
+        s = cls(ModelInputs(weights=w, **common), opts) if solver is None \
+            else solver.with_weights(w)
         solver = solver or s
         res = s.solve(values[rows], se=True)
         for k, v in res.items():
@@ -524,7 +530,7 @@ def predict_fit(result: xr.Dataset, tacs: xr.DataArray, *, region: str | None = 
         kw["k2prime"] = kp if isinstance(kp, int | float) else (
             None if cls.name == "logan_ref" else 0.01)
     try:
-        opts = parse_options(cls.Options, kw, cls.name)
+        opts: Any = parse_options(cls.Options, kw, cls.name)
     except (ModelError, TypeError):
         opts = cls.Options()
     ref_tac = None
@@ -540,6 +546,6 @@ def predict_fit(result: xr.Dataset, tacs: xr.DataArray, *, region: str | None = 
     solver = cls(ModelInputs(frames=frames, weights=np.ones(frames.n), reference=ref_tac,
                              input=input), opts)
     sel = result if region is None else result.sel(region=[region])
-    params = {k: np.asarray(sel[k].values, dtype=float) for k in sel.data_vars
+    params = {str(k): np.asarray(sel[k].values, dtype=float) for k in sel.data_vars
               if sel[k].dtype.kind == "f"}
     return solver.predict(params)

@@ -4,21 +4,41 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import xarray as xr
 
 __all__ = ["build_result", "clean_attrs"]
 
-#: Order of columns in result tables (DESIGN §2); anything else follows.
+#: Order of columns in result tables (rate constants, blood volume, delay, distribution volumes,
+#: binding potentials, ratios, uptake values); anything else follows.
 PARAMETER_ORDER = ("K1", "k2", "k3", "k4", "vB", "delay", "VT", "VND", "VS", "BPND", "BPP",
                    "DVR", "R1", "k2prime", "k2a", "SUV", "SUVR")
 DIAGNOSTICS = ("rss", "aic", "n_frames", "tstar", "converged", "at_bound", "message")
 
 
-def clean_attrs(attrs: Mapping) -> dict:
-    """Make attrs serialisable to netCDF/JSON: None -> 'none', bool -> int, containers -> JSON."""
-    out = {}
+def clean_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Make attrs serialisable to netCDF/JSON: None -> 'none', bool -> int, containers -> JSON.
+
+    Parameters
+    ----------
+    attrs : mapping
+        Attribute names and values of any type.
+
+    Returns
+    -------
+    dict
+        The same keys with ``None`` as ``"none"``, bools as ints, numbers, strings and 1-D
+        numeric arrays unchanged, and anything else as a JSON string (or its ``repr``).
+
+    Examples
+    --------
+    >>> clean_attrs({"a": None, "b": True, "c": [1, 2]})
+    {'a': 'none', 'b': 1, 'c': '[1, 2]'}
+    """
+    out: dict[str, Any] = {}
     for k, v in attrs.items():
         if v is None:
             out[k] = "none"
@@ -39,9 +59,9 @@ def clean_attrs(attrs: Mapping) -> dict:
 def build_result(
     model: str,
     regions: Sequence[str],
-    values: Mapping[str, np.ndarray],
+    values: Mapping[str, npt.ArrayLike],
     *,
-    attrs: Mapping | None = None,
+    attrs: Mapping[str, Any] | None = None,
     units: Mapping[str, str] | None = None,
 ) -> xr.Dataset:
     """Assemble a fit result.
@@ -53,17 +73,36 @@ def build_result(
     regions : sequence of str
         Region names (the ``region`` dimension).
     values : mapping name -> array (n_regions,)
-        Parameters (DESIGN §2 names), standard errors ``<name>_se``, and diagnostics
+        Parameters (``K1 k2 k3 k4 vB delay VT VND VS BPND BPP DVR R1 k2prime k2a SUV SUVR``,
+        rates in 1/min, ``K1`` in mL/cm³/min), standard errors ``<name>_se``, and diagnostics
         (``rss aic n_frames tstar converged at_bound message``). ``converged``/``at_bound``
         are stored as bool, ``message`` as str (empty when the fit succeeded).
     attrs : mapping
         Every setting used (model, reference, weights, window, t*, ...).
     units : mapping name -> unit string, optional
         Stored as each variable's ``units`` attribute.
+
+    Returns
+    -------
+    xr.Dataset
+        One variable per entry of ``values`` over the ``region`` dimension, in
+        :data:`PARAMETER_ORDER` (each followed by its ``_se``), then other names, then the
+        diagnostics; ``attrs`` holds ``model`` and the cleaned ``attrs``.
+
+    Raises
+    ------
+    ValueError
+        A value that is neither a scalar nor of shape ``(n_regions,)``.
+
+    Examples
+    --------
+    >>> ds = build_result("srtm", ["a", "b"], {"BPND": [1.0, 2.0], "rss": 0.5})
+    >>> list(ds.data_vars), ds.BPND.values.tolist(), ds.attrs["model"]
+    (['BPND', 'rss'], [1.0, 2.0], 'srtm')
     """
     regions = list(regions)
     n = len(regions)
-    data = {}
+    data: dict[str, xr.DataArray] = {}
 
     def order(name: str) -> tuple[int, str]:
         base = name[:-3] if name.endswith("_se") else name
@@ -91,6 +130,6 @@ def build_result(
         if units and name in units:
             da.attrs["units"] = units[name]
         data[name] = da
-    a = {"model": model}
+    a: dict[str, Any] = {"model": model}
     a.update(attrs or {})
     return xr.Dataset(data, coords={"region": regions}, attrs=clean_attrs(a))

@@ -65,10 +65,10 @@ from .base import (
     finish,
 )
 from .basis_ls import BasisLS
-from .lsq import delta_se, gauss_newton_cov, golden, numeric_jacobian
+from .lsq import delta_se, gauss_newton_cov, golden
 from .registry import register
 
-__all__ = ["SRTM", "srtm_predict", "ReferenceBasisModel"]
+__all__ = ["SRTM", "SRTMOptions", "srtm_predict", "ReferenceBasisModel"]
 
 FloatArray = NDArray[np.float64]
 
@@ -124,7 +124,7 @@ def srtm_predict(frames: FrameSchedule, reference: FloatArray, R1: Any, k2: Any,
 
 
 @dataclass(frozen=True, kw_only=True)
-class Options:
+class SRTMOptions:
     """SRTM options.
 
     Attributes
@@ -152,6 +152,9 @@ class Options:
     convolution: Convolution = "exact"
     rate_range: tuple[float, float] = (0.005, 1.0)
     n_basis: int = 100
+
+
+Options = SRTMOptions
 
 
 class ReferenceBasisModel(Model):
@@ -194,6 +197,15 @@ class ReferenceBasisModel(Model):
         lo = lg[np.clip(index - 1, 0, lg.size - 1)]
         hi = lg[np.clip(index + 1, 0, lg.size - 1)]
         return np.exp(golden(lambda lk: rss_of(np.exp(lk)), lo, hi))
+
+    def _conv_and_derivative(self, k: FloatArray
+                             ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """``x1`` (1, f), ``B(k)`` and ``∂B/∂k`` (n, f) (central difference, 3 convolutions)."""
+        h = 1e-4
+        x1, b0 = self._regressors(k)
+        _, bp = self._regressors(k * (1 + h))
+        _, bm = self._regressors(k * (1 - h))
+        return x1, b0, (bp - bm) / (2 * h * k[:, None])
 
     def _at_grid_edge(self, k: FloatArray) -> NDArray[np.bool_]:
         return np.asarray((np.abs(np.log(k / self.thetas[0])) < 1e-6)
@@ -252,7 +264,8 @@ class SRTM(ReferenceBasisModel):
     >>> t = fr.mid
     >>> cr = 10 * t * np.exp(-t / 8) + 0.5                      # a reference TAC (kBq/mL)
     >>> truth = srtm_predict(fr, cr, R1=1.1, k2=0.12, k2a=0.04)  # BPND = 2
-    >>> solver = SRTM(ModelInputs(frames=fr, weights=np.ones(fr.n), reference=cr), Options())
+    >>> solver = SRTM(ModelInputs(frames=fr, weights=np.ones(fr.n), reference=cr),
+    ...               SRTMOptions())
     >>> out = solver.solve(truth, se=True)
     >>> round(float(out["BPND"][0]), 3), round(float(out["R1"][0]), 3)
     (2.0, 1.1)
@@ -262,16 +275,30 @@ class SRTM(ReferenceBasisModel):
     parameters: ClassVar[tuple[str, ...]] = ("BPND", "R1", "k2", "k2a", "k2prime", "DVR")
     description: ClassVar[str] = ("Simplified reference tissue model (Lammertsma & Hume 1996; "
                                   "basis functions Gunn 1997)")
-    Options: ClassVar[type] = Options
+    Options: ClassVar[type] = SRTMOptions
 
-    def __init__(self, inputs: ModelInputs, options: Options) -> None:
+    def __init__(self, inputs: ModelInputs, options: SRTMOptions) -> None:
         super().__init__(inputs, options)
         self._setup_basis()
         self.n_fitted = 3
         self.ls = BasisLS(self.family, self.thetas, self.weights, r0=np.asarray(self.x1))
 
     def solve(self, tacs: NDArray[Any], *, se: bool = False) -> dict[str, NDArray[Any]]:
-        """Fit every row of ``tacs`` (n, n_frames); see :meth:`Model.solve`."""
+        """Fit every row of ``tacs`` (n, n_frames).
+
+        Parameters
+        ----------
+        tacs : array (n, n_frames)
+            Target TACs (kBq/mL), one row per region or voxel.
+        se : bool
+            Also return standard errors ``<name>_se``.
+
+        Returns
+        -------
+        dict
+            ``name -> array (n,)``: ``BPND R1 k2 k2a k2prime DVR``, ``rss``,
+            ``n_frames`` and ``flag`` (see :meth:`sv2a.models.base.Model.solve`).
+        """
         y, bad = clean_rows(as_rows(tacs, self.frames.n))
         s = self.ls.solve(y)
         w = self.weights
@@ -286,8 +313,9 @@ class SRTM(ReferenceBasisModel):
             edge = self._at_grid_edge(k)
             bad_det = ~np.isfinite(rss)
         else:
-            k, r1, t2, rss = s["theta"], s["b0"], s["b1"], s["rss"]
-            edge, bad_det = s["edge"], s["bad_det"]
+            k, r1, t2, rss = (np.asarray(s[key], dtype=float)
+                              for key in ("theta", "b0", "b1", "rss"))
+            edge, bad_det = np.asarray(s["edge"], bool), np.asarray(s["bad_det"], bool)
         k2 = t2 + r1 * k
         with np.errstate(divide="ignore", invalid="ignore"):
             out = {"BPND": k2 / k - 1.0, "R1": r1, "k2": k2, "k2a": k, "k2prime": k2 / r1,
@@ -300,11 +328,6 @@ class SRTM(ReferenceBasisModel):
 
     def _standard_errors(self, y: FloatArray, theta: FloatArray, rss: FloatArray
                          ) -> dict[str, FloatArray]:
-        def model(th: FloatArray) -> FloatArray:
-            return srtm_predict(self.frames, self.reference, th[:, 0], th[:, 1], th[:, 2],
-                                sampling=self.options.sampling,
-                                convolution=self.options.convolution)
-
         def derive(th: FloatArray) -> dict[str, FloatArray]:
             r1, k2, k = th[:, 0], th[:, 1], th[:, 2]
             return {"BPND": k2 / k - 1, "R1": r1, "k2": k2, "k2a": k, "k2prime": k2 / r1,
@@ -314,7 +337,12 @@ class SRTM(ReferenceBasisModel):
         out = {f"{p}_se": np.full(y.shape[0], np.nan) for p in self.parameters}
         if ok.any():
             th = theta[ok]
-            cov = gauss_newton_cov(numeric_jacobian(model, th), self.weights, rss[ok])
-            for k, v in delta_se(derive, th, cov).items():
-                out[k][ok] = v
+            r1, k2, k = th[:, 0], th[:, 1], th[:, 2]
+            # C_T = R1 x1 + (k2 − R1 k) B(k): analytic in R1 and k2, ∂B/∂k numerically
+            x1, b, db = self._conv_and_derivative(k)
+            jac = np.stack([x1 - k[:, None] * b, b,
+                            -r1[:, None] * b + (k2 - r1 * k)[:, None] * db], axis=2)
+            cov = gauss_newton_cov(jac, self.weights, rss[ok])
+            for key, v in delta_se(derive, th, cov).items():
+                out[key][ok] = v
         return out

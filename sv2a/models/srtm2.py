@@ -46,11 +46,11 @@ from .base import (
     finish,
 )
 from .basis_ls import BasisLS
-from .lsq import delta_se, gauss_newton_cov, numeric_jacobian
+from .lsq import delta_se, gauss_newton_cov
 from .registry import register
-from .srtm import ReferenceBasisModel, srtm_predict
+from .srtm import ReferenceBasisModel
 
-__all__ = ["SRTM2", "check_k2prime"]
+__all__ = ["SRTM2", "SRTM2Options", "check_k2prime"]
 
 FloatArray = NDArray[np.float64]
 
@@ -95,7 +95,7 @@ def check_k2prime(value: Any, model: str, *, allow_none: bool = False) -> float 
 
 
 @dataclass(frozen=True, kw_only=True)
-class Options:
+class SRTM2Options:
     """SRTM2 options: those of SRTM plus ``k2prime`` and ``k2prime_region``.
 
     Attributes
@@ -118,6 +118,9 @@ class Options:
     n_basis: int = 100
     k2prime: K2Prime = "coupled"
     k2prime_region: str | Sequence[str] | NDArray[Any] | None = None
+
+
+Options = SRTM2Options
 
 
 def _srtm2_rss(x1: FloatArray, b: FloatArray, y: FloatArray, w: FloatArray, kp: float,
@@ -150,7 +153,7 @@ class SRTM2(ReferenceBasisModel):
     >>> fr = FrameSchedule.from_durations([0.5] * 6 + [2.0] * 5 + [5.0] * 14)
     >>> cr = 10 * fr.mid * np.exp(-fr.mid / 8) + 0.5
     >>> y = srtm_predict(fr, cr, R1=1.1, k2=1.1 * 0.05, k2a=1.1 * 0.05 / 3)   # BPND = 2
-    >>> opts = Options(k2prime=0.05)
+    >>> opts = SRTM2Options(k2prime=0.05)
     >>> solver = SRTM2(ModelInputs(frames=fr, weights=np.ones(fr.n), reference=cr), opts)
     >>> round(float(solver.solve(y)["BPND"][0]), 2)
     2.0
@@ -159,9 +162,9 @@ class SRTM2(ReferenceBasisModel):
     name: ClassVar[str] = "srtm2"
     parameters: ClassVar[tuple[str, ...]] = ("BPND", "R1", "k2", "k2a", "k2prime", "DVR")
     description: ClassVar[str] = "SRTM with k2' fixed (Wu & Carson 2002)"
-    Options: ClassVar[type] = Options
+    Options: ClassVar[type] = SRTM2Options
 
-    def __init__(self, inputs: ModelInputs, options: Options) -> None:
+    def __init__(self, inputs: ModelInputs, options: SRTM2Options) -> None:
         super().__init__(inputs, options)
         self._setup_basis()
         kp = check_k2prime(options.k2prime, self.name)
@@ -173,7 +176,21 @@ class SRTM2(ReferenceBasisModel):
         self.settings["k2prime_used"] = kp
 
     def solve(self, tacs: NDArray[Any], *, se: bool = False) -> dict[str, NDArray[Any]]:
-        """Fit every row of ``tacs`` (n, n_frames); see :meth:`Model.solve`."""
+        """Fit every row of ``tacs`` (n, n_frames).
+
+        Parameters
+        ----------
+        tacs : array (n, n_frames)
+            Target TACs (kBq/mL), one row per region or voxel.
+        se : bool
+            Also return standard errors ``<name>_se``.
+
+        Returns
+        -------
+        dict
+            ``name -> array (n,)``: ``BPND R1 k2 k2a k2prime DVR``, ``rss``,
+            ``n_frames`` and ``flag`` (see :meth:`sv2a.models.base.Model.solve`).
+        """
         y, bad = clean_rows(as_rows(tacs, self.frames.n))
         s = self.ls.solve(y)
         w = self.weights[None, :]
@@ -189,8 +206,8 @@ class SRTM2(ReferenceBasisModel):
             edge = self._at_grid_edge(k)
             bad_det = ~np.isfinite(rss)
         else:
-            k, r1, rss = s["theta"], s["b1"], s["rss"]
-            edge, bad_det = s["edge"], s["bad_det"]
+            k, r1, rss = (np.asarray(s[key], dtype=float) for key in ("theta", "b1", "rss"))
+            edge, bad_det = np.asarray(s["edge"], bool), np.asarray(s["bad_det"], bool)
         n = y.shape[0]
         with np.errstate(divide="ignore", invalid="ignore"):
             out = {"BPND": r1 * kp / k - 1.0, "R1": r1, "k2": r1 * kp, "k2a": k,
@@ -205,11 +222,6 @@ class SRTM2(ReferenceBasisModel):
     def _standard_errors(self, theta: FloatArray, rss: FloatArray) -> dict[str, FloatArray]:
         kp = self.k2prime
 
-        def model(th: FloatArray) -> FloatArray:
-            return srtm_predict(self.frames, self.reference, th[:, 0], th[:, 0] * kp,
-                                th[:, 1], sampling=self.options.sampling,
-                                convolution=self.options.convolution)
-
         def derive(th: FloatArray) -> dict[str, FloatArray]:
             r1, k = th[:, 0], th[:, 1]
             return {"BPND": r1 * kp / k - 1, "R1": r1, "k2": r1 * kp, "k2a": k,
@@ -221,7 +233,12 @@ class SRTM2(ReferenceBasisModel):
         ok = np.all(np.isfinite(theta), axis=1) & (theta[:, 1] > 0)
         if ok.any():
             th = theta[ok]
-            cov = gauss_newton_cov(numeric_jacobian(model, th), self.weights, rss[ok])
+            r1, k = th[:, 0], th[:, 1]
+            # C_T = R1 [x1 + (k2' − k) B(k)]: analytic in R1, ∂B/∂k numerically
+            x1, b, db = self._conv_and_derivative(k)
+            jac = np.stack([x1 + (kp - k)[:, None] * b,
+                            r1[:, None] * (-b + (kp - k)[:, None] * db)], axis=2)
+            cov = gauss_newton_cov(jac, self.weights, rss[ok])
             for key, v in delta_se(derive, th, cov).items():
                 out[key][ok] = v
         return out

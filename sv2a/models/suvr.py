@@ -193,7 +193,21 @@ class SUVR(_Window):
         self.settings["reference_mean_kBq_per_mL"] = self.den / float(self.w.sum())
 
     def solve(self, tacs: NDArray[Any], *, se: bool = False) -> dict[str, NDArray[Any]]:
-        """SUVR of every row of ``tacs`` (n, n_frames); see :meth:`Model.solve`."""
+        """SUVR of every row of ``tacs`` (n, n_frames).
+
+        Parameters
+        ----------
+        tacs : array (n, n_frames)
+            Target TACs (kBq/mL), one row per region or voxel.
+        se : bool
+            Also return standard errors ``<name>_se``.
+
+        Returns
+        -------
+        dict
+            ``name -> array (n,)``: ``SUVR``,
+            ``n_frames`` and ``flag`` (see :meth:`sv2a.models.base.Model.solve`).
+        """
         y, bad = clean_rows(as_rows(tacs, self.frames.n))
         out = {"SUVR": (y @ self.w) / self.den}
         return finish(out, np.zeros(y.shape[0], np.uint8), bad, int((self.w > 0).sum()))
@@ -251,7 +265,21 @@ class SUV(_Window):
         self.settings.update(injected_mbq=self.injected_mbq, body_weight_kg=self.body_weight_kg)
 
     def solve(self, tacs: NDArray[Any], *, se: bool = False) -> dict[str, NDArray[Any]]:
-        """SUV of every row of ``tacs`` (n, n_frames); see :meth:`Model.solve`."""
+        """SUV of every row of ``tacs`` (n, n_frames).
+
+        Parameters
+        ----------
+        tacs : array (n, n_frames)
+            Target TACs (kBq/mL), one row per region or voxel.
+        se : bool
+            Also return standard errors ``<name>_se``.
+
+        Returns
+        -------
+        dict
+            ``name -> array (n,)``: ``SUV`` (g/mL),
+            ``n_frames`` and ``flag`` (see :meth:`sv2a.models.base.Model.solve`).
+        """
         y, bad = clean_rows(as_rows(tacs, self.frames.n))
         return finish({"SUV": y @ self.scale_w}, np.zeros(y.shape[0], np.uint8), bad,
                       int((self.w > 0).sum()))

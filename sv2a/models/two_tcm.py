@@ -83,6 +83,8 @@ class TwoTCM(Model):
     VT = 12.50, BPND = 4.00
     """
 
+    weights_in_setup = False
+
     @dataclass(frozen=True, kw_only=True)
     class Options:
         """Options of the 2TCM.
@@ -164,7 +166,21 @@ class TwoTCM(Model):
         }
 
     def solve(self, tacs: NDArray[Any], *, se: bool = False) -> dict[str, NDArray[Any]]:
-        """Fit every row of ``tacs`` (n, n_frames); see :class:`TwoTCM`."""
+        """Fit every row of ``tacs`` (n, n_frames).
+
+        Parameters
+        ----------
+        tacs : array (n, n_frames)
+            Target TACs (kBq/mL), one row per region or voxel.
+        se : bool
+            Also return standard errors ``<name>_se``.
+
+        Returns
+        -------
+        dict
+            ``name -> array (n,)``: ``K1 k2 k3 k4 vB delay VT VND VS BPND BPP``, ``rss``,
+            ``n_frames`` and ``flag`` (see :meth:`sv2a.models.base.Model.solve`).
+        """
         y, bad = clean_rows(as_rows(tacs, self.frames.n))
         n = y.shape[0]
         x, cov, rss, flag = fit_rows("2tcm", self.grid, y, self.weights,
@@ -188,7 +204,19 @@ class TwoTCM(Model):
         return finish(out, flag, bad, int(np.count_nonzero(self.weights > 0)))
 
     def predict(self, params: Mapping[str, Any]) -> FloatArray:
-        """Model TACs (n, n_frames) from ``K1 k2 k3 k4`` (+ ``vB``, a fitted ``delay``)."""
+        """Model TACs (n, n_frames) from ``K1 k2 k3 k4`` (+ ``vB``, a fitted ``delay``).
+
+        Parameters
+        ----------
+        params : mapping
+            ``K1`` (mL/cm3/min), ``k2 k3 k4`` (1/min), optionally ``vB`` and ``delay`` (min),
+            as arrays (n,) or floats.
+
+        Returns
+        -------
+        array (n, n_frames)
+            Model TACs (kBq/mL) on this solver's frames.
+        """
         cols = [np.atleast_1d(np.asarray(params[k], dtype=float))
                 for k in ("K1", "k2", "k3", "k4")]
         vb_default = 0.0 if self.vb_fixed is None else self.vb_fixed

@@ -133,7 +133,7 @@ def parametric_maps(
     unaffected. The solver is the model's (see :mod:`sv2a.models`).
     """
     cls = require(model, scale="voxel")
-    opts = parse_options(cls.Options, options, cls.name)
+    opts: Any = parse_options(cls.Options, options, cls.name)
     check_kind(cls, input, reference)
     data, frames, aff, meta = resolve_pet(pet, frames, affine, chunks)
     shape3 = tuple(int(s) for s in data.shape[:3])
@@ -203,6 +203,8 @@ def parametric_maps(
             else:
                 km = region_mask(region, atlas, shape3, "k2prime_region")
                 k_rows, src_desc = rows_of(data, km, frames.n, dask), "k2prime_region"
+        if ref is None:
+            raise RegionError(f"{cls.name}: k2prime estimation needs a reference region")
         k2p, info = resolve_k2prime(opts, model=cls.name, frames=frames, reference=ref,
                                     rows=k_rows, row_weights=None,
                                     weights=common_weights(opts, k_rows, None, frames),
