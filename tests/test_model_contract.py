@@ -207,41 +207,84 @@ def test_predict_reproduces_noise_free_data(model, phantom):
     assert err.max() < tol, f"{model}: max relative error {err.max():.3g}"
 
 
+def _voxel_solver(model: str, ph):
+    """The model's solver as parametric_maps builds it (k2' fixed, default options)."""
+    from sv2a.models.base import ModelInputs, parse_options
+
+    cls = get(model)
+    opts = {"k2prime": REF["K1"] / REF["VT"]} if "k2prime" in cls.option_names() else {}
+    inputs = ModelInputs(frames=FRAMES, weights=np.ones(FRAMES.n), reference=ph["cr"],
+                         input=ph["input"], injected_mbq=400.0, body_weight_kg=80.0,
+                         scale="voxel")
+    return cls(inputs, parse_options(cls.Options, opts, model))
+
+
 @pytest.mark.parametrize("model", available(scale="voxel"))
 def test_dask_equals_numpy_and_graph_is_lazy(model, phantom):
     pytest.importorskip("dask")
     import dask
     import dask.array as da
 
-    numpy_maps = _maps(model, phantom)
-    lazy = da.from_array(np.asarray(phantom["pet"].data), chunks=(3, 2, 2, -1))
-
-    class Raise:
-        def __call__(self, dsk, keys, **kwargs):
-            raise AssertionError("the dask graph was computed while being built")
-
     from sv2a.parametric.engine import run_dask
 
-    # building the solver graph computes nothing
-    solver_maps = None
-    with dask.config.set(scheduler=Raise()):
-        g = run_dask(_Dummy(), lazy, phantom["target"], ["x"], progress=False, desc="",
-                     compute=False)
-    assert hasattr(g, "dask")
+    def refuse(dsk, keys, **kwargs):
+        raise AssertionError("the dask graph was computed while being built")
+
+    lazy = da.from_array(np.asarray(phantom["pet"].data), chunks=(3, 2, 2, -1))
+    solver = _voxel_solver(model, phantom)
+    names = list(get(model).parameters)
+    with dask.config.set(scheduler=refuse):      # building the graph computes nothing
+        graph = run_dask(solver, lazy, phantom["target"], names, progress=False, desc="",
+                         compute=False)
+    stack = np.asarray(graph.compute())           # computing it gives the numpy numbers
+    rows = np.asarray(phantom["pet"].data)[phantom["target"]].astype(float)
+    direct = solver.solve(rows)
+    for i, p in enumerate(names):
+        np.testing.assert_allclose(stack[..., i][phantom["target"]], direct[p], rtol=1e-6,
+                                   equal_nan=True, err_msg=f"{model} {p}")
+    # and the public path: a dask-backed image gives the in-memory maps
     pet = sv2a.DynamicPET.from_array(lazy, FRAMES, meta=phantom["pet"].meta)
     dask_maps = sv2a.parametric_maps(pet, model=model, mask=phantom["target"],
                                      **_inputs(model, phantom, "voxel"), warn=False)
-    for p in get(model).parameters:
+    numpy_maps = _maps(model, phantom)
+    for p in names:
         np.testing.assert_allclose(dask_maps[p].values, numpy_maps[p].values, rtol=1e-6,
                                    equal_nan=True, err_msg=f"{model} {p}")
-    assert solver_maps is None
 
 
-class _Dummy:
-    """A solver stand-in for the laziness check (never called)."""
+BAD = [  # (what, options that are wrong, error) -- the same class at both scales
+    ("late tstar", {"tstar": 85.0}, sv2a.errors.FitError),
+    ("negative k2prime", {"k2prime": -0.1}, sv2a.errors.ModelError),
+    ("bad choice", {"sampling": "centre"}, sv2a.errors.ModelError),
+    ("window outside scan", {"window": (80.0, 120.0)}, sv2a.errors.FrameTimingError),
+]
 
-    def solve(self, y, se=False):  # pragma: no cover - must not run
-        raise AssertionError("solve ran while building the graph")
+
+@pytest.mark.parametrize("model", BOTH)
+@pytest.mark.parametrize("what,opts,err", BAD, ids=[b[0] for b in BAD])
+def test_same_bad_condition_same_error_at_both_scales(model, phantom, what, opts, err):
+    if not set(opts) <= set(get(model).option_names()):
+        pytest.skip(f"{model} has no option {list(opts)}")
+    with pytest.raises(err):
+        _regional(model, phantom, **opts)
+    with pytest.raises(err):
+        _maps(model, phantom, **opts)
+
+
+@pytest.mark.parametrize("model", [m for m in BOTH if get(m).kind == "reference"])
+def test_bad_reference_same_error_at_both_scales(model, phantom):
+    zero = np.zeros(FRAMES.n)
+    targets = phantom["tacs"].sel(region=REGIONS)
+    with pytest.raises(sv2a.errors.DataError, match="reference"):
+        sv2a.fit(targets, model=model, reference=zero)
+    with pytest.raises(sv2a.errors.DataError, match="reference"):
+        sv2a.parametric_maps(phantom["pet"], model=model, reference=zero,
+                             mask=phantom["target"])
+    with pytest.raises(sv2a.errors.ShapeMismatchError):
+        sv2a.fit(targets, model=model, reference=np.ones(3))
+    with pytest.raises(sv2a.errors.ShapeMismatchError):
+        sv2a.parametric_maps(phantom["pet"], model=model, reference=np.ones(3),
+                             mask=phantom["target"])
 
 
 @pytest.mark.parametrize("model", available())

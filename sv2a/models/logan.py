@@ -119,8 +119,7 @@ def _regress(xv: FloatArray, yv: FloatArray, wl: FloatArray, pos: NDArray[np.boo
     """Straight line ``y = s x + b`` per row (rows without ``pos`` are zeroed, then NaN)."""
     xm = np.where(pos[:, None], xv, 0.0)
     ym = np.where(pos[:, None], yv, 0.0)
-    r: dict[str, NDArray[Any]] = dict(wls_batch(np.stack([xm, np.ones_like(xm)], axis=2), ym,
-                                                 wl))
+    r: dict[str, NDArray[Any]] = dict(wls_batch([xm, np.ones(xm.shape[1])], ym, wl))
     ok: NDArray[np.bool_] = np.asarray(r["ok"], dtype=bool) & pos
     for k in ("beta", "cov"):
         r[k][~ok] = np.nan

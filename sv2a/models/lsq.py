@@ -23,13 +23,28 @@ __all__ = ["wls_batch", "gauss_newton_cov", "delta_se", "numeric_jacobian", "gol
 FloatArray = NDArray[np.float64]
 
 
-def wls_batch(x: FloatArray, y: FloatArray, w: FloatArray) -> dict[str, FloatArray]:
+def _wdot(u: FloatArray, v: FloatArray, w: FloatArray) -> FloatArray:
+    """Weighted inner products over frames; ``u``, ``v`` (f,) common or (n, f) per row."""
+    if w.ndim == 1:
+        if u.ndim == 1 and v.ndim == 1:
+            return np.asarray(float((u * w) @ v))
+        if u.ndim == 1:
+            return np.asarray(v @ (u * w))          # BLAS matrix-vector product
+        if v.ndim == 1:
+            return np.asarray(u @ (v * w))
+        return np.einsum("nf,nf->n", u * w, v)
+    return np.einsum("nf,nf->n", u * w, np.broadcast_to(v, w.shape))
+
+
+def wls_batch(x: FloatArray | list[FloatArray], y: FloatArray, w: FloatArray
+              ) -> dict[str, FloatArray]:
     """Weighted least squares ``y ≈ X β`` for many rows at once.
 
     Parameters
     ----------
-    x : array (n, f, p)
-        Design matrices, one per row.
+    x : array (n, f, p) or list of p columns
+        Design matrices, one per row; or their columns, each (f,) when common to all rows
+        (reference or plasma integrals: matrix-vector products) or (n, f).
     y : array (n, f)
         Data.
     w : array (n, f) or (f,)
@@ -43,23 +58,46 @@ def wls_batch(x: FloatArray, y: FloatArray, w: FloatArray) -> dict[str, FloatArr
         bool, False where the normal matrix is singular or ill-conditioned (condition number
         of the column-scaled matrix above 1e12), where ``beta`` and ``cov`` are NaN.
     """
-    n, f, p = x.shape
-    w = np.broadcast_to(w, (n, f))
-    xtw = x * w[:, :, None]
-    a = np.einsum("nfp,nfq->npq", xtw, x)
-    bvec = np.einsum("nfp,nf->np", xtw, y)
+    y = np.asarray(y, dtype=float)
+    n, f = y.shape
+    cols = ([np.asarray(x[..., j], dtype=float) for j in range(x.shape[2])]
+            if isinstance(x, np.ndarray) else [np.asarray(c, dtype=float) for c in x])
+    p = len(cols)
+    w = np.asarray(w, dtype=float)
+    if w.ndim == 2 and np.all(w == w[:1]):
+        w = w[0]
+    a = np.empty((n, p, p))
+    bvec = np.empty((n, p))
+    for i in range(p):  # loop over the p (2-3) regressors, not rows
+        bvec[:, i] = _wdot(cols[i], y, w)
+        for j in range(i, p):
+            a[:, i, j] = a[:, j, i] = _wdot(cols[i], cols[j], w)
+    yy = _wdot(y, y, w)
     scale = np.sqrt(np.clip(np.einsum("npp->np", a), 1e-300, None))
     a_s = a / scale[:, :, None] / scale[:, None, :]
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        ev = np.linalg.eigvalsh(np.where(np.isfinite(a_s), a_s, 0.0))
+        if p == 2:  # eigenvalues of [[1, r], [r, 1]] are 1 ± r
+            r = np.abs(a_s[:, 0, 1])
+            ev = np.stack([1.0 - r, 1.0 + r], axis=1)
+        else:
+            ev = np.linalg.eigvalsh(np.where(np.isfinite(a_s), a_s, 0.0))
         cond = ev[:, -1] / ev[:, 0]
-    ok = np.isfinite(a_s).all(axis=(1, 2)) & (ev[:, 0] > 0) & (cond < 1e12)
+    ok = (np.isfinite(a_s).all(axis=(1, 2)) & (ev[:, 0] > 0) & (cond < 1e12)
+          & (np.einsum("npp->np", a) > 0).all(axis=1))
     a_s[~ok] = np.eye(p)
-    inv = np.linalg.inv(a_s) / scale[:, :, None] / scale[:, None, :]
+    if p == 2:
+        det = a_s[:, 0, 0] * a_s[:, 1, 1] - a_s[:, 0, 1] ** 2
+        inv_s = np.empty_like(a_s)
+        inv_s[:, 0, 0] = a_s[:, 1, 1] / det
+        inv_s[:, 1, 1] = a_s[:, 0, 0] / det
+        inv_s[:, 0, 1] = inv_s[:, 1, 0] = -a_s[:, 0, 1] / det
+    else:
+        inv_s = np.linalg.inv(a_s)
+    inv = inv_s / scale[:, :, None] / scale[:, None, :]
     beta = np.einsum("npq,nq->np", inv, bvec)
-    res = y - np.einsum("nfp,np->nf", x, beta)
-    rss = (w * res * res).sum(1)
-    m = (w > 0).sum(1)
+    # residual sum of squares at the least-squares solution: yᵀWy − βᵀXᵀWy
+    rss = np.maximum(yy - np.einsum("np,np->n", beta, bvec), 0.0)
+    m = (np.broadcast_to(w, (n, f)) > 0).sum(1)
     s2 = rss / np.maximum(m - p, 1)
     cov = inv * s2[:, None, None]
     beta[~ok] = np.nan

@@ -116,10 +116,9 @@ class MA1(PlasmaPlot):
         m = self.mask
         n = y.shape[0]
         ct = (y - self.vb * self.cb) / (1.0 - self.vb) if self.vb > 0 else y
-        x1 = np.broadcast_to(self.icp[None, m], (n, int(m.sum())))
         x2 = (ct @ self.amat.T)[:, m]
         w = np.broadcast_to(self.weights, (n, self.frames.n))[:, m]
-        r = wls_batch(np.stack([x1, x2], axis=2), ct[:, m], w)
+        r = wls_batch([self.icp[m], x2], ct[:, m], self.weights[..., m])
         g1, g2 = r["beta"][:, 0], r["beta"][:, 1]
         ok = np.asarray(r["ok"], dtype=bool) & (g2 < 0)
         with np.errstate(divide="ignore", invalid="ignore"):

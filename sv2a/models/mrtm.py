@@ -138,10 +138,9 @@ class _Multilinear(Model):
         """WLS of ``y`` on the columns (common (f,) or per row (n, f)) over the used frames."""
         n = y.shape[0]
         m = self.mask
-        x = np.stack([np.broadcast_to(c, (n, self.frames.n))[:, m] for c in columns], axis=2)
-        w = np.broadcast_to(self.weights, (n, self.frames.n))[:, m]
-        r = wls_batch(x, y[:, m], w)
-        return r, (w > 0).sum(1)
+        w = self.weights[..., m]
+        r = wls_batch([c[..., m] for c in columns], y[:, m], w)
+        return r, (np.broadcast_to(w, (n, int(m.sum()))) > 0).sum(1)
 
     def predict(self, params: Mapping[str, Any]) -> FloatArray:
         """SRTM curve of ``R1``, ``k2``, ``k2a`` (see :func:`sv2a.models.srtm.srtm_predict`).

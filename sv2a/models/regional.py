@@ -177,7 +177,7 @@ def region_matrix(tacs: Any, model: str, *,
             "sv2a.tacs_from_arrays or sv2a.extract_tacs")
     t = tacs.transpose("region", "frame")
     values = np.asarray(t.values, dtype=float)
-    names = [str(r) for r in t["region"].values]
+    names = np.asarray(t["region"].values).astype(str).tolist()
     frames = frames_of(t)
     if "n_voxels" in t.coords:
         vol = np.asarray(t["n_voxels"].values, dtype=float)
@@ -383,8 +383,11 @@ def _solve_groups(cls: type[Model], opts: Any, common: dict[str, Any], values: F
     """One solver per distinct weight vector (TAC-dependent weights differ per region)."""
     n = values.shape[0]
     groups: dict[bytes, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(np.ascontiguousarray(w_rows[i]).tobytes(), []).append(i)
+    if np.all(w_rows == w_rows[:1]):           # common weights (the usual case): one group
+        groups[b""] = list(range(n))
+    else:
+        for i in range(n):
+            groups.setdefault(np.ascontiguousarray(w_rows[i]).tobytes(), []).append(i)
     if len(groups) > 1 and cls.row_weights:   # linear methods take weights per row
         first = cls(ModelInputs(weights=np.array(w_rows[0]), **common), opts)
         solver_rows = first.with_weights(np.array(w_rows))
@@ -435,12 +438,9 @@ _FAILED_BITS = FLAG_NONFINITE | FLAG_NOT_CONVERGED | FLAG_NEG_DENOMINATOR
 
 def _messages(cls: type[Model], regions: list[str], values: FloatArray,
               flag: NDArray[Any]) -> list[str]:
-    msgs = []
-    for i, r in enumerate(regions):
-        f = int(flag[i])
-        if not f:
-            msgs.append("")
-            continue
+    msgs = [""] * len(regions)
+    for i in np.flatnonzero(flag):
+        r, f = regions[i], int(flag[i])
         parts = []
         bad = np.flatnonzero(~np.isfinite(values[i]))
         if bad.size:
@@ -449,7 +449,7 @@ def _messages(cls: type[Model], regions: list[str], values: FloatArray,
         parts.extend(name for bit, name in FLAGS.items()
                      if f & bit and not (bit == FLAG_NONFINITE and bad.size))
         what = "fit failed" if f & _FAILED_BITS else "fit warning"
-        msgs.append(f"{cls.name} {what} for region '{r}': {'; '.join(parts)}")
+        msgs[i] = f"{cls.name} {what} for region '{r}': {'; '.join(parts)}"
     return msgs
 
 

@@ -140,7 +140,11 @@ class SRTMOptions:
     convolution : {"exact", "step", "kinfitr"}
         Continuation of the reference between samples (default ``"exact"``).
     rate_range : (float, float)
-        Range of ``k2a`` (1/min) covered by the basis functions; default (0.005, 1.0).
+        Range of ``k2a`` (1/min) covered by the basis functions; default (0.005, 1.0), low
+        enough for high-binding SV2A regions (``k2a`` near 0.015/min with a centrum
+        semiovale reference). For noisy voxel TACs a floor of 0.01/min curbs the drift of
+        noisy fits towards tiny ``k2a`` (inflated BPND) where the targets allow it; SRTM2,
+        with ``k2'`` fixed, is the better voxel model.
     n_basis : int
         Number of log-spaced basis functions; default 100.
     """
