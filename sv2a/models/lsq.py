@@ -32,8 +32,10 @@ def _wdot(u: FloatArray, v: FloatArray, w: FloatArray) -> FloatArray:
             return np.asarray(v @ (u * w))          # BLAS matrix-vector product
         if v.ndim == 1:
             return np.asarray(u @ (v * w))
-        return np.einsum("nf,nf->n", u * w, v)
-    return np.einsum("nf,nf->n", u * w, np.broadcast_to(v, w.shape))
+        out: FloatArray = np.einsum("nf,nf->n", u * w, v)
+        return out
+    res: FloatArray = np.einsum("nf,nf->n", u * w, np.broadcast_to(v, w.shape))
+    return res
 
 
 def wls_batch(x: FloatArray | list[FloatArray], y: FloatArray, w: FloatArray
