@@ -186,6 +186,19 @@ def test_noise_free_recovery_rows(phantom, name):
     assert np.all(r["flag"] == 0)
 
 
+@pytest.mark.parametrize("name,kw", [("mrtm2", {"k2prime": K2P}),
+                                     ("logan_ref", {"k2prime": K2P, "tstar": 20.0})])
+def test_frame_integration_with_coarse_early_frames(phantom, name, kw):
+    # 30-s early frames: trapezoid integrals on mid-times err by up to ~0.3 % in BPND;
+    # frame-averaged integrals (exact between frame means) stay below 0.1 % (measured
+    # 0.06 % for reference Logan, whose plot is nonlinear in the TAC)
+    cr, ct = phantom
+    trap = solve(name, ct, cr, FRAMES27, **kw)["BPND"]
+    frame = solve(name, ct, cr, FRAMES27, integration="frame", **kw)["BPND"]
+    e_trap, e_frame = np.abs(trap / BPS - 1).max(), np.abs(frame / BPS - 1).max()
+    assert e_frame < 1e-3 and e_frame < e_trap, (e_frame, e_trap)
+
+
 def test_basis_refinement_beats_grid(phantom):
     """Refinement between grid points removes the grid quantisation of BPND."""
     cr, ct = phantom

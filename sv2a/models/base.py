@@ -92,8 +92,10 @@ Weights: TypeAlias = Union[WeightScheme, NDArray[Any], "list[float]", "tuple[flo
 Sampling: TypeAlias = Literal["frame", "mid"]
 #: How a frame-sampled reference TAC is continued between samples before convolution.
 Convolution: TypeAlias = Literal["exact", "step", "kinfitr"]
-#: Running integrals of frame-sampled TACs for the linear (graphical) methods.
-Integration: TypeAlias = Literal["trapezoid", "framecumsum"]
+#: Running integrals of frame-sampled TACs for the linear (graphical) methods: trapezoid on
+#: the mid-times (kinfitr, TPCCLIB), kinfitr's framecumsum, or frame averages of the integral
+#: of the TAC held at its frame mean (exact between frame averages).
+Integration: TypeAlias = Literal["trapezoid", "framecumsum", "frame"]
 #: Basis functions with refinement between grid points, or exact nonlinear least squares.
 Method: TypeAlias = Literal["basis", "nonlinear"]
 #: The reference efflux rate k2' (1/min): a number, or how to estimate it.

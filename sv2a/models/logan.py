@@ -13,7 +13,9 @@ mL/cm3, the intercept ``b`` in min.
 
 The plasma integral is exact for the piecewise-linear input (fine grid, at the mid-times); the
 tissue and reference integrals use :func:`._kinetics.integral_matrix` on the frame mid-times
-(``integration="trapezoid"``, kinfitr's default) or kinfitr's ``"framecumsum"``. Both
+(``integration="trapezoid"``, kinfitr's default) or kinfitr's ``"framecumsum"``; with
+``"frame"`` every integral (tissue, reference, plasma) is the frame average of the running
+integral, the data being frame means, which removes the mid-time discretisation. Both
 regressions are solved for all rows at once (:func:`.lsq.wls_batch`). Non-uniform frame
 weights are propagated to the Logan ordinate by the delta method (:func:`logan_weights`).
 
@@ -32,7 +34,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ModelError
-from ._kinetics import Grid, cumtrapz, integral_matrix, tac_convolution
+from ._kinetics import (
+    Grid,
+    cumtrapz,
+    integral_matrix,
+    plasma_frame_integrals,
+    plasma_frame_means,
+    tac_convolution,
+)
 from .base import (
     FLAG_NEG_DENOMINATOR,
     Integration,
@@ -158,8 +167,9 @@ class PlasmaPlot(Model):
                              "methods")
         if not 0.0 <= vb < 1.0:
             raise ModelError(f"{model}: vB must be in [0, 1), got {vb}")
-        if o.integration not in ("trapezoid", "framecumsum"):
-            raise ModelError(f"{model}: integration must be 'trapezoid' or 'framecumsum', got "
+        if o.integration not in ("trapezoid", "framecumsum", "frame"):
+            raise ModelError(f"{model}: integration must be 'trapezoid', 'framecumsum' or "
+                             f"'frame', got "
                              f"{o.integration!r}")
         if not o.grid_step > 0:
             raise ModelError(f"{model}: grid_step must be positive (min)")
@@ -175,7 +185,12 @@ class PlasmaPlot(Model):
         self.icp = np.interp(tm, tg, cumtrapz(self.inp.plasma_at(tg - delay), h))
         self.cb = (np.asarray(self.inp.whole_blood_at(tm - delay), dtype=float) if vb > 0
                    else np.zeros(fr.n))
-        self.amat = integral_matrix(tm, method=o.integration, durations=fr.duration)
+        self.amat = integral_matrix(tm, method=o.integration, durations=fr.duration, frames=fr)
+        if o.integration == "frame":  # frame averages throughout (the data are frame means)
+            self.icp = plasma_frame_integrals(self.inp, fr, delay=delay, dt=h)
+            if vb > 0:
+                self.cb = plasma_frame_means(self.inp, fr, delay=delay, dt=h,
+                                             whole_blood=True)
         self.tstar = float(tm[self.mask][0])
         self.n_fitted = 2
         self._grid: Grid | None = None
@@ -257,8 +272,8 @@ class LoganPlasma(PlasmaPlot):
             Fixed input delay (min, default 0).
         weights, half_life
             Frame weights (adapter); non-uniform weights are propagated to the ordinate.
-        integration : ``"trapezoid"`` | ``"framecumsum"``
-            Tissue integral.
+        integration : ``"trapezoid"`` | ``"framecumsum"`` | ``"frame"``
+            Tissue integral (``"frame"``: frame averages of all integrals).
         grid_step : float
             Step (min) of the grid of the exact plasma integral.
         coverage_tolerance : float
@@ -351,7 +366,7 @@ class LoganRef(Model):
         ----------
         tstar, n_frames
             Frame selection (min / last N frames).
-        integration : ``"trapezoid"`` | ``"framecumsum"``
+        integration : ``"trapezoid"`` | ``"framecumsum"`` | ``"frame"``
             Running integrals of the tissue and reference TACs.
         weights, half_life
             Frame weights (adapter).
@@ -400,14 +415,16 @@ class LoganRef(Model):
                     f"is built, got {kp!r} (the adapter resolves 'srtm'/'mrtm'/'coupled')")
             kp = float(kp)
         self.k2prime: float | None = kp
-        if o.integration not in ("trapezoid", "framecumsum"):
-            raise ModelError(f"{model}: integration must be 'trapezoid' or 'framecumsum', got "
+        if o.integration not in ("trapezoid", "framecumsum", "frame"):
+            raise ModelError(f"{model}: integration must be 'trapezoid', 'framecumsum' or "
+                             f"'frame', got "
                              f"{o.integration!r}")
         fr = self.frames
         self.reference = cr
         self.mask = select_frames(fr.mid, tstar=o.tstar, n_frames=o.n_frames, model=model,
                                   min_frames=3)
-        self.amat = integral_matrix(fr.mid, method=o.integration, durations=fr.duration)
+        self.amat = integral_matrix(fr.mid, method=o.integration, durations=fr.duration,
+                                    frames=fr)
         self.num = self.amat @ cr + (cr / kp if kp is not None else 0.0)
         self.transform = bool(o.transform_weights)
         self.tstar = float(fr.mid[self.mask][0])

@@ -73,7 +73,7 @@ class MA1(PlasmaPlot):
             Fixed blood volume fraction and input delay (min).
         weights, half_life
             Frame weights (adapter), applied directly.
-        integration : ``"trapezoid"`` | ``"framecumsum"``
+        integration : ``"trapezoid"`` | ``"framecumsum"`` | ``"frame"``
             Tissue integral.
         grid_step, coverage_tolerance
             Plasma-integral grid step (min); input coverage tolerance.

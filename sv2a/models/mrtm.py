@@ -74,8 +74,11 @@ class MRTMOptions:
         Default: all frames.
     n_frames : int, optional
         Number of last frames used.
-    integration : {"trapezoid", "framecumsum"}
-        Running integrals (default ``"trapezoid"``).
+    integration : {"trapezoid", "framecumsum", "frame"}
+        Running integrals: trapezoid on the mid-times with (0, 0) prepended (default, as
+        kinfitr and TPCCLIB), kinfitr's framecumsum, or ``"frame"``: frame averages of the
+        integral of each TAC held at its frame mean, with which the operational equation
+        holds exactly between frame averages (least discretisation error with long frames).
     """
 
     weights: Weights = "uniform"
@@ -127,6 +130,7 @@ class _Multilinear(Model):
                                   n_frames=options.n_frames, model=self.name,
                                   min_frames=self.min_frames)
         self.amat = integral_matrix(self.frames.mid, method=options.integration,
+                                    frames=self.frames,
                                     durations=self.frames.duration)
         self.icr = self.amat @ self.reference
         self.tstar = float(self.frames.mid[self.mask][0])

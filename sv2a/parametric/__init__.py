@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from numpy.typing import NDArray
 
 from ..errors import RegionError, Sv2aWarning
 from ..frames import FrameSchedule
@@ -139,24 +140,10 @@ def parametric_maps(
     shape3 = tuple(int(s) for s in data.shape[:3])
     dask = is_dask(data) or chunks is not None
     if dask:
-        import dask.array as da
-
-        if not is_dask(data):
-            cs = tuple(chunks)[:3] if chunks is not None else ("auto",) * 3
-            data = da.from_array(data, chunks=(*cs, -1))
-        elif chunks is not None:
-            data = data.rechunk((*tuple(chunks)[:3], -1))
-        data = data.rechunk({3: -1})
-
-    if mask is None:
-        mask = np.asarray((data > 0).any(axis=3).compute()) if dask else np.any(data > 0, axis=3)
-    else:
-        mask = as_mask(mask, shape3, "mask")
-    n_vox = int(mask.sum())
-    if n_vox == 0:
-        raise RegionError("the mask is empty (no voxel to fit); check the brain mask and that "
-                          "it is on the PET grid")
-    settings: dict[str, Any] = {"n_voxels": n_vox, "frames_start_min": frames.start.tolist(),
+        data = _as_dask(data, chunks)
+    mask = _target_mask(mask, data, shape3, dask)
+    settings: dict[str, Any] = {"n_voxels": int(mask.sum()),
+                                "frames_start_min": frames.start.tolist(),
                                 "frames_end_min": frames.end.tolist(),
                                 "fwhm_mm": 0.0 if fwhm is None else fwhm}
     ref = None
@@ -164,56 +151,18 @@ def parametric_maps(
         ref, info = reference_tac(reference, data, mask, frames, atlas=atlas,
                                   allow_overlap=allow_overlap, dask=dask)
         settings.update(info)
-
-    # targets, smoothed (the reference stays unsmoothed)
-    sigma = sigma_vox(fwhm, aff)
-    idx = np.flatnonzero(mask.ravel())
-    rows = None
-    if dask:
-        if sigma is not None:
-            depth = {i: int(4.0 * sigma[i] + 0.5) + 1 for i in range(3)}
-            depth[3] = 0
-            data = data.map_overlap(smooth_block, depth=depth, boundary="nearest",
-                                    dtype=np.float32, sigma=sigma)
-    else:
-        src = smooth_numpy(data, sigma) if sigma is not None else data
-        rows = src.reshape(-1, frames.n)[idx]
-
-    def mask_sample() -> np.ndarray:
-        if rows is not None:
-            return np.asarray(rows, dtype=np.float64)
-        sub = idx[np.linspace(0, idx.size - 1, min(idx.size, 20000)).astype(int)]
-        return np.asarray(data.reshape(-1, frames.n)[sub].compute(), dtype=np.float64)
-
-    needs_mean = hasattr(opts, "weights") and (not isinstance(opts.weights, str)
-                                               or opts.weights not in ("uniform", "duration"))
+    data, rows = _smoothed_targets(data, mask, sigma_vox(fwhm, aff), frames, dask)
+    sample = _MaskSample(data, mask, rows, frames.n)
     weights = np.ones(frames.n)
     if hasattr(opts, "weights"):
-        weights = common_weights(opts, mask_sample() if needs_mean else np.ones((1, frames.n)),
+        tac_dependent = not isinstance(opts.weights, str) or opts.weights not in ("uniform",
+                                                                                  "duration")
+        weights = common_weights(opts, sample() if tac_dependent else np.ones((1, frames.n)),
                                  None, frames)
         settings["frame_weights"] = np.round(weights, 6).tolist()
-    if getattr(opts, "k2prime", None) is not None and isinstance(opts.k2prime, str):
-        region = getattr(opts, "k2prime_region", None)
-        if region is None:
-            k_rows, src_desc = mask_sample(), "target mask"
-        else:
-            arr = None if isinstance(region, str | list | tuple) else np.asarray(region)
-            if arr is not None and arr.ndim <= 2 and arr.shape[-1] == frames.n:
-                k_rows, src_desc = arr.reshape(-1, frames.n).astype(float), "given TAC(s)"
-            else:
-                km = region_mask(region, atlas, shape3, "k2prime_region")
-                k_rows, src_desc = rows_of(data, km, frames.n, dask), "k2prime_region"
-        if ref is None:
-            raise RegionError(f"{cls.name}: k2prime estimation needs a reference region")
-        k2p, info = resolve_k2prime(opts, model=cls.name, frames=frames, reference=ref,
-                                    rows=k_rows, row_weights=None,
-                                    weights=common_weights(opts, k_rows, None, frames),
-                                    allow_none=cls.name == "logan_ref")
-        opts = dataclasses.replace(opts, k2prime=k2p, k2prime_region=None)
-        settings.update(info)
-        settings["k2prime_rows"] = src_desc
     if hasattr(opts, "k2prime"):
-        settings["k2prime_used"] = "none" if opts.k2prime is None else opts.k2prime
+        opts = _resolve_map_k2prime(cls.name, opts, frames, ref, sample, data, atlas, shape3,
+                                    dask, settings)
 
     solver = cls(ModelInputs(frames=frames, weights=weights, reference=ref, input=input,
                              injected_mbq=meta.get("injected_mbq"),
@@ -228,14 +177,8 @@ def parametric_maps(
         assert rows is not None
         vals, fl = run_numpy(solver, rows, names, chunk_size=chunk_size, progress=progress,
                              desc=desc)
-        maps = {}
-        for nm in names:
-            m = np.full(int(np.prod(shape3)), np.nan, np.float32)
-            m[idx] = vals[nm]
-            maps[nm] = m.reshape(shape3)
-        f3 = np.zeros(int(np.prod(shape3)), np.uint8)
-        f3[idx] = fl
-        flag = f3.reshape(shape3)
+        maps = {nm: _scatter(vals[nm], mask, np.float32, np.nan) for nm in names}
+        flag = _scatter(fl, mask, np.uint8, 0)
 
     counts = describe_flags(flag[mask])
     settings.update(option_attrs(opts))
@@ -243,6 +186,7 @@ def parametric_maps(
     settings["flag_counts"] = counts
     ds = assemble(cls.name, maps, flag, aff, settings, cls.units)
     if warn and counts:
+        n_vox = int(mask.sum())
         n_flag = int(np.count_nonzero(flag[mask]))
         detail = ", ".join(f"{v} {k}" for k, v in counts.items())
         warnings.warn(
@@ -250,3 +194,99 @@ def parametric_maps(
             f"({100.0 * n_flag / n_vox:.2g} %) flagged ({detail}); see the 'flag' map",
             Sv2aWarning, stacklevel=2)
     return ds
+
+
+def _as_dask(data: Any, chunks: tuple[int, ...] | None) -> Any:
+    """The image as a dask array chunked over space, time in one chunk."""
+    import dask.array as da
+
+    if not is_dask(data):
+        cs = tuple(chunks)[:3] if chunks is not None else ("auto",) * 3
+        data = da.from_array(data, chunks=(*cs, -1))
+    elif chunks is not None:
+        data = data.rechunk((*tuple(chunks)[:3], -1))
+    return data.rechunk({3: -1})
+
+
+def _target_mask(mask: Any, data: Any, shape3: tuple[int, ...], dask: bool
+                 ) -> NDArray[np.bool_]:
+    """The voxels to fit (default: positive in some frame); an empty mask raises."""
+    if mask is None:
+        m = np.asarray((data > 0).any(axis=3).compute()) if dask else np.any(data > 0, axis=3)
+    else:
+        m = as_mask(mask, shape3, "mask")
+    if not m.any():
+        raise RegionError("the mask is empty (no voxel to fit); check the brain mask and that "
+                          "it is on the PET grid")
+    return np.asarray(m, dtype=bool)
+
+
+def _smoothed_targets(data: Any, mask: NDArray[np.bool_], sigma: Any, frames: FrameSchedule,
+                      dask: bool) -> tuple[Any, NDArray[Any] | None]:
+    """Smooth the targets (the reference was taken before); in memory also cut the rows."""
+    if dask:
+        if sigma is not None:
+            depth = {i: int(4.0 * sigma[i] + 0.5) + 1 for i in range(3)}
+            depth[3] = 0
+            data = data.map_overlap(smooth_block, depth=depth, boundary="nearest",
+                                    dtype=np.float32, sigma=sigma)
+        return data, None
+    src = smooth_numpy(data, sigma) if sigma is not None else data
+    return data, src.reshape(-1, frames.n)[np.flatnonzero(mask.ravel())]
+
+
+class _MaskSample:
+    """Target TACs for pooled estimates (weights, k2'): all rows, or 20,000 evenly spaced
+    voxels of a dask image (read once)."""
+
+    def __init__(self, data: Any, mask: NDArray[np.bool_], rows: NDArray[Any] | None,
+                 n_frames: int) -> None:
+        self.data, self.mask, self.rows, self.n_frames = data, mask, rows, n_frames
+        self._cache: NDArray[np.float64] | None = None
+
+    def __call__(self) -> NDArray[np.float64]:
+        if self._cache is None:
+            if self.rows is not None:
+                self._cache = np.asarray(self.rows, dtype=np.float64)
+            else:
+                idx = np.flatnonzero(self.mask.ravel())
+                sub = idx[np.linspace(0, idx.size - 1, min(idx.size, 20000)).astype(int)]
+                flat = self.data.reshape(-1, self.n_frames)
+                self._cache = np.asarray(flat[sub].compute(), dtype=np.float64)
+        return self._cache
+
+
+def _resolve_map_k2prime(name: str, opts: Any, frames: FrameSchedule, ref: Any,
+                         sample: _MaskSample, data: Any, atlas: Any, shape3: tuple[int, ...],
+                         dask: bool, settings: dict[str, Any]) -> Any:
+    """Options with ``k2prime`` resolved to a number, by the rule of the regional fit."""
+    if isinstance(opts.k2prime, str):
+        region = getattr(opts, "k2prime_region", None)
+        if region is None:
+            k_rows, src_desc = sample(), "target mask"
+        else:
+            arr = None if isinstance(region, str | list | tuple) else np.asarray(region)
+            if arr is not None and arr.ndim <= 2 and arr.shape[-1] == frames.n:
+                k_rows, src_desc = arr.reshape(-1, frames.n).astype(float), "given TAC(s)"
+            else:
+                km = region_mask(region, atlas, shape3, "k2prime_region")
+                k_rows, src_desc = rows_of(data, km, frames.n, dask), "k2prime_region"
+        if ref is None:
+            raise RegionError(f"{name}: k2prime estimation needs a reference region")
+        k2p, info = resolve_k2prime(opts, model=name, frames=frames, reference=ref,
+                                    rows=k_rows, row_weights=None,
+                                    weights=common_weights(opts, k_rows, None, frames),
+                                    allow_none=name == "logan_ref")
+        opts = dataclasses.replace(opts, k2prime=k2p, k2prime_region=None)
+        settings.update(info)
+        settings["k2prime_rows"] = src_desc
+    settings["k2prime_used"] = "none" if opts.k2prime is None else opts.k2prime
+    return opts
+
+
+def _scatter(values: NDArray[Any], mask: NDArray[np.bool_], dtype: Any, fill: float
+             ) -> NDArray[Any]:
+    """Values of the masked voxels back on the 3-D grid."""
+    out = np.full(mask.shape, fill, dtype=dtype)
+    out[mask] = values
+    return out
