@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from ..errors import RegionError, Sv2aWarning
 from ..frames import FrameSchedule
 from ..models.base import ModelInputs, describe_flags, parse_options
+from ..models.k2prime import MAX_ROWS as K2PRIME_MAX_ROWS
 from ..models.k2prime import resolve_k2prime
 from ..models.regional import check_kind, common_weights, option_attrs
 from ..models.registry import require
@@ -157,8 +158,8 @@ def parametric_maps(
     if hasattr(opts, "weights"):
         tac_dependent = not isinstance(opts.weights, str) or opts.weights not in ("uniform",
                                                                                   "duration")
-        weights = common_weights(opts, sample() if tac_dependent else np.ones((1, frames.n)),
-                                 None, frames)
+        weights = common_weights(opts, sample.mean()[None, :] if tac_dependent
+                                 else np.ones((1, frames.n)), None, frames)
         settings["frame_weights"] = np.round(weights, 6).tolist()
     if hasattr(opts, "k2prime"):
         opts = _resolve_map_k2prime(cls.name, opts, frames, ref, sample, data, atlas, shape3,
@@ -236,24 +237,36 @@ def _smoothed_targets(data: Any, mask: NDArray[np.bool_], sigma: Any, frames: Fr
 
 
 class _MaskSample:
-    """Target TACs for pooled estimates (weights, k2'): all rows, or 20,000 evenly spaced
-    voxels of a dask image (read once)."""
+    """Target TACs for pooled estimates: :meth:`rows` gives at most 20,000 evenly spaced mask
+    voxels (the subset the k2' estimate uses, as float64), :meth:`mean` the mean TAC of all
+    finite mask voxels (for TAC-dependent weights). Read once, without copying the image."""
 
     def __init__(self, data: Any, mask: NDArray[np.bool_], rows: NDArray[Any] | None,
                  n_frames: int) -> None:
-        self.data, self.mask, self.rows, self.n_frames = data, mask, rows, n_frames
-        self._cache: NDArray[np.float64] | None = None
+        self.data, self.mask, self.src, self.n_frames = data, mask, rows, n_frames
+        self._rows: NDArray[np.float64] | None = None
+        self._mean: NDArray[np.float64] | None = None
 
-    def __call__(self) -> NDArray[np.float64]:
-        if self._cache is None:
-            if self.rows is not None:
-                self._cache = np.asarray(self.rows, dtype=np.float64)
+    def rows(self) -> NDArray[np.float64]:
+        if self._rows is None:
+            n = int(self.mask.sum())
+            sub = np.linspace(0, n - 1, min(n, K2PRIME_MAX_ROWS)).astype(int)
+            if self.src is not None:
+                self._rows = np.asarray(self.src[sub], dtype=np.float64)
             else:
-                idx = np.flatnonzero(self.mask.ravel())
-                sub = idx[np.linspace(0, idx.size - 1, min(idx.size, 20000)).astype(int)]
+                idx = np.flatnonzero(self.mask.ravel())[sub]
                 flat = self.data.reshape(-1, self.n_frames)
-                self._cache = np.asarray(flat[sub].compute(), dtype=np.float64)
-        return self._cache
+                self._rows = np.asarray(flat[idx].compute(), dtype=np.float64)
+        return self._rows
+
+    def mean(self) -> NDArray[np.float64]:
+        if self._mean is None:
+            if self.src is not None:
+                fin = np.all(np.isfinite(self.src), axis=1)
+                self._mean = np.asarray(self.src[fin].mean(axis=0, dtype=np.float64))
+            else:
+                self._mean = np.nanmean(self.rows(), axis=0)
+        return self._mean
 
 
 def _resolve_map_k2prime(name: str, opts: Any, frames: FrameSchedule, ref: Any,
@@ -263,7 +276,7 @@ def _resolve_map_k2prime(name: str, opts: Any, frames: FrameSchedule, ref: Any,
     if isinstance(opts.k2prime, str):
         region = getattr(opts, "k2prime_region", None)
         if region is None:
-            k_rows, src_desc = sample(), "target mask"
+            k_rows, src_desc = sample.rows(), "target mask"
         else:
             arr = None if isinstance(region, str | list | tuple) else np.asarray(region)
             if arr is not None and arr.ndim <= 2 and arr.shape[-1] == frames.n:
