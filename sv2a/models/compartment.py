@@ -38,7 +38,8 @@ in humans. J Cereb Blood Flow Metab 38:2041-2052.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -47,8 +48,49 @@ from ..blood import InputFunction
 from ..errors import InputFunctionError, ModelError
 from ..frames import FrameSchedule
 from ._kinetics import Grid, exp_conv, make_grid, shift_grid, tcm2_rates, tcm2_rates_jac
-from .base import FLAG_EDGE, FLAG_NOT_CONVERGED
+from .base import FLAG_EDGE, FLAG_NOT_CONVERGED, Sampling, Weights
 from .lsq import delta_se, gauss_newton_cov
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompartmentOptions:
+    """Options shared by the compartment models (1TCM and 2TCM).
+
+    Attributes
+    ----------
+    vB : float or ``"fit"``
+        Blood volume fraction, fixed in [0, 1) or fitted (default).
+    delay : float or ``"fit"``
+        Input delay (min), fixed (default 0) or fitted (nonlinear fits only).
+    weights : str or array
+        Frame weights (resolved by the adapter; the solver gets one vector).
+    half_life : float, optional
+        Half-life (min) for weighting schemes that need it (adapter).
+    sampling : ``"frame"`` | ``"mid"``
+        Frame-averaged model (default) or point values at mid-times (kinfitr).
+    convolution : ``"exact"`` | ``"kinfitr"``
+        Exact convolution of the piecewise-linear input, or kinfitr's rectangle sum.
+    bounds : mapping, optional
+        ``{name: (lower, upper)}`` over :data:`DEFAULT_BOUNDS` (nonlinear fits).
+    grid_step, grid_step_late, grid_switch, grid_points
+        Input grid: fine step (min), late step (min, None = fine throughout), switch time
+        (min or "auto"), points of the kinfitr grid.
+    coverage_tolerance : float
+        Fraction of the scan the input may stop short of (held at its last value).
+    """
+
+    vB: float | Literal["fit"] = "fit"
+    delay: float | Literal["fit"] = 0.0
+    weights: Weights = "uniform"
+    half_life: float | None = None
+    sampling: Sampling = "frame"
+    convolution: Literal["exact", "kinfitr"] = "exact"
+    bounds: Mapping[str, tuple[float, float]] | None = None
+    grid_step: float = 1.0 / 60.0
+    grid_step_late: float | None = 0.1
+    grid_switch: float | Literal["auto"] = "auto"
+    grid_points: int = 6000
+    coverage_tolerance: float = 0.05
 
 __all__ = [
     "DEFAULT_BOUNDS",

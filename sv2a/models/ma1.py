@@ -14,7 +14,6 @@ with :class:`~sv2a.models.logan.LoganPlasma`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -22,14 +21,12 @@ from numpy.typing import NDArray
 
 from .base import (
     FLAG_NEG_DENOMINATOR,
-    Integration,
     Scale,
-    Weights,
     as_rows,
     clean_rows,
     finish,
 )
-from .logan import PlasmaPlot
+from .logan import LoganPlasma, PlasmaPlot
 from .lsq import wls_batch
 from .registry import register
 
@@ -61,33 +58,8 @@ class MA1(PlasmaPlot):
     VT = 10.0
     """
 
-    @dataclass(frozen=True, kw_only=True)
-    class Options:
-        """Options of MA1 (as :class:`~sv2a.models.logan.LoganPlasma.Options`).
-
-        Attributes
-        ----------
-        tstar, n_frames
-            Frame selection (first mid-time in min / last N frames).
-        vB, delay : float
-            Fixed blood volume fraction and input delay (min).
-        weights, half_life
-            Frame weights (adapter), applied directly.
-        integration : ``"trapezoid"`` | ``"framecumsum"`` | ``"frame"``
-            Tissue integral.
-        grid_step, coverage_tolerance
-            Plasma-integral grid step (min); input coverage tolerance.
-        """
-
-        tstar: float | None = None
-        n_frames: int | None = None
-        vB: float = 0.0
-        delay: float = 0.0
-        weights: Weights = "uniform"
-        half_life: float | None = None
-        integration: Integration = "trapezoid"
-        grid_step: float = 1.0 / 60.0
-        coverage_tolerance: float = 0.05
+    #: The options of the plasma Logan plot (the same set-up).
+    Options: ClassVar[type] = LoganPlasma.Options
 
     name: ClassVar[str] = "ma1"
     kind: ClassVar[Literal["plasma"]] = "plasma"

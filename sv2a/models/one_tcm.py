@@ -43,9 +43,7 @@ from .base import (
     Method,
     Model,
     ModelInputs,
-    Sampling,
     Scale,
-    Weights,
     as_rows,
     clean_rows,
     finish,
@@ -53,6 +51,7 @@ from .base import (
 from .basis_ls import BasisLS
 from .compartment import (
     UNITS,
+    CompartmentOptions,
     check_input,
     check_vb,
     derived_se,
@@ -110,53 +109,23 @@ class OneTCM(Model):
     """
 
     @dataclass(frozen=True, kw_only=True)
-    class Options:
-        """Options of the 1TCM.
+    class Options(CompartmentOptions):
+        """Options of the 1TCM: those of
+        :class:`~sv2a.models.compartment.CompartmentOptions` and
 
         Attributes
         ----------
         method : ``"basis"`` | ``"nonlinear"``
             Basis functions with refinement (regions and voxels) or bounded LM (regions only).
-        vB : float or ``"fit"``
-            Blood volume fraction, fixed in [0, 1) or fitted (default).
-        delay : float or ``"fit"``
-            Input delay (min), fixed (default 0) or fitted (``method="nonlinear"`` only).
-        weights : str or array
-            Frame weights (resolved by the adapter; the solver gets one vector).
-        half_life : float, optional
-            Half-life (min) for weighting schemes that need it (adapter).
-        sampling : ``"frame"`` | ``"mid"``
-            Frame-averaged model (default) or point values at mid-times (kinfitr).
-        convolution : ``"exact"`` | ``"kinfitr"``
-            Exact convolution of the piecewise-linear input, or kinfitr's rectangle sum.
         rate_range : (float, float)
             Range of the k2 basis grid (1/min), ``method="basis"``.
         n_basis : int
             Number of log-spaced basis functions.
-        bounds : mapping, optional
-            ``{name: (lower, upper)}`` over the default bounds, ``method="nonlinear"``.
-        grid_step, grid_step_late, grid_switch, grid_points
-            Input grid: fine step (min), late step (min, None = fine throughout), switch time
-            (min or "auto"), points of the kinfitr grid.
-        coverage_tolerance : float
-            Fraction of the scan the input may stop short of (held at its last value).
         """
 
         method: Method = "basis"
-        vB: float | Literal["fit"] = "fit"
-        delay: float | Literal["fit"] = 0.0
-        weights: Weights = "uniform"
-        half_life: float | None = None
-        sampling: Sampling = "frame"
-        convolution: Literal["exact", "kinfitr"] = "exact"
         rate_range: tuple[float, float] = (0.002, 1.0)
         n_basis: int = 100
-        bounds: Mapping[str, tuple[float, float]] | None = None
-        grid_step: float = 1.0 / 60.0
-        grid_step_late: float | None = 0.1
-        grid_switch: float | Literal["auto"] = "auto"
-        grid_points: int = 6000
-        coverage_tolerance: float = 0.05
 
     name: ClassVar[str] = "1tcm"
     kind: ClassVar[Literal["plasma"]] = "plasma"

@@ -116,15 +116,11 @@ class SUVROptions:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SUVOptions:
-    """SUV options.
+class SUVOptions(SUVROptions):
+    """SUV options: those of :class:`SUVROptions` and
 
     Attributes
     ----------
-    window : (float, float)
-        Minutes after injection; default (60, 90).
-    frame_selection : {"overlap", "mid"}
-        How frames count in the window (default ``"overlap"``).
     injected_mbq : float, optional
         Injected activity (MBq); default from the data (``tacs.attrs`` or the PET sidecar's
         ``InjectedRadioactivity``).
@@ -132,8 +128,6 @@ class SUVOptions:
         Body weight (kg); default from the data (sidecar or participants.tsv ``BodyWeight``).
     """
 
-    window: tuple[float, float] = (60.0, 90.0)
-    frame_selection: FrameSelection = "overlap"
     injected_mbq: float | None = None
     body_weight_kg: float | None = None
 

@@ -26,10 +26,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ModelError
-from .base import Model, ModelInputs, Sampling, Scale, Weights, as_rows, clean_rows, finish
+from .base import Model, ModelInputs, Scale, as_rows, clean_rows, finish
 from .compartment import (
     START_GRIDS,
     UNITS,
+    CompartmentOptions,
     check_input,
     check_vb,
     derived_se,
@@ -86,42 +87,17 @@ class TwoTCM(Model):
     weights_in_setup = False
 
     @dataclass(frozen=True, kw_only=True)
-    class Options:
-        """Options of the 2TCM.
+    class Options(CompartmentOptions):
+        """Options of the 2TCM: those of
+        :class:`~sv2a.models.compartment.CompartmentOptions` and
 
         Attributes
         ----------
-        vB : float or ``"fit"``
-            Blood volume fraction, fixed in [0, 1) or fitted (default).
-        delay : float or ``"fit"``
-            Input delay (min), fixed (default 0) or fitted.
         n_starts : int
-            Number of the best start-grid points refined by LM (default 4).
-        bounds : mapping, optional
-            ``{name: (lower, upper)}`` over the default bounds.
-        weights, half_life
-            Frame weights (resolved by the adapter) and the half-life they may need.
-        sampling : ``"frame"`` | ``"mid"``
-            Frame-averaged model (default) or mid-time values (kinfitr).
-        convolution : ``"exact"`` | ``"kinfitr"``
-            Exact convolution, or kinfitr's rectangle sum on 6000 points.
-        grid_step, grid_step_late, grid_switch, grid_points, coverage_tolerance
-            As :class:`~sv2a.models.one_tcm.OneTCM.Options`.
+            Number of the best points of the deterministic start grid that are refined.
         """
 
-        vB: float | Literal["fit"] = "fit"
-        delay: float | Literal["fit"] = 0.0
         n_starts: int = 4
-        bounds: Mapping[str, tuple[float, float]] | None = None
-        weights: Weights = "uniform"
-        half_life: float | None = None
-        sampling: Sampling = "frame"
-        convolution: Literal["exact", "kinfitr"] = "exact"
-        grid_step: float = 1.0 / 60.0
-        grid_step_late: float | None = 0.1
-        grid_switch: float | Literal["auto"] = "auto"
-        grid_points: int = 6000
-        coverage_tolerance: float = 0.05
 
     name: ClassVar[str] = "2tcm"
     kind: ClassVar[Literal["plasma"]] = "plasma"
