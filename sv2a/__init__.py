@@ -30,6 +30,7 @@ _LAZY = {
     "DynamicPET": "sv2a.pet",
     "load_blood": "sv2a.blood_io",
     "InputFunction": "sv2a.blood",
+    "image_derived_input": "sv2a.blood",
     "load_atlas": "sv2a.atlas",
     "Atlas": "sv2a.atlas",
     "FrameSchedule": "sv2a.frames",
@@ -40,8 +41,9 @@ _LAZY = {
 
 # public sub-modules (imported on first access)
 _SUBMODULES = (
-    "atlas", "atomic", "bids", "blood", "blood_io", "errors", "figures", "frames", "io",
-    "longitudinal", "models", "parametric", "pet", "phantom", "pipeline", "regions",
+    "atlas", "atomic", "bids", "blood", "blood_io", "errors", "figures", "frames", "idif", "io",
+    "longitudinal", "models", "motion", "parametric", "pet", "phantom", "pipeline", "pvc",
+    "regions",
     "report", "resources", "sidecar", "tacs", "units", "validate", "weights",
 )
 
@@ -57,13 +59,16 @@ if TYPE_CHECKING:  # static checkers see the lazy names as ordinary imports
         errors,
         figures,
         frames,
+        idif,
         io,
         longitudinal,
         models,
+        motion,
         parametric,
         pet,
         phantom,
         pipeline,
+        pvc,
         regions,
         report,
         resources,
@@ -74,7 +79,7 @@ if TYPE_CHECKING:  # static checkers see the lazy names as ordinary imports
         weights,
     )
     from .atlas import Atlas, load_atlas  # noqa: F401
-    from .blood import InputFunction  # noqa: F401
+    from .blood import InputFunction, image_derived_input  # noqa: F401
     from .blood_io import load_blood  # noqa: F401
     from .frames import FrameSchedule  # noqa: F401
     from .models import fit  # noqa: F401

@@ -496,10 +496,17 @@ def _try(desc: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return None
 
 
+def _kind(model: str) -> str:
+    """The registry kind of a model (plasma, reference or static)."""
+    from .models import registry
+
+    return registry.get(model).kind
+
+
 def scan_figures(fig_dir: str | os.PathLike[str], stem: str, *, tacs: Any,
                  fits: Mapping[str, Any], input: Any = None,
                  maps: Mapping[str, Any] | None = None, pet: Any = None, atlas: Any = None,
-                 reference: str | None = None) -> list[Path]:
+                 reference: str | None = None, motion: Any = None) -> list[Path]:
     """Draw and save every figure of one scan.
 
     A figure that cannot be drawn gives a :class:`~sv2a.errors.Sv2aWarning`, never an error.
@@ -524,6 +531,9 @@ def scan_figures(fig_dir: str | os.PathLike[str], stem: str, *, tacs: Any,
         Unused; accepted for call compatibility.
     reference : str, optional
         Reference region.
+    motion : pandas.DataFrame, optional
+        Realignment motion table (:func:`sv2a.motion.realign`), drawn as
+        ``<stem>_desc-motion_plot.svg``.
 
     Returns
     -------
@@ -544,7 +554,7 @@ def scan_figures(fig_dir: str | os.PathLike[str], stem: str, *, tacs: Any,
          f"{stem}_desc-tacs_plot.svg")
     for model, fit in fits.items():
         lab = _label(model)
-        ref = reference if model not in ("1tcm", "2tcm", "logan", "ma1", "suv") else None
+        ref = reference if _kind(model) == "reference" else None
         keep(_try(f"{model} fit", plot_tac_fits, tacs, fit, model, input=input, reference=ref),
              f"{stem}_model-{lab}_desc-fit_plot.svg")
         if model in _GRAPHICAL_PLASMA and input is not None or model in _GRAPHICAL_REF:
@@ -553,6 +563,10 @@ def scan_figures(fig_dir: str | os.PathLike[str], stem: str, *, tacs: Any,
     if input is not None:
         keep(_try("input", plot_input, input, t_end=float(tacs.frame_end.values[-1])),
              f"{stem}_desc-input_plot.svg")
+    if motion is not None:
+        from .motion import plot_motion
+
+        keep(_try("motion", plot_motion, motion), f"{stem}_desc-motion_plot.svg")
     if maps:
         underlay = None
         if pet is not None:

@@ -31,7 +31,8 @@ def test_collect_from_derivatives_roundtrip(tmp_path):
     assert got.sizes == ds.sizes
     assert list(got["session"].values) == ["baseline", "24h", "1w", "3w"]
     assert (got["arm"].values == ds["arm"].values).all()
-    assert (got["group"].values == ds["group"].values).all()
+    assert (got["context"].values == ds["context"].values).all()
+    assert (got["treatment"].values == ds["treatment"].values).all()
     # TSV round trip: values identical to float precision
     np.testing.assert_allclose(got["BPND"].values, ds["BPND"].values, rtol=1e-12)
     assert got["converged"].values[np.isfinite(got["BPND"].values)].min() == 1.0
@@ -150,11 +151,11 @@ def test_subject_missing_baseline_is_excluded_loudly():
 def test_arm_with_one_subject_gives_rows_without_statistics():
     ds = small_ds(seed=4, n=3)
     keep = [s for s, a in zip(ds.subject.values, ds.arm.values, strict=True)
-            if a != "single"] + [ds.subject.values[ds.arm.values == "single"][0]]
+            if a != "stress_single"] + [ds.subject.values[ds.arm.values == "stress_single"][0]]
     one = ds.sel(subject=sorted(keep))
     with pytest.warns(Sv2aWarning, match="fewer than 2"):
         t = L.compare_arms(one, n_boot=0)
-    r = t[t["arm"] == "single"]
+    r = t[t["arm"] == "stress_single"]
     assert (r["n"] == 1).all() and r["p_within"].isna().all()
     assert r["note"].str.contains("n < 2").all()
 
@@ -175,11 +176,12 @@ def test_non_converged_values_are_masked_with_warning():
 
 def test_compare_arms_matches_independent_computations():
     ds = small_ds(seed=7, n=5, regions=("cortex", "hippocampus", "striatum"))
-    t = L.compare_arms(ds, "BPND", n_boot=500, seed=1)
-    assert t.attrs["reference_arm"] == "vehicle"
-    assert len(t) == 3 * 3 * 3  # arms x follow-ups x regions
-    r = t[(t.arm == "repeated") & (t.session == "3w") & (t.region == "hippocampus")].iloc[0]
-    m = ds["arm"].values == "repeated"
+    t = L.compare_arms(ds, "BPND", n_boot=500, seed=1, reference_arm="control_vehicle")
+    assert t.attrs["reference_arm"] == "control_vehicle"
+    assert len(t) == 6 * 3 * 3  # arms x follow-ups x regions
+    r = t[(t.arm == "stress_repeated") & (t.session == "3w")
+          & (t.region == "hippocampus")].iloc[0]
+    m = ds["arm"].values == "stress_repeated"
     y0 = ds["BPND"].sel(session="baseline", region="hippocampus").values[m]
     y1 = ds["BPND"].sel(session="3w", region="hippocampus").values[m]
     pct = 100 * (y1 / y0 - 1)
@@ -194,23 +196,23 @@ def test_compare_arms_matches_independent_computations():
     assert r["boot_ci_low"] < pct.mean() < r["boot_ci_high"]
     # BH / Holm across the 3 regions of this arm x session (statsmodels reference)
     from statsmodels.stats.multitest import multipletests
-    fam = t[(t.arm == "repeated") & (t.session == "3w")]
+    fam = t[(t.arm == "stress_repeated") & (t.session == "3w")]
     np.testing.assert_allclose(fam["q_within"], multipletests(fam["p_within"], method="fdr_bh")[1])
     np.testing.assert_allclose(fam["p_holm"], multipletests(fam["p_within"], method="holm")[1])
     # ANCOVA via the statsmodels formula API (independent path) and Welch via scipy
     import statsmodels.formula.api as smf
-    mv = ds["arm"].values == "vehicle"
+    mv = ds["arm"].values == "control_vehicle"
     df = pd.DataFrame({
         "post": np.log(np.r_[y1, ds["BPND"].sel(session="3w", region="hippocampus").values[mv]]),
         "pre": np.log(np.r_[y0, ds["BPND"].sel(session="baseline",
                                                 region="hippocampus").values[mv]]),
-        "arm": ["repeated"] * m.sum() + ["vehicle"] * mv.sum()})
-    f = smf.ols("post ~ pre + C(arm, Treatment('vehicle'))", df).fit()
-    b = f.params["C(arm, Treatment('vehicle'))[T.repeated]"]
+        "arm": ["stress_repeated"] * m.sum() + ["control_vehicle"] * mv.sum()})
+    term = "C(arm, Treatment('control_vehicle'))[T.stress_repeated]"
+    f = smf.ols("post ~ pre + C(arm, Treatment('control_vehicle'))", df).fit()
+    b = f.params[term]
     assert r["ancova_pct_diff"] == pytest.approx(100 * np.expm1(b), rel=1e-8)
-    assert r["p_ancova"] == pytest.approx(
-        f.pvalues["C(arm, Treatment('vehicle'))[T.repeated]"], rel=1e-8)
-    pv = 100 * (np.exp(df.post - df.pre) - 1)[df.arm == "vehicle"]
+    assert r["p_ancova"] == pytest.approx(f.pvalues[term], rel=1e-8)
+    pv = 100 * (np.exp(df.post - df.pre) - 1)[df.arm == "control_vehicle"]
     assert r["p_welch"] == pytest.approx(stats.ttest_ind(pct, pv, equal_var=False).pvalue)
     assert r["welch_diff_pp"] == pytest.approx(pct.mean() - pv.mean())
     # Hedges g_z with a brute-force non-central-t CI
@@ -224,7 +226,7 @@ def test_compare_arms_matches_independent_computations():
     assert (r["g_ci_low"], r["g_ci_high"]) == pytest.approx(
         (J * lo / np.sqrt(n), J * hi / np.sqrt(n)), rel=1e-5)
     # reference arm rows carry no contrast
-    assert t[t.arm == "vehicle"]["p_ancova"].isna().all()
+    assert t[t.arm == "control_vehicle"]["p_ancova"].isna().all()
 
 
 def test_noise_free_change_recovered_exactly():
@@ -252,8 +254,10 @@ def test_minimal_detectable_effect_gives_80_percent_power():
 
 def test_mixed_model_matches_formula_interface_and_recovers_effect():
     import statsmodels.formula.api as smf
-    ds = L.simulate_design("ketamine-rodent", n_per_arm=20, seed=11, regions=["cortex"])
-    ds = ds.drop_vars("group").assign_coords(group=("subject", np.full(ds.sizes["subject"], "x")))
+    # the stressed animals of the factorial design, treatment as the arm (vehicle reference)
+    ds = L.simulate_design("ketamine-rodent", n_per_arm=40, seed=11, regions=["cortex"])
+    ds = ds.sel(subject=ds.context == "stress")
+    ds = ds.assign_coords(arm=ds.treatment).drop_vars(["context", "treatment"])
     mm = L.mixed_model(ds, "BPND", regions=["cortex"], composite=False)
     long = ds["BPND"].to_dataframe().reset_index()
     long["ly"] = np.log(long["BPND"])
@@ -288,15 +292,21 @@ def test_mixed_model_with_arms_at_different_sessions_and_missing_baseline():
 def test_cross_sectional_design_is_detected_and_recovers_effects():
     ds = L.simulate_design("ketamine-rodent", n_per_arm=30, seed=5, cross_sectional=True,
                            regions=["cortex", "striatum"])
+    # treatment as the arm, context as the second factor of the two-way ANOVA
+    ds = ds.assign_coords(arm=ds.treatment, group=ds.context)
     with pytest.warns(Sv2aWarning, match="cross-sectional"):
         t = L.compare_arms(ds, "BPND")
     assert t.attrs["design"] == "cross-sectional"
-    r = t[(t.arm == "repeated") & (t.session == "3w") & (t.region == "cortex")].iloc[0]
-    # SE of the group-adjusted log difference ~ sqrt(0.1^2+0.057^2) * sqrt(2/60) ~ 2.1 %
-    assert r["mean_pct_change"] == pytest.approx(11.0, abs=6.5)
-    assert r["p_between"] < 0.05
-    # CORT -10 % at every time point: group effect detected everywhere
+    # stress -10 % at every time point (-6.7 % on average over the treatments at 3 w, where
+    # repeated ketamine restores the stressed animals): context detected everywhere
     assert (t.drop_duplicates(["session", "region"])["p_group"] < 0.01).all()
+    stress = ds.sel(subject=ds.group == "stress")
+    with pytest.warns(Sv2aWarning, match="cross-sectional"):
+        ts = L.compare_arms(stress, "BPND")
+    r = ts[(ts.arm == "repeated") & (ts.session == "3w") & (ts.region == "cortex")].iloc[0]
+    # SE of the log difference ~ sqrt(0.1^2+0.057^2) * sqrt(2/30) ~ 3.0 %
+    assert r["mean_pct_change"] == pytest.approx(11.0, abs=7.5)
+    assert r["p_between"] < 0.05
     # one-way case equals scipy's f_oneway
     one = L.cross_sectional_anova(ds.sel(subject=ds.group == "control"), "BPND", group=None)
     sel = ds.sel(subject=ds.group == "control")
@@ -346,7 +356,7 @@ def test_plots_written(tmp_path):
     tsv = L.write_table(t, tmp_path / "group_model-SIM_meas-BPND_comparison.tsv")
     back = pd.read_csv(tsv, sep="\t", na_values="n/a")
     assert len(back) == len(t) and "q_within" in back
-    assert '"reference_arm": "vehicle"' in tsv.with_suffix(".json").read_text()
+    assert f'"reference_arm": "{t.attrs["reference_arm"]}"' in tsv.with_suffix(".json").read_text()
     svg = L.plot_forest(t, tmp_path / "forest.svg")
     assert b"<svg" in svg.read_bytes()[:500]
 

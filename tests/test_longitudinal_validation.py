@@ -35,14 +35,14 @@ def test_false_positive_rate_under_no_change():
 
 @pytest.mark.slow
 def test_rodent_repeated_dose_estimate_and_coverage():
-    # repeated +11 % at 3 weeks, single 0 %; 12 animals per arm and stress group (24 per arm),
+    # stressed animals: repeated +11 % at 3 weeks, single 0 %; 12 animals per arm,
     # between-animal CV 10 %, test-retest SD 8 % (the rodent design preset). 200 replicates.
     est, cov_rep, cov_single = [], [], []
     for seed in range(200):
         ds = L.simulate_design("ketamine-rodent", n_per_arm=12, seed=seed, regions=["cortex"])
         t = L.compare_arms(ds, "BPND", n_boot=0, contrasts=False)
-        r = t[(t.arm == "repeated") & (t.session == "3w")].iloc[0]
-        s = t[(t.arm == "single") & (t.session == "3w")].iloc[0]
+        r = t[(t.arm == "stress_repeated") & (t.session == "3w")].iloc[0]
+        s = t[(t.arm == "stress_single") & (t.session == "3w")].iloc[0]
         est.append(r["mean_pct_change"])
         cov_rep.append(r["ci_low"] <= 11.0 <= r["ci_high"])
         cov_single.append(s["ci_low"] <= 0.0 <= s["ci_high"])

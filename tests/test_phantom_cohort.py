@@ -34,7 +34,8 @@ def test_bids_layout_and_tables(exact_cohort):
     desc = json.loads((root / "dataset_description.json").read_text())
     assert desc["BIDSVersion"] and desc["GeneratedBy"][0]["Name"] == "sv2a"
     truth = pd.read_csv(root / "truth.tsv", sep="\t")
-    assert list(truth.columns) == ["participant_id", "session", "region", *TRUTH_COLUMNS]
+    assert list(truth.columns) == ["participant_id", "session", "region", *TRUTH_COLUMNS,
+                                   "arm", "effect_VS_pct", "effect_K1_pct", "change_VS_pct"]
     assert set(truth["session"]) == {"baseline", "24h", "7d"}
     assert truth["k3"].isna().all()  # 1TCM tracer: k3/k4 empty
     design = json.loads((root / "design.json").read_text())
@@ -132,12 +133,21 @@ def test_rodent_design_effects():
     def vs(arm, ses):
         return scan_parameters(p, d, arm, ses, rng(0), rng(1))
 
-    ctrl = vs("control_vehicle", "3w")
-    np.testing.assert_allclose(vs("stress_vehicle", "baseline").VS / ctrl.VS, 0.90)
-    np.testing.assert_allclose(vs("stress_single", "24h").VS / ctrl.VS, 0.90)
-    np.testing.assert_allclose(vs("stress_repeated", "1w").VS / ctrl.VS, 0.90 * 1.04)
-    np.testing.assert_allclose(vs("stress_repeated", "3w").VS / ctrl.VS, 0.90 * 1.11)
-    np.testing.assert_allclose(vs("stress_repeated", "3w").VND, ctrl.VND)  # k3 carries it
+    brain = [r for r in get_preset("rat").regions if r != "harderian_gland"]
+    ctrl = vs("control_vehicle", "3w").loc[brain]
+
+    def ratio(arm, ses):
+        return (vs(arm, ses).loc[brain].VS / ctrl.VS).dropna()
+
+    np.testing.assert_allclose(ratio("stress_vehicle", "baseline"), 0.90)
+    np.testing.assert_allclose(ratio("stress_single", "24h"), 0.90)
+    np.testing.assert_allclose(ratio("stress_repeated", "1w"), 0.90 * 1.04)
+    np.testing.assert_allclose(ratio("stress_repeated", "3w"), 0.90 * 1.11)
+    for arm in ("control_single", "control_repeated"):  # ketamine without stress: no change
+        np.testing.assert_allclose(ratio(arm, "3w"), 1.0)
+    np.testing.assert_allclose(vs("stress_repeated", "3w").VND, vs("control_vehicle", "3w").VND)
+    gland = vs("stress_repeated", "3w").loc["harderian_gland", "VS"]
+    assert gland == pytest.approx(vs("control_vehicle", "3w").loc["harderian_gland", "VS"])
 
 
 def test_between_subject_and_session_variability():
@@ -201,9 +211,10 @@ def test_same_seed_identical_files_and_refuses_overwrite(tmp_path):
 def test_rodent_cohort_validates(tmp_path):
     from sv2a.validate import validate_dataset
 
-    c = make_cohort(tmp_path / "rat", "ketamine-rodent", seed=0, n_subjects=4, voxel_mm=1.2,
+    c = make_cohort(tmp_path / "rat", "ketamine-rodent", seed=0, n_subjects=6, voxel_mm=1.2,
                     blood="none")
-    assert len(c.scans) == 16 and c.scans["blood"].isna().all()
+    assert len(c.scans) == 24 and c.scans["blood"].isna().all()
+    assert c.participants["arm"].tolist() == list(c.design["arms"])  # one animal per cell
     assert c.truth["k3"].notna().all() and c.truth["DVR_CS"].isna().all()
     errors = [p for p in validate_dataset(c.path) if p.severity == "error"]
     assert errors == []

@@ -150,7 +150,8 @@ def choose_reference_arm(arms: Sequence[str], reference_arm: str | None = None) 
     str
         ``reference_arm`` if given, else an arm named like a no-treatment arm
         (:data:`REFERENCE_NAMES`: control, vehicle, placebo, sham, saline, test_retest, retest,
-        trt, in that order of preference), else the first arm in sorted order.
+        trt, in that order of preference), else a factorial cell whose levels are all such
+        names (``control_vehicle``), else the first arm in sorted order.
 
     Raises
     ------
@@ -161,6 +162,8 @@ def choose_reference_arm(arms: Sequence[str], reference_arm: str | None = None) 
     --------
     >>> choose_reference_arm(["ketamine", "Placebo"])
     'Placebo'
+    >>> choose_reference_arm(["stress_vehicle", "control_repeated", "control_vehicle"])
+    'control_vehicle'
     >>> choose_reference_arm(["b", "a"])
     'a'
     """
@@ -173,6 +176,11 @@ def choose_reference_arm(arms: Sequence[str], reference_arm: str | None = None) 
         for a in names:
             if a.lower().replace("-", "_") == name:
                 return a
+    # factorial cells named by their levels (control_vehicle): every level a reference name
+    for a in sorted(names):
+        parts = a.lower().replace("-", "_").split("_")
+        if len(parts) > 1 and all(p in REFERENCE_NAMES for p in parts):
+            return a
     return sorted(names)[0]
 
 

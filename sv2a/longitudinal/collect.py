@@ -50,6 +50,7 @@ _KINPAR_RE = re.compile(
     r"(?:_ses-(?P<ses>[A-Za-z0-9]+))?"
     r"(?:_[a-z]+-[A-Za-z0-9]+)*?"
     r"(?:_seg-(?P<seg>[A-Za-z0-9]+))?"
+    r"(?:_desc-(?P<desc>[A-Za-z0-9]+))?"
     r"(?:_[a-z]+-[A-Za-z0-9]+)*?"
     r"_model-(?P<model>[A-Za-z0-9]+)"
     r"(?:_[a-z]+-[A-Za-z0-9]+)*"
@@ -272,7 +273,8 @@ def _read_kinpar(path: Path) -> pd.DataFrame:
     return pd.DataFrame(out, index=t.index)
 
 
-def _scan_derivatives(root: Path, model: str | None, atlas: str | None
+def _scan_derivatives(root: Path, model: str | None, atlas: str | None,
+                      desc: str | None = None
                       ) -> tuple[dict[tuple[str, str], pd.DataFrame], dict]:
     files = sorted(root.glob("sub-*/**/*_kinpar.tsv"))
     if not files:
@@ -286,10 +288,16 @@ def _scan_derivatives(root: Path, model: str | None, atlas: str | None
         if m is None:
             unparsed.append(str(f))
             continue
+        if m.group("desc") != desc:  # desc-gtm: partial-volume corrected fits, kept apart
+            continue
         parsed.append((f, m.group("sub"), m.group("ses"), m.group("seg"), m.group("model")))
     if unparsed:
         warnings.warn(f"{len(unparsed)} kinpar file(s) with names sv2a cannot parse were not "
                       f"collected: {unparsed[:5]}", Sv2aWarning, stacklevel=3)
+    if not parsed:
+        raise DataError(f"no '*_kinpar.tsv' files with desc-{desc} under {root}"
+                        if desc else f"no '*_kinpar.tsv' files without a desc- entity under "
+                        f"{root}; pass desc= (e.g. 'gtm') to collect corrected fits")
     models = sorted({p[4] for p in parsed})
     if model is None:
         if len(models) > 1:
@@ -321,7 +329,8 @@ def _scan_derivatives(root: Path, model: str | None, atlas: str | None
     if no_session:
         warnings.warn(f"results without a session entity were labelled session 'none': "
                       f"{sorted(set(no_session))}", Sv2aWarning, stacklevel=3)
-    info = {"source": str(root), "model": sel[0][4], "atlas": sel[0][3] or "none"}
+    info = {"source": str(root), "model": sel[0][4], "atlas": sel[0][3] or "none",
+            "desc": desc or "none"}
     return out, info
 
 
@@ -383,6 +392,7 @@ def collect(
     model: str | None = None,
     *,
     atlas: str | None = None,
+    desc: str | None = None,
     exclude: Sequence[str] | None = None,
 ) -> xr.Dataset:
     """Build the group dataset (subject x session x region) from regional fits.
@@ -412,6 +422,9 @@ def collect(
         Model to collect when the directory holds several (``'SRTM2'``; case-insensitive).
     atlas : str, optional
         ``seg-`` label to collect when the directory holds several atlases.
+    desc : str, optional
+        ``desc-`` label of the fits to collect, e.g. ``"gtm"`` for partial-volume corrected
+        ones; default the fits without a ``desc`` entity.
     exclude : sequence of str, optional
         Subjects to leave out on purpose; recorded in ``attrs['excluded_by_user']``.
 
@@ -447,7 +460,7 @@ def collect(
         source_dir = Path(source)
         if not source_dir.is_dir():
             raise DataError(f"derivatives directory not found: {source_dir}")
-        tables, info = _scan_derivatives(source_dir, model, atlas)
+        tables, info = _scan_derivatives(source_dir, model, atlas, desc)
         if participants is None and (source_dir / "participants.tsv").is_file():
             participants = source_dir / "participants.tsv"
     else:

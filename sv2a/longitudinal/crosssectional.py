@@ -81,7 +81,7 @@ def cross_sectional_anova(
     ...     warnings.simplefilter("ignore")
     ...     table = lg.cross_sectional_anova(ds, "BPND")
     >>> sorted(set(table["session"])), table.attrs["reference_arm"]
-    (['1w', '24h', '3w'], 'vehicle')
+    (['1w', '24h', '3w'], 'control_vehicle')
     """
     import statsmodels.formula.api as smf
     from statsmodels.stats.anova import anova_lm

@@ -19,6 +19,7 @@ EXAMPLES = """examples:
   sv2a phantom exact_bids --design ketamine-human --noise 0 --fwhm 0      # exact data
   sv2a phantom rat_bids --design ketamine-rodent --subjects 8 --voxel-size 0.6
   sv2a phantom small_bids --design my_design.json --voxel-size 4 --blood 0.5 --nprocs 2
+  sv2a phantom moving_bids --design ketamine-human --voxel-size 3 --motion 1
   sv2a phantom --list-designs
 
 designs: ketamine-human, ketamine-human-pcc, ketamine-human-flow, ketamine-rodent,
@@ -89,6 +90,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame-average", choices=["uniform", "decay"], default="uniform",
                         help="frame average of the decay-corrected curve: plain (default) or "
                              "decay weighted like a scanner")
+    parser.add_argument("--motion", type=float, default=0.0, metavar="LEVEL",
+                        help="head motion after 10 min: 0 = still (default), 1 = up to 4 mm "
+                             "/ 2 deg, 2 = up to 8 mm / 4 deg; the truth is written as "
+                             "*_desc-motiontruth_timeseries.tsv beside each PET")
     parser.add_argument("--nprocs", type=int, default=1, metavar="N",
                         help="parallel worker processes, one scan each (default 1; the files "
                              "do not depend on N)")
@@ -131,7 +136,7 @@ def main(args: argparse.Namespace) -> int:
         noise=args.noise, fwhm=_fwhm(args.fwhm), voxel_mm=args.voxel_size, blood=args.blood,
         species=args.species, tracer=args.tracer, noise_mode=args.noise_mode,
         noise_fwhm=args.noise_fwhm, frame_average=args.frame_average, force=args.force,
-        nprocs=args.nprocs, progress=True,
+        nprocs=args.nprocs, progress=True, motion=args.motion,
     )
     n_scans = len(cohort.scans)
     print(f"wrote {len(cohort.participants)} subjects, {n_scans} scans "

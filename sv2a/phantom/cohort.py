@@ -4,20 +4,28 @@
 binding, between-subject variability, test-retest variability, an optional flow confound),
 simulates every scan with :func:`~sv2a.phantom.subject.make_subject` and writes::
 
-    OUT/dataset_description.json, README, participants.tsv/.json (participant_id arm age sex
-        weight), truth.tsv, design.json
+    OUT/dataset_description.json, README, participants.tsv/.json (participant_id arm
+        [factor columns] age sex weight), truth.tsv, design.json
+    OUT/phenotype/<measure>.tsv + .json                  (participant_id session_id score)
     OUT/sub-01/sub-01_sessions.tsv                        (session_id, time_since_dose in h)
     OUT/sub-01/ses-baseline/pet/sub-01_ses-baseline_pet.nii.gz + .json
     OUT/sub-01/ses-baseline/pet/sub-01_ses-baseline_recording-manual_blood.tsv + .json
     OUT/sub-01/ses-baseline/anat/sub-01_ses-baseline_dseg.nii.gz + _dseg.tsv
 
-Designs (*design* values of this package, not measurements): ``ketamine-human`` (baseline +
-24 h or 7 d after one dose, independent arms, no change; ``ketamine-human-pcc``: PCC +5 % at
-24 h, +3 % at 7 d; ``ketamine-human-flow``: K1 +10 % after dosing), ``ketamine-rodent``
-(rat [18F]SynVesT-1; control/stress x vehicle/single/repeated ketamine at baseline, 24 h, 1 w,
-3 w; stress -10 % globally, repeated dosing +4 % at 1 w and +11 % at 3 w;
-``ketamine-rodent-flow`` adds K1 +10 % after dosing), or a user design (dict or JSON file, see
-:func:`normalise_design`).
+Designs (*design* values of this package, not measurements): ``ketamine-human`` (adults
+with depression, baseline + 24 h or 7 d after one dose, independent arms, no SV2A change, MADRS
+at every visit; ``ketamine-human-pcc``: PCC +5 % at 24 h, +3 % at 7 d; ``ketamine-human-flow``:
+K1 +10 % after dosing), ``ketamine-rodent`` (rat [18F]SynVesT-1; factorial context {control,
+stress} x treatment {vehicle, single, repeated ketamine}, six arms ``control_vehicle`` ...
+``stress_repeated``, scans at baseline, 24 h, 1 w, 3 w; chronic stress -10 % in every brain
+region at every session (stress precedes the baseline scan); repeated ketamine +4 % at 1 w and
++11 % at 3 w in stressed animals only; a single dose and ketamine in control animals 0 %;
+sucrose preference and social interaction scores; ``ketamine-rodent-flow`` adds K1 +10 % at
+24 h in the ketamine arms), or a user design (dict or JSON file, see :func:`normalise_design`).
+Factorial designs name their factors (``factors``) and give each arm its level of each; the
+levels are columns of ``participants.tsv``. ``scores`` (:mod:`sv2a.phantom.scores`) add
+behavioural or clinical measures with a known correlation to the true regional change,
+written as BIDS ``phenotype/<measure>.tsv`` + ``.json``.
 
 Variability (log-normal): subject level ``VS x exp(N(0, between_subject_cv))`` globally and
 ``exp(N(0, regional_fraction x cv))`` per region, ``VND x exp(N(0, vnd_cv))``,
@@ -47,9 +55,11 @@ import pandas as pd
 
 from ..errors import BIDSError, ConfigError, DesignError, ModelError
 from .geometry import make_anatomy
+from .scores import SCORE_FORMULA, draw_scores, normalise_scores, write_phenotype
 from .simulate import complete_params, region_table
 from .subject import TRUTH_COLUMNS, make_subject
 from .tracers import TracerPreset, get_preset
+from .truth import TIED, effect_factor, score_z, true_contrasts, true_effects, with_effects
 
 __all__ = ["make_cohort", "Cohort", "DESIGNS", "normalise_design", "scan_parameters"]
 
@@ -58,10 +68,36 @@ _HUMAN_VAR = {"between_subject_cv": 0.12, "within_subject_sd": 0.075, "regional_
 _RODENT_VAR = {"between_subject_cv": 0.10, "within_subject_sd": 0.08, "regional_fraction": 0.3,
                "vnd_cv": 0.08, "k1_cv": 0.10}
 
+#: Rodent chronic stress x ketamine: factor levels (the first is the reference).
+_RODENT_FACTORS = {
+    "context": {"control": "no stress (handled controls)",
+                "stress": "chronic stress, started before the baseline scan and continued"},
+    "treatment": {"vehicle": "saline i.p.", "single": "one ketamine dose (10 mg/kg i.p.)",
+                  "repeated": "repeated ketamine (10 mg/kg i.p., 3 doses)"},
+}
+_RODENT_ARMS = [f"{c}_{t}" for c in _RODENT_FACTORS["context"]
+                for t in _RODENT_FACTORS["treatment"]]
+
+
+def _brain(x: float) -> dict:
+    """An effect in every brain region (not the extracerebral Harderian glands)."""
+    return {"*": x, "harderian_gland": 0.0}
+
+
+def _rodent_means(control: float, stress_vehicle: float, single: dict, repeated: dict) -> dict:
+    """Score means per arm and session: controls and stressed vehicle flat."""
+    out: dict[str, dict] = {a: {"*": control} for a in _RODENT_ARMS if a.startswith("control")}
+    out["stress_vehicle"] = {"*": stress_vehicle}
+    out["stress_single"] = {"baseline": stress_vehicle, **single}
+    out["stress_repeated"] = {"baseline": stress_vehicle, **repeated}
+    return out
+
+
 DESIGNS: dict[str, dict] = {
     "ketamine-human": {
-        "description": "Healthy volunteers, [11C]UCB-J PET at baseline and 24 h or 7 d after "
-                       "one IV ketamine dose (two independent arms); no SV2A change",
+        "description": "Adults with depression, [11C]UCB-J PET and MADRS at baseline and 24 h "
+                       "or 7 d after one IV ketamine dose (two independent arms); no SV2A "
+                       "change",
         "species": "human", "tracer": "ucbj", "n_subjects": 12,
         "arms": {"ketamine_24h": {"sessions": ["baseline", "24h"]},
                  "ketamine_7d": {"sessions": ["baseline", "7d"]}},
@@ -70,20 +106,52 @@ DESIGNS: dict[str, dict] = {
         "variability": _HUMAN_VAR,
         "demographics": {"sex": "M", "age": [25, 60], "age_units": "years",
                          "body_weight_kg": [78.0, 10.0], "injected_mbq": [600.0, 40.0]},
+        "scores": {"madrs": {
+            "description": "Montgomery-Asberg Depression Rating Scale total score (10 items "
+                           "rated 0-6)",
+            "units": "points", "column": "madrs",
+            "mean": {"*": {"baseline": 32.0, "24h": 16.0, "7d": 21.0}},
+            "sd": 5.0, "change_sd": {"*": {"*": 9.0}},
+            "regions": ["posterior_cingulate"], "r": -0.4,
+            "bounds": [0, 60], "decimals": 0,
+            "response": {"column": "madrs_response", "reduction": 0.5},
+        }},
     },
     "ketamine-rodent": {
-        "description": "Rat chronic stress model, [18F]SynVesT-1 PET at baseline, 24 h, 1 w and "
-                       "3 w after single or repeated (3x) ketamine or vehicle",
-        "species": "rat", "tracer": "synvest1", "n_subjects": 16,
+        "description": "Rat chronic stress model, context (control, stress) x treatment "
+                       "(vehicle, single or repeated ketamine); [18F]SynVesT-1 PET, sucrose "
+                       "preference and social interaction at baseline, 24 h, 1 w and 3 w",
+        "species": "rat", "tracer": "synvest1", "n_subjects": 24,
         "sessions": ["baseline", "24h", "1w", "3w"],
-        "arms": {"control_vehicle": {}, "stress_vehicle": {}, "stress_single": {},
-                 "stress_repeated": {}},
+        "factors": _RODENT_FACTORS,
+        "arms": {f"{c}_{t}": {"context": c, "treatment": t}
+                 for c in _RODENT_FACTORS["context"] for t in _RODENT_FACTORS["treatment"]},
         "effects": {
-            "stress_vehicle": {"*": {"*": -0.10}},
-            "stress_single": {"*": {"*": -0.10}, "24h": {"*": 0.0}},
-            "stress_repeated": {"*": {"*": -0.10}, "1w": {"*": 0.04}, "3w": {"*": 0.11}},
+            "stress_vehicle": {"*": _brain(-0.10)},
+            "stress_single": {"*": _brain(-0.10)},
+            "stress_repeated": {"*": _brain(-0.10), "1w": _brain(0.04), "3w": _brain(0.11)},
         },
         "flow_effects": {},
+        "scores": {
+            "sucrose_preference": {
+                "description": "sucrose preference: 1 % sucrose intake / total fluid intake "
+                               "in a 24 h two-bottle test",
+                "units": "%", "column": "sucrose_preference",
+                "mean": _rodent_means(80.0, 62.0, {"24h": 72.0, "1w": 66.0, "3w": 63.0},
+                                      {"24h": 72.0, "1w": 74.0, "3w": 76.0}),
+                "sd": 6.0, "change_sd": {"*": {"*": 6.0}},
+                "regions": ["hippocampus"], "r": 0.5, "bounds": [0, 100], "decimals": 1,
+            },
+            "social_interaction": {
+                "description": "time in active social interaction with an unfamiliar "
+                               "conspecific in a 10 min test",
+                "units": "s", "column": "social_interaction",
+                "mean": _rodent_means(120.0, 80.0, {"24h": 95.0, "1w": 85.0, "3w": 80.0},
+                                      {"24h": 95.0, "1w": 100.0, "3w": 105.0}),
+                "sd": 25.0, "change_sd": {"*": {"*": 20.0}},
+                "regions": ["cortex"], "r": 0.3, "bounds": [0, 600], "decimals": 1,
+            },
+        },
         "time_since_dose_h": {"baseline": None, "24h": 24, "1w": 168, "3w": 504},
         "variability": _RODENT_VAR,
         "demographics": {"sex": "M", "age": [9, 11], "age_units": "weeks",
@@ -104,8 +172,8 @@ DESIGNS["ketamine-human-flow"] = {
 DESIGNS["ketamine-rodent-flow"] = {
     **copy.deepcopy(DESIGNS["ketamine-rodent"]),
     "description": "ketamine-rodent with K1 +10 % at 24 h in the ketamine arms",
-    "flow_effects": {"stress_single": {"24h": {"*": 0.10}},
-                     "stress_repeated": {"24h": {"*": 0.10}}},
+    "flow_effects": {a: {"24h": {"*": 0.10}} for a in _RODENT_ARMS
+                     if not a.endswith("_vehicle")},
 }
 
 _DEMO_DEFAULT = {
@@ -130,6 +198,16 @@ def normalise_design(design: str | os.PathLike | Mapping, *, species: str | None
          "variability": {"between_subject_cv": 0.12, "within_subject_sd": 0.075},
          "time_since_dose_h": {"post": 24}}
 
+    A factorial design names its factors and gives every arm one level of each (the first
+    level listed is the reference; the levels become ``participants.tsv`` columns)::
+
+        "factors": {"context": {"control": "description", "stress": "..."},
+                    "treatment": ["vehicle", "drug"]},
+        "arms": {"control_vehicle": {"context": "control", "treatment": "vehicle"}, ...}
+
+    ``scores`` adds behavioural or clinical measures correlated with the true regional change
+    (:func:`sv2a.phantom.scores.normalise_scores`; ``"scores": {}`` drops a base design's).
+
     ``effects[arm][session][region]`` is the fractional change of the specific binding VS
     (``"*"`` = every session / every region; a session-specific entry multiplies the ``"*"``
     entry; a named region overrides ``"*"``). ``demographics`` may set ``sex``, ``age``
@@ -150,13 +228,16 @@ def normalise_design(design: str | os.PathLike | Mapping, *, species: str | None
     -------
     dict
         The complete design: ``name description species tracer n_subjects sessions arms
-        effects flow_effects variability demographics time_since_dose_h`` (times in h).
+        factors effects flow_effects variability demographics time_since_dose_h scores``
+        (times in h; ``factors`` maps factor -> {level: description}, ``{}`` if none).
 
     Raises
     ------
     DesignError
-        Unknown design, invalid JSON, unknown arm / session / region / key, or an effect
-        <= -1.
+        Unknown design, invalid JSON, unknown arm / session / region / key, an effect
+        <= -1, an arm without a level of a factor, two arms with the same levels, an invalid
+        ``scores`` section, or a key of older versions (``groups``: make each group x
+        treatment cell an arm and name the factors).
 
     Examples
     --------
@@ -165,6 +246,9 @@ def normalise_design(design: str | os.PathLike | Mapping, *, species: str | None
     ('human', 'ucbj', ['baseline', '24h', '7d'])
     >>> d["demographics"]["injected_mbq"], d["demographics"]["body_weight_kg"]
     ([600.0, 40.0], [78.0, 10.0])
+    >>> r = normalise_design("ketamine-rodent")
+    >>> list(r["factors"]), r["arms"]["stress_repeated"]["treatment"], list(r["scores"])
+    (['context', 'treatment'], 'repeated', ['sucrose_preference', 'social_interaction'])
     """
     if isinstance(design, Mapping):
         d = copy.deepcopy(dict(design))
@@ -195,6 +279,14 @@ def normalise_design(design: str | os.PathLike | Mapping, *, species: str | None
                 f"unknown design {s!r}; use one of {', '.join(sorted(DESIGNS))}, a JSON file or "
                 "a dict"
             )
+    for old in ("groups", "group"):
+        if old in d:
+            raise DesignError(
+                f"design key {old!r} is no longer used: make every group x treatment cell an "
+                "arm and name the factors, e.g. 'factors': {'context': ['control', 'stress'], "
+                "'treatment': ['vehicle', 'repeated']} with 'arms': {'stress_repeated': "
+                "{'context': 'stress', 'treatment': 'repeated'}, ...} (see the "
+                "'ketamine-rodent' design)")
     if species is not None:
         if tracer is None and str(species).lower() != str(d.get("species", "human")).lower():
             d["tracer"] = None  # the new species' default tracer
@@ -226,6 +318,7 @@ def normalise_design(design: str | os.PathLike | Mapping, *, species: str | None
     for spec in norm_arms.values():
         all_ses += [x for x in spec["sessions"] if x not in all_ses]
     d["sessions"] = all_ses
+    d["factors"] = _check_factors(d.get("factors") or {}, norm_arms)
     regions = set(preset.regions)
     for key in ("effects", "flow_effects"):
         eff = d.get(key) or {}
@@ -233,7 +326,8 @@ def normalise_design(design: str | os.PathLike | Mapping, *, species: str | None
             raise DesignError(f"design '{key}' must be a dict arm -> session -> region -> value")
         for a, by_ses in eff.items():
             if a not in norm_arms:
-                raise DesignError(f"{key}: unknown arm {a!r}; arms are {list(norm_arms)}")
+                raise DesignError(f"{key}: unknown arm {a!r}; arms are {list(norm_arms)}"
+                                  + _level_hint(a, d["factors"], norm_arms))
             for ses, by_reg in (by_ses or {}).items():
                 if ses != "*" and ses not in norm_arms[a]["sessions"]:
                     raise DesignError(f"{key}[{a!r}]: arm has no session {ses!r} "
@@ -258,7 +352,69 @@ def normalise_design(design: str | os.PathLike | Mapping, *, species: str | None
     d["demographics"] = demo
     d.setdefault("time_since_dose_h", {})
     d.setdefault("description", "")
+    try:
+        d["scores"] = normalise_scores(d.get("scores"), {a: s["sessions"]
+                                                         for a, s in norm_arms.items()},
+                                       sorted(regions))
+    except DesignError as exc:
+        raise DesignError(f"{exc}{_level_hint(str(exc), d['factors'], norm_arms)} (a design "
+                          "built on a base design keeps its scores: give 'scores' for the "
+                          "new arms, or 'scores': {} for none)") from None
     return d
+
+
+_RESERVED_COLUMNS = ("participant_id", "arm", "age", "sex", "weight", "sessions", "n")
+
+
+def _check_factors(factors: Mapping | Any, arms: Mapping[str, dict]) -> dict:
+    """Validate the factors of a factorial design; return factor -> {level: description}."""
+    if not isinstance(factors, Mapping):
+        raise DesignError("design 'factors' must be a dict factor -> levels (a list, or a "
+                          "dict level -> description)")
+    out: dict[str, dict[str, str]] = {}
+    for f, levels in factors.items():
+        f = str(f)
+        if not f.isidentifier() or f in _RESERVED_COLUMNS:
+            raise DesignError(f"factor name {f!r} must be an identifier other than "
+                              f"{list(_RESERVED_COLUMNS)} (it becomes a participants.tsv column)")
+        if isinstance(levels, Mapping):
+            lv = {str(k): str(v) for k, v in levels.items()}
+        elif isinstance(levels, list | tuple) and levels:
+            lv = {str(k): str(k) for k in levels}
+        else:
+            raise DesignError(f"factor {f!r}: give its levels as a list or a dict level -> "
+                              "description")
+        if len(lv) < 2:
+            raise DesignError(f"factor {f!r} needs at least two levels, got {list(lv)}")
+        out[f] = lv
+    cells: dict[tuple, str] = {}
+    for a, spec in arms.items():
+        for f, lv in out.items():
+            if f not in spec:
+                raise DesignError(f"arm {a!r} has no level of factor {f!r}; add "
+                                  f"'{f}': one of {list(lv)} to the arm")
+            if str(spec[f]) not in lv:
+                raise DesignError(f"arm {a!r}: {f} = {spec[f]!r} is not a level of {f!r} "
+                                  f"({list(lv)})")
+            spec[f] = str(spec[f])
+        if out:
+            key = tuple(spec[f] for f in out)
+            if key in cells:
+                raise DesignError(f"arms {cells[key]!r} and {a!r} have the same factor levels "
+                                  f"{dict(zip(out, key, strict=True))}; each arm is one cell")
+            cells[key] = a
+    return out
+
+
+def _level_hint(name: str, factors: Mapping[str, Mapping], arms: Mapping) -> str:
+    """A hint when a name used as an arm is a factor level (the arms are the cells)."""
+    for f, lv in factors.items():
+        for level in lv:
+            if f"'{level}'" in name or name == level:
+                cells = [a for a, s in arms.items() if s.get(f) == level]
+                return (f"; {level!r} is a level of factor {f!r}, not an arm: the arms are the "
+                        f"factor cells, here {cells}")
+    return ""
 
 
 _DEMO_KEYS = ("sex", "age", "age_units", "body_weight_kg", "injected_mbq")
@@ -276,18 +432,8 @@ def _check_keys(section: str, given: Mapping, allowed: Iterable[str]) -> None:
                           + (f" (renamed: {', '.join(hints)})" if hints else ""))
 
 
-def _factor(table: Mapping, arm: str, session: str, region: str) -> float:
-    by_ses = table.get(arm) or {}
-    f = 1.0
-    for key in ("*", session):
-        by_reg = by_ses.get(key)
-        if by_reg:
-            v = by_reg.get(region, by_reg.get("*", 0.0))
-            f *= 1.0 + float(v)
-    return f
-
-
-_TIED = {"centrum_semiovale": "white_matter"}  # CS is the eroded core of the WM: same tissue
+_factor = effect_factor
+_TIED = TIED  # CS is the eroded core of the WM: same tissue
 
 
 def scan_parameters(preset: TracerPreset, design: Mapping, arm: str, session: str,
@@ -377,7 +523,8 @@ class Cohort:
     truth : DataFrame
         ``truth.tsv``.
     scans : DataFrame
-        One row per scan: participant_id, session, arm, pet, blood (path or None), dseg.
+        One row per scan: participant_id, session, arm, pet, blood (path or None), dseg,
+        motion (true-motion table path or None).
     """
 
     path: Path
@@ -466,8 +613,16 @@ def _scan_job(job: dict) -> dict:
     truth = subj.truth.reset_index()
     truth.insert(0, "session", ses)
     truth.insert(0, "participant_id", pid)
+    motion_path = None
+    if subj.motion is not None:  # true head motion, beside the PET it was applied to
+        from ..motion import write_motion_table
+
+        motion_path = write_motion_table(
+            subj.motion, pet_dir / f"{prefix}_desc-motiontruth_timeseries.tsv",
+            description="true head motion applied by the phantom (sv2a.phantom.motion)")
     return {"truth": truth, "pet": str(pet_path), "blood": None if blood_path is None
-            else str(blood_path), "dseg": str(dseg)}
+            else str(blood_path), "dseg": str(dseg),
+            "motion": None if motion_path is None else str(motion_path)}
 
 
 def make_cohort(
@@ -488,7 +643,9 @@ def make_cohort(
     force: bool = False,
     nprocs: int = 1,
     progress: bool = False,
+    scores: bool = True,
     compresslevel: int = 1,
+    motion: float = 0.0,
 ) -> Cohort:
     """Simulate a study and write it as a BIDS dataset with ``truth.tsv`` and ``design.json``.
 
@@ -508,6 +665,11 @@ def make_cohort(
         default the design's (12 human, 16 rodent) or the arms' ``n``.
     noise, fwhm, voxel_mm, noise_mode, noise_fwhm, frame_average
         As :func:`~sv2a.phantom.subject.make_subject` (``noise=0, fwhm=0``: exact data).
+    motion : float
+        Head-motion level of every scan (0 = still; 1 = up to 4 mm / 2 deg; see
+        :mod:`sv2a.phantom.motion`). The true motion of each scan is written beside its PET
+        as ``<scan>_desc-motiontruth_timeseries.tsv`` (+ ``.json``; mm, degrees, min) and
+        listed in ``scans["motion"]``.
     blood : "all", "none", float or list
         Which participants get a ``_recording-manual_blood`` file: all, none, a random fraction
         (drawn from ``seed``) or a list of ids.
@@ -518,6 +680,10 @@ def make_cohort(
         ``nprocs``).
     progress : bool
         Show a progress bar.
+    scores : bool
+        Write the design's behavioural / clinical scores (``phenotype/<measure>.tsv`` +
+        ``.json``; :mod:`sv2a.phantom.scores`). They use their own random stream, so the
+        images do not depend on this option.
     compresslevel : int
         gzip level of the PET images (1 = fast; the data are noisy floats).
 
@@ -582,7 +748,7 @@ def make_cohort(
     fwhm_val = preset.fwhm_mm if fwhm is None else fwhm
     sim = {"noise": float(noise), "fwhm": fwhm_val, "voxel_mm": voxel_mm,
            "noise_mode": noise_mode, "noise_fwhm": float(noise_fwhm),
-           "frame_average": frame_average}
+           "frame_average": frame_average, "motion": float(motion)}
     make_anatomy(preset.species, voxel_mm)  # fail early on a bad voxel size
     for i, (pid, arm) in enumerate(zip(ids, arms, strict=True)):
         r = np.random.default_rng([seed, 0, i])
@@ -591,8 +757,9 @@ def make_cohort(
         wm, wsd = demo["body_weight_kg"]
         weight = float(np.round(np.clip(r.normal(wm, wsd), 0.6 * wm, 1.5 * wm),
                                 1 if preset.species == "human" else 4))
-        rows.append({"participant_id": pid, "arm": arm, "age": age, "sex": demo["sex"],
-                     "weight": weight})
+        rows.append({"participant_id": pid, "arm": arm,
+                     **{f: d["arms"][arm][f] for f in d["factors"]},
+                     "age": age, "sex": demo["sex"], "weight": weight})
         dm, dsd = demo["injected_mbq"]
         for j, ses in enumerate(d["arms"][arm]["sessions"]):
             rj = np.random.default_rng([seed, 5, i, j])
@@ -609,10 +776,12 @@ def make_cohort(
     results = _run_jobs(jobs, nprocs, progress)
 
     truth = pd.concat([res["truth"] for res in results], ignore_index=True)
-    truth = truth[["participant_id", "session", "region", *TRUTH_COLUMNS]]
+    truth = with_effects(truth[["participant_id", "session", "region", *TRUTH_COLUMNS]], d,
+                         dict(zip(ids, arms, strict=True)))
     scans = pd.DataFrame([{"participant_id": jb["participant_id"], "session": jb["session"],
                            "arm": jb["arm"], "pet": res["pet"], "blood": res["blood"],
-                           "dseg": res["dseg"]} for jb, res in zip(jobs, results, strict=True)])
+                           "dseg": res["dseg"], "motion": res.get("motion")}
+                          for jb, res in zip(jobs, results, strict=True)])
 
     from .. import __version__
 
@@ -639,6 +808,9 @@ def make_cohort(
         "age": {"Description": "age at baseline", "Units": demo.get("age_units", "years")},
         "sex": {"Description": "sex", "Levels": {"M": "male", "F": "female"}},
         "weight": {"Description": "body weight", "Units": "kg"},
+        **{f: {"Description": f"level of the design factor {f!r} (the first is the "
+                              "reference)", "Levels": dict(lv)}
+           for f, lv in d["factors"].items()},
     })
     tsd = d.get("time_since_dose_h") or {}
     for pid, arm in zip(ids, arms, strict=True):
@@ -648,17 +820,34 @@ def make_cohort(
             "time_since_dose": [tsd.get(s) if tsd.get(s) is not None else np.nan for s in ses],
         }))
     write_tsv(root / "truth.tsv", truth)
+    phenotype = []
+    if scores and d["scores"]:
+        tables = draw_scores(d["scores"], ids, arms, [d["arms"][a]["sessions"] for a in arms],
+                             score_z(d, preset.model, region_table(preset)["VS"].to_dict(),
+                                     truth, ids), seed=[seed, 6])
+        phenotype = [str(p.relative_to(root)) for p in write_phenotype(root, tables,
+                                                                       d["scores"])]
     design_out = {
         **d, "seed": seed, "noise": float(noise), "fwhm_mm": fwhm_val,
         "voxel_mm": make_anatomy(preset.species, voxel_mm).voxel_mm, "noise_mode": noise_mode,
         "noise_fwhm_mm": float(noise_fwhm), "frame_average": frame_average,
-        "blood": sorted(with_blood), "n_subjects": len(ids),
+        "motion": float(motion), "blood": sorted(with_blood), "n_subjects": len(ids),
         "subjects": {a: [p for p, x in zip(ids, arms, strict=True) if x == a] for a in d["arms"]},
         "preset": preset.key, "model": preset.model, "tracer_name": preset.tracer_name,
         "reference_region": preset.reference, "suvr_window_min": list(preset.suvr_window),
-        "truth_columns": "participant_id session region " + " ".join(TRUTH_COLUMNS),
+        "truth_columns": " ".join(truth.columns),
+        "true_effects": true_effects(d).to_dict(orient="records"),
+        "true_contrasts": true_contrasts(d).to_dict(orient="records"),
+        "scores": {m: {**sp, "formula": SCORE_FORMULA} for m, sp in d["scores"].items()}
+        if scores else {},
+        "phenotype": phenotype,
         "notes": "session = BIDS session label without 'ses-'; effects are fractional changes "
-                 "of VS (flow_effects: of K1); time_since_dose in hours",
+                 "of VS (flow_effects: of K1) relative to the untreated population; truth.tsv "
+                 "effect_*_pct: the design's effect on the scan (%), change_VS_pct: true VS "
+                 "change from the participant's first session (%, with session-to-session "
+                 "variability); true_effects / true_contrasts in %; scores: the true "
+                 "within-arm correlation r of each score's change with the mean over its "
+                 "regions of log(VS / VS at baseline); time_since_dose in hours",
         "sv2a_version": __version__,
     }
     write_json(root / "design.json", design_out)

@@ -14,7 +14,11 @@ centrum semiovale (deep white matter at least ``cs_margin_mm`` = 1.5 x 4.5 mm FW
 grey matter or CSF) and a scalp shell. Rat / mouse: brain ellipsoid with a dorsal cortical
 shell, hippocampus, striatum, thalamus, cerebellum, brainstem, olfactory bulb (rat), the rest
 of the brain and extracerebral Harderian glands (high uptake, for spill-in tests). The mouse
-is the rat scaled by (0.45 / 2.0)^(1/3) so brain volumes match the design targets.
+brain is the rat's scaled by (0.45 / 2.0)^(1/3) so brain volumes match the design targets.
+Rodent grids also hold the heart (as a small-animal scanner's ~10 cm axial field of view does
+in a brain scan): a left-ventricular blood pool (``left_ventricle``, whole-blood activity,
+the source of an image-derived input) inside a myocardial wall (``myocardium``), so the blood
+curve in the image carries partial-volume loss and spill-in from the wall.
 
 Coordinates: RAS mm (x left -> right, y posterior -> anterior, z inferior -> superior), origin
 at the grid centre. Region labels are the snake_case names used by the tracer presets.
@@ -34,22 +38,37 @@ from ..errors import ModelError
 if TYPE_CHECKING:
     from ..atlas import Atlas
 
-__all__ = ["Anatomy", "make_anatomy", "GRIDS", "LABELS"]
+__all__ = ["Anatomy", "make_anatomy", "GRIDS", "LABELS", "BLOOD_POOLS"]
 
 
 
 class Grid(TypedDict):
-    """Field of view (mm, x y z) and default isotropic voxel size (mm) of a species."""
+    """Field of view (mm, x y z), its centre (mm, RAS, relative to the brain's origin) and the
+    default isotropic voxel size (mm) of a species."""
 
     fov_mm: tuple[float, float, float]
+    centre_mm: tuple[float, float, float]
     voxel_mm: float
 
 
-#: Field of view (mm) and default voxel size (mm) of each species' phantom grid.
+#: Field of view (mm), its centre (mm) and default voxel size (mm) of each species' grid.
+#: Rodent grids reach from the olfactory bulb to below the heart, as a brain scan on a
+#: small-animal scanner with a ~10 cm axial field of view sees it.
 GRIDS: dict[str, Grid] = {
-    "human": {"fov_mm": (192.0, 224.0, 192.0), "voxel_mm": 2.0},   # 96 x 112 x 96
-    "rat": {"fov_mm": (24.0, 28.8, 19.2), "voxel_mm": 0.3},        # 80 x 96 x 64
-    "mouse": {"fov_mm": (10.8, 16.8, 8.4), "voxel_mm": 0.15},      # 72 x 112 x 56
+    "human": {"fov_mm": (192.0, 224.0, 192.0), "centre_mm": (0.0, 0.0, 0.0),
+              "voxel_mm": 2.0},                                             # 96 x 112 x 96
+    "rat": {"fov_mm": (24.0, 64.8, 26.4), "centre_mm": (0.0, -18.0, -3.6),
+            "voxel_mm": 0.3},                                               # 80 x 216 x 88
+    "mouse": {"fov_mm": (10.8, 34.8, 13.8), "centre_mm": (0.0, -9.0, -2.7),
+              "voxel_mm": 0.15},                                            # 72 x 232 x 92
+}
+
+#: Heart of the rodent phantoms (mm, RAS; given per species, not scaled from the rat): centre
+#: and semi-axes of the left-ventricular blood pool and the myocardial wall thickness. Rat:
+#: cavity 0.13 mL, wall 0.45 mL; mouse: 25 uL and 69 uL (cycle-averaged, ungated).
+HEARTS: dict[str, dict[str, tuple[float, float, float] | float]] = {
+    "rat": {"centre": (-1.5, -40.0, -9.0), "cavity": (2.8, 3.8, 2.8), "wall": 2.0},
+    "mouse": {"centre": (-0.9, -20.0, -5.0), "cavity": (1.6, 2.3, 1.6), "wall": 1.0},
 }
 
 #: Label index -> name per species (stable: written to atlases/ and to every dseg.tsv).
@@ -64,12 +83,18 @@ LABELS = {
     "rat": {
         1: "cortex", 2: "hippocampus", 3: "striatum", 4: "thalamus", 5: "cerebellum",
         6: "brainstem", 7: "olfactory_bulb", 8: "other_brain", 9: "harderian_gland",
+        10: "left_ventricle", 11: "myocardium",
     },
     "mouse": {
         1: "cortex", 2: "hippocampus", 3: "striatum", 4: "thalamus", 5: "cerebellum",
-        6: "brainstem", 7: "other_brain", 8: "harderian_gland",
+        6: "brainstem", 7: "other_brain", 8: "harderian_gland", 9: "left_ventricle",
+        10: "myocardium",
     },
 }
+
+#: Regions that hold whole blood (no tissue kinetics): the phantom fills them with the
+#: frame-averaged whole-blood curve of its input.
+BLOOD_POOLS = ("left_ventricle",)
 
 _HUMAN_GM = ("frontal_cortex", "dlpfc", "anterior_cingulate", "posterior_cingulate",
              "temporal_cortex", "parietal_cortex", "occipital_cortex", "insula", "hippocampus",
@@ -162,11 +187,13 @@ class Anatomy:
         return Atlas(self.labels, dict(self.names), self.affine, source=f"phantom {self.species}")
 
 
-def _grid(fov_mm, voxel_mm: float):
+def _grid(fov_mm, voxel_mm: float, centre_mm=(0.0, 0.0, 0.0)):
     shape = tuple(int(round(f / voxel_mm)) for f in fov_mm)
     affine = np.diag([voxel_mm, voxel_mm, voxel_mm, 1.0])
-    affine[:3, 3] = [-(n - 1) / 2.0 * voxel_mm for n in shape]
-    axes = [(np.arange(n) - (n - 1) / 2.0) * voxel_mm for n in shape]
+    affine[:3, 3] = [-(n - 1) / 2.0 * voxel_mm + c for n, c in zip(shape, centre_mm,
+                                                                   strict=True)]
+    axes = [(np.arange(n) - (n - 1) / 2.0) * voxel_mm + c for n, c in zip(shape, centre_mm,
+                                                                          strict=True)]
     return shape, affine, axes
 
 
@@ -202,7 +229,7 @@ def _distance_mm(mask: np.ndarray, voxel_mm: float) -> np.ndarray:
 
 
 def _human(voxel_mm: float, cs_margin_mm: float):
-    shape, affine, axes = _grid(GRIDS["human"]["fov_mm"], voxel_mm)
+    shape, affine, axes = _grid(GRIDS["human"]["fov_mm"], voxel_mm, GRIDS["human"]["centre_mm"])
     sp = _Space(axes)
     x, y, z = sp.x, sp.y, sp.z
     idx = {v: k for k, v in LABELS["human"].items()}
@@ -253,7 +280,7 @@ def _human(voxel_mm: float, cs_margin_mm: float):
 
 def _rodent(species: str, voxel_mm: float):
     s = 1.0 if species == "rat" else (0.45 / 2.0) ** (1.0 / 3.0)
-    shape, affine, axes = _grid(GRIDS[species]["fov_mm"], voxel_mm)
+    shape, affine, axes = _grid(GRIDS[species]["fov_mm"], voxel_mm, GRIDS[species]["centre_mm"])
     sp = _Space(axes)
     idx = {v: k for k, v in LABELS[species].items()}
     lab = np.zeros(shape, dtype=np.uint8)
@@ -281,6 +308,14 @@ def _rodent(species: str, voxel_mm: float):
     lab[ell((0, -1.5, -0.5), (2.5, 2.8, 2.4))] = idx["thalamus"]
     lab[bil((2.9, 3.5, 0.2), (1.8, 3.0, 2.0))] = idx["striatum"]
     lab[bil((3.6, -3.2, 1.6), (2.0, 3.5, 2.0))] = idx["hippocampus"]
+    # heart: left-ventricular blood pool inside a myocardial wall (ungated: the cavity is the
+    # cycle-averaged one); lungs and the rest of the body are left empty (no activity)
+    h = HEARTS[species]
+    cx, cy, cz = h["centre"]  # type: ignore[misc]
+    cav = tuple(h["cavity"])  # type: ignore[arg-type]
+    wall = float(h["wall"])  # type: ignore[arg-type]
+    lab[sp.ellipsoid((cx, cy, cz), tuple(r + wall for r in cav))] = idx["myocardium"]
+    lab[sp.ellipsoid((cx, cy, cz), cav)] = idx["left_ventricle"]
     return lab, affine
 
 

@@ -22,7 +22,7 @@ import xarray as xr
 from ..blood import InputFunction
 from ..errors import ModelError
 from ..frames import FrameSchedule
-from .geometry import Anatomy, make_anatomy
+from .geometry import BLOOD_POOLS, Anatomy, make_anatomy
 from .simulate import (
     blur,
     calibrate_pc,
@@ -73,6 +73,10 @@ class PhantomSubject:
     meta : dict
         Simulation settings (species, tracer, seed, noise, Pc, FWHM, ``injected_mbq`` (MBq),
         ``body_weight_kg`` (kg), ...).
+    motion : DataFrame or None
+        True head motion per frame (made with ``motion > 0``): frame, frame_start/frame_end
+        (min), trans_x/y/z (mm), rot_x/y/z (degrees), framewise_displacement (mm); see
+        :mod:`sv2a.phantom.motion`.
     """
 
     image: np.ndarray | None
@@ -87,6 +91,7 @@ class PhantomSubject:
     tacs: xr.DataArray
     preset: TracerPreset
     meta: dict = field(default_factory=dict)
+    motion: pd.DataFrame | None = None
 
     def atlas(self) -> Atlas:
         """The label image as an atlas.
@@ -342,6 +347,7 @@ def make_subject(
     anatomy: Anatomy | None = None,
     image: bool = True,
     extra_meta: Mapping[str, Any] | None = None,
+    motion: float = 0.0,
 ) -> PhantomSubject:
     """Simulate one dynamic SV2A PET scan with its blood data and ground truth, in memory.
 
@@ -393,6 +399,12 @@ def make_subject(
         False skips the image (TACs, blood and truth only: fast).
     extra_meta : mapping, optional
         Extra entries for :attr:`PhantomSubject.meta` (and the sidecar's ``sv2aPhantom``).
+    motion : float
+        Head-motion level (0 = still, default; 1 = up to 4 mm / 2 deg, 2 = up to 8 mm /
+        4 deg, still for the first 10 min): applied to the finished image, frame by frame
+        (trilinear); its random draws come after those of the noise and blood samples, which
+        therefore equal the ``motion=0`` ones. The truth is :attr:`PhantomSubject.motion`
+        (:func:`sv2a.phantom.motion.draw_motion`).
 
     Returns
     -------
@@ -444,7 +456,7 @@ def make_subject(
         table = params.copy()
     else:
         table = region_table(preset, params)
-    missing = [n for n in anat.names.values() if n not in table.index]
+    missing = [n for n in anat.names.values() if n not in table.index and n not in BLOOD_POOLS]
     if missing:
         raise ModelError(f"no kinetic parameters for phantom regions {missing}")
     tacs = regional_tacs(inp, table, fr, decay_weighted=frame_average == "decay")
@@ -480,6 +492,10 @@ def make_subject(
     if image:
         lut = np.zeros((max(anat.names) + 1, fr.n), dtype=np.float64)
         for k, n in anat.names.items():
+            if n in BLOOD_POOLS:  # whole blood (heart cavity): the input's own curve
+                lut[k] = regional_tacs(inp, pd.DataFrame([{"K1": 0.0, "vB": 1.0}]), fr,
+                                       decay_weighted=frame_average == "decay")[0]
+                continue
             lut[k] = tacs[names.index(n)]
         if pc_val > 0 and noise_mode == "region":
             ref_ml = _region_ref_ml(preset)
@@ -517,8 +533,16 @@ def make_subject(
         "injected_mbq": dose, "body_weight_kg": weight, "model": preset.model,
     }
     meta.update(extra_meta or {})
+    motion_truth = None
+    if motion:  # after every other draw: the noise and blood are those of motion=0
+        from .motion import apply_motion, draw_motion
+
+        motion_truth = draw_motion(fr, motion, rng)
+        if img is not None:
+            img = apply_motion(img, motion_truth, [anat.voxel_mm] * 3)
+        meta["motion"] = float(motion)
     return PhantomSubject(img, fr, np.asarray(anat.affine), anat.labels, dict(anat.names),
-                          input_fn, blood, table, truth, tac_da, preset, meta)
+                          input_fn, blood, table, truth, tac_da, preset, meta, motion_truth)
 
 
 def _render(anat: Anatomy, lut: np.ndarray, fr: FrameSchedule, sigma, pc: float,

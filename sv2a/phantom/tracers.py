@@ -413,6 +413,9 @@ def _rat_synvest1() -> TracerPreset:
         "other_brain": (0.55, 0.25, 0.22, 0.04, 0.04),
         # Harderian glands: high extracerebral uptake behind the eyes (spill-in tests)
         "harderian_gland": (1.00, 0.10, 0.15, 0.05, 0.10),
+        # heart wall (the left-ventricular cavity is whole blood, not a tissue): high flow,
+        # little binding (VND 2, VS 0.4 mL/cm3: SV2A of cardiac nerve terminals), 10 % blood
+        "myocardium": (0.60, 0.30, 0.02, 0.10, 0.10),
     }
     regs = {k: dict(zip(("K1", "k2", "k3", "k4", "vB"), v, strict=True)) for k, v in p.items()}
     return TracerPreset(
@@ -435,6 +438,9 @@ def _mouse_ucbj() -> TracerPreset:
          "other_brain": (17.0, 0.65)}
     regs = {k: {"VT": vt, "K1": k1, "vB": 0.05, "VND": vnd} for k, (vt, k1) in p.items()}
     regs["harderian_gland"] = {"VT": 30.0, "K1": 0.9, "vB": 0.10, "VND": 30.0}
+    # heart wall (the left-ventricular cavity is whole blood, not a tissue): high flow, little
+    # binding (SV2A of cardiac nerve terminals), 10 % blood
+    regs["myocardium"] = {"VT": 3.5, "K1": 0.8, "vB": 0.10, "VND": vnd}
     return TracerPreset(
         key="mouse_ucbj", species="mouse", tracer="ucbj", tracer_name="[11C]UCB-J",
         radionuclide="C11", model="1tcm", regions=_freeze(regs), vnd=vnd,

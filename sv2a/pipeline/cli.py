@@ -102,6 +102,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "if requested, else the first requested model that offers maps)")
     mod.add_argument("--no-figures", dest="figures", action="store_false", default=S,
                      help="skip figures and HTML reports")
+    cor = parser.add_argument_group("corrections and input")
+    cor.add_argument("--realign", action="store_true", default=S,
+                     help="realign the frames for head motion (rigid, to the late-frame sum)")
+    cor.add_argument("--pvc", choices=["gtm", "rbv"], default=S,
+                     help="partial-volume correction: gtm (regional TACs, written and fitted "
+                     "as desc-gtm beside the uncorrected ones) or rbv (also the maps)")
+    cor.add_argument("--psf-fwhm", dest="psf_fwhm", type=float, default=S, metavar="MM",
+                     help="scanner resolution FWHM (mm) for --pvc and --input idif (default: "
+                     "from the PET sidecar)")
+    cor.add_argument("--input", choices=["blood", "idif"], default=S,
+                     help="plasma input: measured blood (default) or image-derived (rodents)")
+    cor.add_argument("--idif-region", dest="idif_region", default=S, metavar="REGION",
+                     help="atlas region of the blood pool for --input idif (default: found "
+                     "automatically)")
     grp = parser.add_argument_group("group level")
     grp.add_argument("--outcome", default=S, help="parameter to compare (default BPND)")
     grp.add_argument("--baseline-session", default=S, metavar="LABEL",

@@ -22,13 +22,18 @@ if TYPE_CHECKING:
     from ..models.base import Scale
 
 __all__ = ["PipelineConfig", "load_config_file", "resolve_config", "input_fingerprint",
-           "PARTICIPANT_KEYS", "MAP_OPTIONS"]
+           "PARTICIPANT_KEYS", "MAP_OPTIONS", "NON_BRAIN_REGIONS"]
 
 #: Settings that change participant-level outputs (they enter the per-scan hash).
 PARTICIPANT_KEYS = ("models", "reference", "reference_erode_mm", "exclude_regions", "atlas",
                     "atlas_labels",
                     "atlas_name", "voxelwise", "voxelwise_models", "model_options",
-                    "voxelwise_options", "figures")
+                    "voxelwise_options", "figures", "realign", "pvc", "psf_fwhm", "input",
+                    "idif_region")
+
+#: Atlas regions that are never brain targets (the blood pool and heart wall of the rodent
+#: phantoms, which image-derived input uses): left out of regional fits and maps.
+NON_BRAIN_REGIONS = ("left_ventricle", "myocardium")
 
 #: Keywords of :func:`sv2a.parametric_maps` a configuration may set per map model in
 #: ``voxelwise_options`` besides the model's own options (``mask``, ``reference``, ``input``,
@@ -82,6 +87,22 @@ class PipelineConfig:
         Memory a scan's voxelwise fit may use in one process. Above it (a map needs about
         3x the float32 4D image), maps are fitted out of core: the image is read from the
         file in z-slabs through the dask-array path, never whole (same numbers).
+    realign : bool
+        Realign the frames for head motion before anything else (:func:`sv2a.motion.realign`);
+        the motion table is written as ``*_desc-motion_timeseries.tsv``.
+    pvc : {None, "gtm", "rbv"}
+        Partial-volume correction (:mod:`sv2a.pvc`): ``"gtm"`` corrects the regional TACs
+        (written and fitted as ``desc-gtm`` beside the uncorrected ones); ``"rbv"`` also
+        corrects the image for the maps (``desc-rbv``). Needs the scanner PSF.
+    psf_fwhm : float or None
+        Scanner resolution, FWHM in mm, for PVC and image-derived input (default: from the
+        PET sidecar when it records one).
+    input : {"blood", "idif"}
+        Plasma input of plasma-input models: measured blood (``*_blood.tsv``) or an
+        image-derived input (:func:`sv2a.blood.image_derived_input`).
+    idif_region : str or None
+        Atlas region of the blood pool for ``input="idif"`` (default: found automatically as
+        the hottest early connected component).
     """
 
     models: list[str] = field(default_factory=lambda: ["1tcm", "srtm2", "suvr"])
@@ -105,6 +126,11 @@ class PipelineConfig:
     dask_scheduler: str | None = None
     force: bool = False
     max_memory_gb: float = 8.0
+    realign: bool = False
+    pvc: str | None = None
+    psf_fwhm: float | None = None
+    input: str = "blood"
+    idif_region: str | None = None
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> PipelineConfig:
@@ -160,6 +186,17 @@ class PipelineConfig:
         if self.atlas_labels is not None and not Path(self.atlas_labels).exists():
             raise ConfigError(f"--atlas-labels {self.atlas_labels}: file not found")
         self.exclude_regions = _str_list(self.exclude_regions) or []
+        self.realign = _flag(self.realign, "realign")
+        if self.pvc is not None and self.pvc not in ("gtm", "rbv"):
+            raise ConfigError(f"pvc must be 'gtm' or 'rbv' (or none), got {self.pvc!r}")
+        if self.psf_fwhm is not None:
+            self.psf_fwhm = _number(self.psf_fwhm, "psf_fwhm", "mm")
+            if not self.psf_fwhm > 0:
+                raise ConfigError(f"--psf-fwhm must be > 0 mm, got {self.psf_fwhm}")
+        if self.input not in ("blood", "idif"):
+            raise ConfigError(f"input must be 'blood' or 'idif', got {self.input!r}")
+        if self.idif_region is not None and self.input != "idif":
+            raise ConfigError("--idif-region is used only with --input idif")
         self.participant_label = _str_list(self.participant_label)
         self.session_label = _str_list(self.session_label)
         return self
@@ -291,6 +328,13 @@ def _number(value: Any, key: str, unit: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{key} must be a number of {unit}, got {value!r}") from None
+
+
+def _flag(value: Any, key: str) -> bool:
+    """A boolean setting: a bool (JSON true/false), never a string such as "false"."""
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"{key} must be true or false (a JSON boolean), got {value!r}")
 
 
 def _str_list(value: Any) -> list[str] | None:

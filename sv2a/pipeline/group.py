@@ -7,19 +7,39 @@ Outputs::
     OUT/group/group_model-<MODEL>_meas-<PARAM>_comparison.tsv (+ .json provenance)
     OUT/group/figures/group_model-<MODEL>_meas-<PARAM>_desc-{spaghetti,forest}_plot.png
     OUT/group.html
+
+and, when asked (``formula``, ``scores`` / ``score``, ``responder``, ``voxelwise_stats``)::
+
+    OUT/group/group_model-<MODEL>_meas-<PARAM>_contrasts.tsv (+ .json)    factorial terms
+    OUT/group/group_model-<MODEL>_meas-<PARAM>_association.tsv (+ .json)  per score x region
+    OUT/group/group_model-<MODEL>_meas-<PARAM>_prediction.tsv (+ .json)   AUC, calibration
+    OUT/group/group_model-<MODEL>_meas-<PARAM>_contrast-<NAME>_stat-<STAT>_statmap.nii.gz
+    OUT/group/group_model-<MODEL>_meas-<PARAM>_contrast-<NAME>_clusters.tsv
+    OUT/group/figures/..._score-<SCORE>_desc-association_plot.png, ..._desc-roc_plot.png,
+        ..._contrast-<NAME>_desc-statslices_plot.png
+
+Every section of ``group.html`` opens with a one-line reading of its result; a result that is
+not significant is given with the smallest effect the data could have detected (80 % power,
+two-sided 5 %): the minimal detectable % change of a coefficient, or the smallest detectable
+correlation ``r = tanh((z_0.975 + z_0.8) / sqrt(n - 3))`` (Fisher z).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy import stats
 
 from ..errors import DataError, Sv2aError
 from ..io import write_json, write_tsv
@@ -38,6 +58,10 @@ class GroupResult:
     out_dir: str
     netcdf: str = ""
     comparison: str = ""
+    contrasts: str = ""
+    association: str = ""
+    prediction: str = ""
+    statmaps: list[str] = field(default_factory=list)
     report: str = ""
     figures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

@@ -349,6 +349,10 @@ class _Scan:
     blood_uris: list[str] = field(default_factory=list)
     fits: dict[str, xr.Dataset] = field(default_factory=dict)
     maps: dict[str, xr.Dataset] = field(default_factory=dict)
+    motion: Any = None
+    pvc_tacs: xr.DataArray | None = None
+    pvc_fits: dict[str, xr.Dataset] = field(default_factory=dict)
+    map_pet: Any = None
 
     def dest(self, rel: Path) -> Path:
         """The staging path of output ``rel`` (relative to OUT), recorded as written."""
@@ -369,8 +373,10 @@ def _run(st: _Scan) -> list[str]:
     st.cfg = PipelineConfig(**st.job.config)
     st.out_rel = drv.scan_dir(".", st.job.subject, st.job.session)
     _stage_load(st)
+    _stage_realign(st)
     _stage_atlas(st)
     _stage_tacs(st)
+    _stage_pvc(st)
     _stage_blood(st)
     _stage_fits(st)
     _stage_maps(st)
@@ -395,6 +401,28 @@ def _stage_load(st: _Scan) -> None:
     st.slog.info("PET %s frames, grid %s, %s", st.pet.n_frames, st.pet.shape[:3],
                  st.pet.meta.get("original_units"))
     st.sources = [drv.bids_uri(job.pet, job.bids_dir)]
+
+
+def _stage_realign(st: _Scan) -> None:
+    """Realign the frames for head motion (``--realign``) and write the motion table."""
+    if not st.cfg.realign:
+        return
+    from ..motion import realign, write_motion_table
+
+    st.stage = "realign"
+    t1 = time.perf_counter()
+    res = realign(st.pet)
+    st.pet = res.pet
+    st.motion = res.table
+    rel = st.out_rel / f"{st.job.stem}_desc-motion_timeseries.tsv"
+    write_motion_table(res.table, st.dest(rel))
+    st.written.append(rel.with_suffix(".json").as_posix())
+    bad = res.table.loc[~res.table["converged"].astype(bool), "frame"].tolist()
+    if bad:
+        st.note(f"{st.job.label}: realignment did not converge for frame(s) {bad}; they are "
+                "corrected with the best parameters found and flagged in the motion table")
+    st.slog.info("realigned %d frames in %.1f s; max framewise displacement %.2f mm",
+                 len(res.table), time.perf_counter() - t1, res.max_displacement_mm)
 
 
 def _stage_atlas(st: _Scan) -> None:
@@ -476,7 +504,35 @@ def _stage_tacs(st: _Scan) -> None:
     })
     st.written.append(rel.with_suffix(".json").as_posix())
     st.tacs = tacs
-    st.fit_tacs = _screen_regions(st)
+    st.fit_tacs = _screen_regions(st, tacs)
+
+
+def _stage_pvc(st: _Scan) -> None:
+    """Partial-volume correction (``--pvc``): GTM regional TACs written and fitted as
+    ``desc-gtm`` beside the uncorrected ones; with ``rbv`` also a corrected image for the maps
+    (``desc-rbv``)."""
+    cfg, job = st.cfg, st.job
+    if cfg.pvc is None:
+        return
+    from ..pvc import gtm, rbv
+
+    st.stage = "pvc"
+    res = gtm(st.pet, st.atlas, fwhm=cfg.psf_fwhm)
+    rel = st.out_rel / drv.tacs_name(job.stem, st.seg).replace("_tacs.tsv", "_desc-gtm_tacs.tsv")
+    drv.write_table_with_sidecar(st.dest(rel), drv.tacs_table(res.tacs), {
+        "Description": "Regional time-activity curves corrected for partial-volume effects by "
+                       "the geometric transfer matrix (Rousset et al. 1998, J Nucl Med 39:904)",
+        "Units": "kBq/mL", "frame_start": {"Units": "s"}, "frame_end": {"Units": "s"},
+        "Atlas": st.atlas_uri, "PartialVolumeCorrection": "GTM",
+        "PSFFWHMmm": res.tacs.attrs.get("fwhm_mm"), "GTMConditionNumber": res.condition,
+        **drv.provenance(sources=[*st.sources, st.atlas_uri], config_hash=job.config_hash),
+    })
+    st.written.append(rel.with_suffix(".json").as_posix())
+    st.pvc_tacs = _screen_regions(st, res.tacs)
+    st.slog.info("PVC (GTM, FWHM %s mm): condition number %.3g", res.tacs.attrs.get("fwhm_mm"),
+                 res.condition)
+    if cfg.pvc == "rbv" and cfg.voxelwise:
+        st.map_pet = rbv(st.pet, st.atlas, fwhm=cfg.psf_fwhm, gtm_result=res)
 
 
 def _stage_blood(st: _Scan) -> None:
@@ -485,12 +541,61 @@ def _stage_blood(st: _Scan) -> None:
     from ..io import load_blood
 
     blood = st.job.blood
+    if not any(m.kind == "plasma" for m in _models_used(st.cfg)):
+        return
+    if st.cfg.input == "idif":
+        _image_derived_input(st)
+        return
     st.blood_uris = [drv.bids_uri(p, st.job.bids_dir) for p in blood.values()]
-    if not blood or not any(m.kind == "plasma" for m in _models_used(st.cfg)):
+    if not blood:
         return
     st.stage = "blood"
     st.input = load_blood(list(blood.values()))
     st.slog.info("input function from %s", ", ".join(Path(p).name for p in blood.values()))
+
+
+def _image_derived_input(st: _Scan) -> None:
+    """Image-derived plasma input (``--input idif``): blood-pool ROI from the atlas region
+    ``--idif-region`` or found automatically; the curves are written as ``desc-idif`` blood
+    data so that the input is on record."""
+    import pandas as pd
+
+    from ..blood import image_derived_input
+    from ..io import write_json, write_tsv
+    from ..tacs import region_name
+
+    cfg, job = st.cfg, st.job
+    st.stage = "idif"
+    mask = None
+    if cfg.idif_region:
+        name = region_name(cfg.idif_region)
+        if name not in st.atlas.names:
+            raise RegionError(f"{job.label}: --idif-region '{cfg.idif_region}' is not in the "
+                              f"atlas; available: {', '.join(st.atlas.names)}")
+        mask = st.atlas.mask(name)
+    from ..pvc import psf_fwhm
+
+    fwhm = tuple(float(v) for v in psf_fwhm(st.pet, cfg.psf_fwhm))  # option, else sidecar
+    inp = image_derived_input(st.pet, mask, fwhm=fwhm)
+    st.input = inp
+    rel = st.out_rel / f"{job.stem}_desc-idif_blood.tsv"
+    t = np.asarray(inp.time, float)
+    table = pd.DataFrame({"time": t * 60.0,
+                          "whole_blood_radioactivity": inp.whole_blood_at(t),
+                          "plasma_radioactivity": inp.plasma_at(t)})
+    write_tsv(st.dest(rel), table)
+    side = {"Description": "Image-derived input function (sv2a.blood.image_derived_input): "
+                           "metabolite-corrected plasma and whole blood at frame mid-times",
+            "time": {"Units": "s"}, "whole_blood_radioactivity": {"Units": "kBq/mL"},
+            "plasma_radioactivity": {"Units": "kBq/mL", "Description": "parent (metabolite-"
+                                     "corrected) plasma"},
+            "IDIF": {k: v for k, v in dict(inp.meta).items()
+                     if isinstance(v, str | int | float | bool | list)},
+            **drv.provenance(sources=[*st.sources, st.atlas_uri], config_hash=job.config_hash)}
+    write_json(st.dest(rel.with_suffix(".json")), side)
+    st.blood_uris = [rel.as_posix()]
+    st.note(f"{job.label}: plasma input derived from the image "
+            f"({'region ' + cfg.idif_region if cfg.idif_region else 'automatic blood pool'})")
 
 
 def _model_inputs(st: _Scan, model: type[Model], what: str) -> dict[str, Any] | None:
@@ -554,6 +659,31 @@ def _fit_model(st: _Scan, name: str) -> None:
                          settings={"model_options": opts}),
     })
     st.written.append(rel.with_suffix(".json").as_posix())
+    if st.pvc_tacs is not None:
+        _fit_pvc(st, name, model, kwargs, opts, sources)
+
+
+def _fit_pvc(st: _Scan, name: str, model: type[Model], kwargs: dict[str, Any],
+             opts: dict[str, Any], sources: list[str]) -> None:
+    """The same fit on the GTM-corrected TACs, written as ``desc-gtm`` (the uncorrected
+    results stay beside it for comparison)."""
+    from ..models.regional import fit as fit_model
+
+    assert st.pvc_tacs is not None
+    fit = fit_model(st.pvc_tacs, model=name, **kwargs, **opts)
+    st.pvc_fits[name] = fit
+    rel = st.out_rel / drv.kinpar_name(st.job.stem, st.seg, name).replace(
+        "_model-", "_desc-gtm_model-")
+    drv.write_table_with_sidecar(st.dest(rel), drv.kinpar_table(fit), {
+        "Description": f"Regional {name} fit of partial-volume corrected (GTM) TACs",
+        "Model": name, "ModelKind": model.kind, "PartialVolumeCorrection": "GTM",
+        "PSFFWHMmm": st.pvc_tacs.attrs.get("fwhm_mm"),
+        "Reference": kwargs.get("reference"), "Atlas": st.atlas_uri,
+        "Settings": drv.settings_of(fit), "Units": drv.units_of(fit),
+        **drv.provenance(sources=sources, config_hash=st.job.config_hash,
+                         settings={"model_options": opts}),
+    })
+    st.written.append(rel.with_suffix(".json").as_posix())
 
 
 def _stage_maps(st: _Scan) -> None:
@@ -607,6 +737,10 @@ def _map_model(st: _Scan, name: str, ooc_chunks: tuple[int, int, int] | None) ->
     st.maps[name] = mp
     st.slog.info("maps %s in %.2f s", name, time.perf_counter() - t1)
     files = mp.sv2a.to_nifti(st.stage_dir / st.out_rel, job.stem)
+    if st.map_pet is not None:  # --pvc rbv: the same maps of the corrected image
+        corrected = parametric_maps(st.map_pet, model=name, **kwargs,
+                                    **{k: v for k, v in run_opts.items() if k != "chunks"})
+        files += corrected.sv2a.to_nifti(st.stage_dir / st.out_rel, f"{job.stem}_desc-rbv")
     prov = drv.provenance(sources=[*st.sources, st.atlas_uri,
                                    *(st.blood_uris if "input" in kwargs else [])],
                           config_hash=job.config_hash, settings={"voxelwise_options": opts})
@@ -636,7 +770,7 @@ def _stage_figures(st: _Scan) -> None:
     fig_rel = drv.figures_dir(".", st.job.subject)
     figs = report.scan_figures(
         st.stage_dir / fig_rel, st.job.stem, tacs=st.tacs, fits=st.fits, input=st.input,
-        maps=st.maps, pet=st.pet, atlas=st.atlas, reference=st.reference)
+        maps=st.maps, pet=st.pet, atlas=st.atlas, reference=st.reference, motion=st.motion)
     for f in figs:
         st.written.append((fig_rel / Path(f).name).as_posix())
 
@@ -656,16 +790,19 @@ def _stage_summary(st: _Scan) -> None:
     })
 
 
-def _screen_regions(st: _Scan) -> xr.DataArray:
+def _screen_regions(st: _Scan, tacs: xr.DataArray | None = None) -> xr.DataArray:
     """TACs for model fitting: without ``exclude_regions`` and without regions whose TAC no
     model can use (non-finite, never positive, or below -2 % of its peak, the tolerance of
     :func:`sv2a.fit`). The reference region is never dropped here."""
     from ..models.regional import NEGATIVE_TOLERANCE
     from ..tacs import region_name
+    from .config import NON_BRAIN_REGIONS
 
-    tacs = st.tacs
+    tacs = st.tacs if tacs is None else tacs
     names = [str(r) for r in tacs.region.values]
-    drop = {region_name(r) for r in st.cfg.exclude_regions} & set(names)
+    excluded = [*st.cfg.exclude_regions, *NON_BRAIN_REGIONS,
+                *([st.cfg.idif_region] if st.cfg.idif_region else []), "background"]
+    drop = {region_name(r) for r in excluded} & set(names)
     if drop:
         st.slog.info("regions excluded by configuration: %s", sorted(drop))
     vals = np.asarray(tacs.transpose("region", "frame").values, float)
