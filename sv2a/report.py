@@ -192,11 +192,14 @@ def subject_report(out_dir: str | os.PathLike[str], subject: str) -> Path:
     for sp in summaries:
         s = json.loads(sp.read_text(encoding="utf-8"))
         stem = s["stem"]
-        anchor = stem.replace("_", "-")
+        anchor = html.escape(stem.replace("_", "-"), quote=True)
         nav.append(f"<a href=\"#{anchor}\">{html.escape(stem)}</a>")
         sec = [f"<h2 id=\"{anchor}\">{html.escape(stem)}</h2>",
                f"<p class=\"meta\">atlas seg-{html.escape(str(s.get('atlas')))}; reference "
                f"{html.escape(str(s.get('reference')))}</p>"]
+        if s.get("corrections"):
+            sec.append("<p class=\"meta\">corrections: "
+                       + "; ".join(html.escape(str(c)) for c in s["corrections"]) + "</p>")
         for n in s.get("notes", []):
             sec.append(f"<div class=\"note\">{html.escape(n)}</div>")
         figs = sorted(fig_dir.glob(f"{stem}_*")) if fig_dir.is_dir() else []
@@ -204,6 +207,11 @@ def subject_report(out_dir: str | os.PathLike[str], subject: str) -> Path:
         for f in gen:
             sec.append(f"<figure>{embed_image(f)}<figcaption>{_caption(f.name)}</figcaption>"
                        "</figure>")
+        for model, rel in s.get("pvc_models", {}).items():
+            kp = out / rel
+            if kp.exists():
+                sec.append(f"<h3>{model_label(model)}, partial-volume corrected (GTM)</h3>")
+                sec.append(_kinpar_html(kp))
         for model, rel in s.get("models", {}).items():
             lab = model_label(model)
             sec.append(f"<h3>{lab}</h3>")

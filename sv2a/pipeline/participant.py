@@ -499,6 +499,8 @@ def _stage_tacs(st: _Scan) -> None:
         "Description": "Regional time-activity curves: mean of each atlas region per frame",
         "Units": "kBq/mL", "frame_start": {"Units": "s"}, "frame_end": {"Units": "s"},
         "Atlas": st.atlas_uri, "ReferenceErosionMM": cfg.reference_erode_mm,
+        "MotionCorrection": "rigid frame realignment (sv2a.motion.realign)" if cfg.realign
+        else "none",
         "RegionVolumeML": volumes,
         **drv.provenance(sources=[*st.sources, st.atlas_uri], config_hash=job.config_hash),
     })
@@ -652,7 +654,7 @@ def _fit_model(st: _Scan, name: str) -> None:
     rel = st.out_rel / drv.kinpar_name(st.job.stem, st.seg, name)
     drv.write_table_with_sidecar(st.dest(rel), drv.kinpar_table(fit), {
         "Description": f"Regional {name} fit: {getattr(model, 'description', '')}".strip(),
-        "Model": name, "ModelKind": model.kind,
+        "Model": name, "ModelKind": model.kind, "Corrections": _corrections(st),
         "Reference": kwargs.get("reference"), "Atlas": st.atlas_uri,
         "Settings": drv.settings_of(fit), "Units": drv.units_of(fit),
         **drv.provenance(sources=sources, config_hash=st.job.config_hash,
@@ -786,8 +788,28 @@ def _stage_summary(st: _Scan) -> None:
         "reference": st.reference, "notes": st.notes,
         "models": {m: str((out_rel / drv.kinpar_name(job.stem, st.seg, m)).as_posix())
                    for m in st.fits},
+        "pvc_models": {m: str((out_rel / drv.kinpar_name(job.stem, st.seg, m).replace(
+            "_model-", "_desc-gtm_model-")).as_posix()) for m in st.pvc_fits},
+        "corrections": _corrections(st),
         "maps": {m: sorted(str(v) for v in mp.data_vars) for m, mp in st.maps.items()},
     })
+
+
+def _corrections(st: _Scan) -> list[str]:
+    """Plain-language list of the corrections applied to this scan (report and sidecars)."""
+    cfg = st.cfg
+    out = []
+    if cfg.realign:
+        fd = (float(st.motion["framewise_displacement"].max())
+              if st.motion is not None else float("nan"))
+        out.append(f"frames realigned for head motion (max framewise displacement "
+                   f"{fd:.2f} mm)")
+    if cfg.pvc:
+        out.append(f"partial-volume correction {cfg.pvc.upper()} (desc-gtm results beside the "
+                   "uncorrected ones" + (", desc-rbv maps" if cfg.pvc == "rbv" else "") + ")")
+    if cfg.input == "idif":
+        out.append("image-derived plasma input (desc-idif_blood.tsv)")
+    return out
 
 
 def _screen_regions(st: _Scan, tacs: xr.DataArray | None = None) -> xr.DataArray:
