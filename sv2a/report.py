@@ -15,6 +15,7 @@ import base64
 import html
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,8 @@ td:first-child,th:first-child{text-align:left}.note{background:#fff6d6;border-le
 #e0b000;padding:.4em .8em;margin:.4em 0}.fail{background:#fde;border-left:4px solid #c00;
 padding:.4em .8em}figure{margin:.6em 0 1.2em}figcaption{font-size:12px;color:#555}
 img{max-width:100%}.meta{font-size:12px;color:#555}nav a{margin-right:1em}
+.reading{font-size:15px;font-weight:600;background:#eef4ff;border-left:4px solid #446;
+padding:.4em .8em}
 """
 
 
@@ -250,8 +253,11 @@ def group_report(out_dir: str | os.PathLike[str], sections: Sequence[Mapping[str
     out_dir : str or path-like
         Output folder.
     sections : sequence of mapping
-        One per model/outcome: ``title``, optional ``text``, ``table`` (DataFrame) and
-        ``figures`` (paths; missing files are skipped).
+        One per analysis: ``title``; optional ``id`` (anchor, listed in a navigation bar),
+        ``reading`` (a one-line plain-language reading of the result, shown first), ``text``,
+        ``notes`` (highlighted: excluded subjects, warnings), ``figures`` (paths; missing
+        files are skipped), ``table`` (DataFrame) and ``tables`` (``(caption, DataFrame)``
+        pairs). Every string is HTML-escaped.
     notes : sequence of str
         Highlighted notes at the top.
 
@@ -259,22 +265,46 @@ def group_report(out_dir: str | os.PathLike[str], sections: Sequence[Mapping[str
     -------
     Path
         ``out_dir/group.html``.
+
+    Examples
+    --------
+    >>> import tempfile, pandas as pd
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = group_report(d, [{"title": "<b>BPND</b>", "reading": "No change.",
+    ...                           "table": pd.DataFrame({"region": ["cortex"], "r": [0.1]})}])
+    ...     text = p.read_text()
+    >>> "&lt;b&gt;BPND&lt;/b&gt;" in text and "No change." in text
+    True
     """
 
     out = Path(out_dir)
-    parts = [f"<div class=\"note\">{html.escape(n)}</div>" for n in notes]
-    for s in sections:
-        parts.append(f"<h2>{html.escape(str(s['title']))}</h2>")
+    parts = [f"<div class=\"note\">{html.escape(str(n))}</div>" for n in notes]
+    nav = []
+    for i, s in enumerate(sections):
+        anchor = re.sub(r"[^A-Za-z0-9_-]", "", str(s.get("id") or f"section-{i + 1}"))
+        title = html.escape(str(s["title"]))
+        nav.append(f"<a href=\"#{anchor}\">{title}</a>")
+        parts.append(f"<h2 id=\"{anchor}\">{title}</h2>")
+        if s.get("reading"):
+            parts.append(f"<p class=\"reading\">{html.escape(str(s['reading']))}</p>")
         if s.get("text"):
             parts.append(f"<p>{html.escape(str(s['text']))}</p>")
+        for n in s.get("notes", ()):
+            parts.append(f"<div class=\"note\">{html.escape(str(n))}</div>")
         for f in s.get("figures", []):
             if Path(f).exists():
                 parts.append(f"<figure>{embed_image(f)}<figcaption>"
                              f"{html.escape(Path(f).name)}</figcaption></figure>")
-        t = s.get("table")
-        if t is not None and len(t):
+        tables = ([("", s["table"])] if s.get("table") is not None else [])
+        tables += list(s.get("tables", ()))
+        for caption, t in tables:
+            if t is None or not len(t):
+                continue
+            if caption:
+                parts.append(f"<h3>{html.escape(str(caption))}</h3>")
             parts.append(table_html(t, digits=3))
+    body = (f"<nav>{''.join(nav)}</nav>\n" if len(nav) > 1 else "") + "\n".join(parts)
     path = out / "group.html"
     with atomic_path(path) as tmp:
-        tmp.write_text(html_page("sv2a group report", "\n".join(parts)), encoding="utf-8")
+        tmp.write_text(html_page("sv2a group report", body), encoding="utf-8")
     return path

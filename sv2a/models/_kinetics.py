@@ -39,13 +39,13 @@ from typing import TYPE_CHECKING, Literal, Protocol, cast, overload
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 from numpy.typing import NDArray
-from scipy.signal import lfilter
 
 from ..errors import ModelError
 
 if TYPE_CHECKING:
+    import scipy.sparse as sp
+
     from ..blood import InputFunction
     from ..frames import FrameSchedule
 
@@ -65,6 +65,8 @@ def _make_filter() -> _Filter:
     """First-order IIR filter ``y_i = a y_{i-1} + z_i``; scipy's C routine called directly when
     available (lfilter's Python wrapper costs more than the filtering itself on ~1500 points).
     """
+    from scipy.signal import lfilter  # ~0.8 s to import: only when a convolution first runs
+
     try:
         from scipy.signal import _sigtools
 
@@ -86,7 +88,14 @@ def _make_filter() -> _Filter:
     return filt
 
 
-_filt = _make_filter()
+def _filt(a: float, z: FloatArray, zi: float = 0.0) -> FloatArray:
+    """First call: build the filter of :func:`_make_filter`, rebind ``_filt`` to it (the callers
+    in this module look the name up at each call) and run it. Keeps scipy.signal out of
+    ``import sv2a.models`` for runs that never convolve (SUVR, Logan, MRTM maps)."""
+    global _filt
+    f = _make_filter()
+    _filt = f  # type: ignore[assignment]
+    return f(a, z, zi)
 
 __all__ = [
     "exp_conv",
@@ -352,14 +361,16 @@ def sampling_matrix(t0: FloatArray, t1: FloatArray, nodes: FloatArray,
     ModelError
         For an unknown ``sampling``.
     """
+    from scipy import sparse  # ~0.1 s to import: only models on a fine grid need it
+
     n_grid = nodes.size
     nf = len(t0)
     if sampling == "mid":
         tm = 0.5 * (np.asarray(t0) + np.asarray(t1))
         k, w0, w1 = _interp_rows(tm, nodes)
-        m = sp.coo_matrix((np.concatenate([w0, w1]),
-                           (np.tile(np.arange(nf), 2), np.concatenate([k, k + 1]))),
-                          shape=(nf, n_grid))
+        m = sparse.coo_matrix((np.concatenate([w0, w1]),
+                               (np.tile(np.arange(nf), 2), np.concatenate([k, k + 1]))),
+                              shape=(nf, n_grid))
         return m.tocsr()
     if sampling != "frame":
         raise ModelError(f"unknown sampling {sampling!r}; use 'frame' or 'mid'")
@@ -379,8 +390,8 @@ def sampling_matrix(t0: FloatArray, t1: FloatArray, nodes: FloatArray,
         rows.append(np.full(2 * pts.size, i))
         cols.append(np.concatenate([k, k + 1]))
         vals.append(np.concatenate([pw * w0, pw * w1]))
-    m = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(nf, n_grid))
+    m = sparse.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                          shape=(nf, n_grid))
     return m.tocsr()
 
 

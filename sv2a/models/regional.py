@@ -119,7 +119,7 @@ def fit(tacs: xr.DataArray, model: str, *, input: Any = None, reference: Any = N
     elif cls.kind == "plasma":
         settings["input"] = getattr(input, "source", "InputFunction")
     w_rows = _row_weights(opts, values, frames)
-    if hasattr(opts, "k2prime"):
+    if hasattr(opts, "k2prime") and not (cls.name == "srtm" and opts.k2prime is None):
         rows, rw = _k2prime_rows(opts, values, regions, volumes, cls.name)
         k2p, info = resolve_k2prime(
             opts, model=cls.name, frames=frames, reference=_req(ref_tac), rows=rows,
@@ -528,7 +528,7 @@ def predict_fit(result: xr.Dataset, tacs: xr.DataArray, *, region: str | None = 
     if "k2prime" in fields:
         kp = _attr(result.attrs.get("k2prime_used"))
         kw["k2prime"] = kp if isinstance(kp, int | float) else (
-            None if cls.name == "logan_ref" else 0.01)
+            None if cls.name in ("logan_ref", "srtm") else 0.01)
     try:
         opts: Any = parse_options(cls.Options, kw, cls.name)
     except (ModelError, TypeError):

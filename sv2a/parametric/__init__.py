@@ -161,7 +161,7 @@ def parametric_maps(
         weights = common_weights(opts, sample.mean()[None, :] if tac_dependent
                                  else np.ones((1, frames.n)), None, frames)
         settings["frame_weights"] = np.round(weights, 6).tolist()
-    if hasattr(opts, "k2prime"):
+    if hasattr(opts, "k2prime") and not (cls.name == "srtm" and opts.k2prime is None):
         opts = _resolve_map_k2prime(cls.name, opts, frames, ref, sample, data, atlas, shape3,
                                     dask, settings)
 

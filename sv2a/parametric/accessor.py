@@ -94,18 +94,22 @@ def assemble(model: str, maps: Mapping[str, NDArray[Any]], flag: NDArray[np.uint
     """
     from .. import __version__
 
+    # Variables built with fastpath (the arrays are already plain ndarrays of the final dtype):
+    # the ordinary constructor asks whether the data are dask arrays, which imports dask
+    # (0.3-1 s) in every process that writes maps.
     dims = ("x", "y", "z")
-    data_vars = {}
+    data_vars: dict[str, xr.Variable] = {}
     for nm, arr in maps.items():
-        data_vars[nm] = xr.DataArray(
-            np.asarray(arr, dtype=np.float32), dims=dims,
-            attrs={"units": units.get(nm, "weighted (kBq/mL)^2" if nm == "rss" else ""),
-                   "long_name": DESCRIPTIONS.get(nm, nm)})
-    data_vars["flag"] = xr.DataArray(
-        flag, dims=dims,
-        attrs={"units": "1", "long_name": DESCRIPTIONS["flag"],
-               "flag_masks": np.array(list(FLAGS), dtype=np.uint8),
-               "flag_meanings": " ".join(v.replace(" ", "_") for v in FLAGS.values())})
+        data_vars[nm] = xr.Variable(
+            dims, np.asarray(arr, dtype=np.float32),
+            {"units": units.get(nm, "weighted (kBq/mL)^2" if nm == "rss" else ""),
+             "long_name": DESCRIPTIONS.get(nm, nm)}, fastpath=True)
+    data_vars["flag"] = xr.Variable(
+        dims, np.asarray(flag, dtype=np.uint8),
+        {"units": "1", "long_name": DESCRIPTIONS["flag"],
+         "flag_masks": np.array(list(FLAGS), dtype=np.uint8),
+         "flag_meanings": " ".join(v.replace(" ", "_") for v in FLAGS.values())},
+        fastpath=True)
     attrs: dict[str, Any] = {"model": model, "software": f"sv2a {__version__}",
                              "affine": np.asarray(affine, dtype=float).ravel()}
     attrs.update(settings)

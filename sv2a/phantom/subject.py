@@ -545,38 +545,62 @@ def make_subject(
                           input_fn, blood, table, truth, tac_da, preset, meta, motion_truth)
 
 
+@functools.lru_cache(maxsize=4)
+def _blurred_basis(anat: Anatomy, sigma: tuple[float, ...], present: tuple[int, ...]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Support and blurred region masks of an anatomy, computed once per grid and PSF.
+
+    Returns the flat (Fortran order) indices of the voxels where any blurred mask is > 0 and
+    the masks on them, (regions x support) float32; both read-only (shared between scans).
+    """
+    nvox = int(np.prod(anat.shape))
+    blurring = bool(np.any(np.asarray(sigma) > 0))
+    cols = []
+    for k in present:
+        m = (anat.labels == k).astype(np.float32)
+        if blurring:
+            m = blur(m, sigma)
+        cols.append(m.ravel(order="F"))
+    full = np.stack(cols) if cols else np.zeros((0, nvox), dtype=np.float32)
+    support = np.flatnonzero(np.any(full > 0, axis=0))
+    basis = np.ascontiguousarray(full[:, support])
+    support.setflags(write=False)
+    basis.setflags(write=False)
+    return support, basis
+
+
 def _render(anat: Anatomy, lut: np.ndarray, fr: FrameSchedule, sigma, pc: float,
             rng: np.random.Generator, noise_sigma) -> np.ndarray:
     """Image (x, y, z, t) float32 in Fortran order (each frame contiguous, as NIfTI stores it).
 
     The PSF is linear, so ``blur(sum_r tac_r(f) mask_r) = sum_r tac_r(f) blur(mask_r)``: each
-    region mask is blurred once and every frame is one row of a matrix product
-    ``TAC (frames x regions) @ B (regions x voxels)``. Without blurring B holds one-hot masks and
-    each voxel gets its region's TAC value exactly.
+    region mask is blurred once per grid and PSF (cached across scans) and every frame is one
+    row of a matrix product ``TAC (frames x regions) @ B (regions x support)`` over the voxels
+    a blurred mask reaches (the support); the rest of the grid is 0. Without blurring B holds
+    one-hot masks and each voxel gets its region's TAC value exactly. White voxel noise is drawn
+    on the support only (outside it the noise-free value and hence the noise SD are 0);
+    correlated noise is drawn on the whole grid, then smoothed.
     """
     shape = anat.shape
     nvox = int(np.prod(shape))
-    flat = anat.labels.ravel(order="F")
-    present = [k for k in np.unique(flat).tolist() if k != 0 and np.any(lut[k] != 0)]
-    blurring = bool(np.any(np.asarray(sigma) > 0))
-    basis = np.zeros((len(present), nvox), dtype=np.float32)
-    for i, k in enumerate(present):
-        m = (anat.labels == k).astype(np.float32)
-        if blurring:
-            m = blur(m, sigma)
-        basis[i] = m.ravel(order="F")
-    data = np.ascontiguousarray(lut[present].T) @ basis if present else np.zeros(
-        (fr.n, nvox), dtype=np.float32)  # (frames, voxels), C order
-    del basis
+    present = tuple(k for k in np.unique(anat.labels).tolist() if k != 0 and np.any(lut[k] != 0))
+    sig = tuple(float(v) for v in np.broadcast_to(np.asarray(sigma, dtype=float), (3,)))
+    support, basis = _blurred_basis(anat, sig, present)
+    data = np.ascontiguousarray(lut[list(present)].T) @ basis  # (frames, support), C order
     if pc > 0:
+        white = not np.any(np.asarray(noise_sigma) > 0)
         fac = (pc * np.exp(fr.decay_constant * fr.mid) / fr.duration).astype(np.float32)
-        sd = np.empty(nvox, dtype=np.float32)
+        sd = np.empty(support.size, dtype=np.float32)
         for f in range(fr.n):
             row = data[f]
             np.maximum(row, np.float32(0), out=sd)
             sd *= fac[f]
             np.sqrt(sd, out=sd)
-            z = correlated_noise(rng, shape, noise_sigma)
-            sd *= z.ravel(order="F")
+            if white:
+                sd *= rng.standard_normal(support.size, dtype=np.float32)
+            else:
+                sd *= correlated_noise(rng, shape, noise_sigma).ravel(order="F")[support]
             row += sd
-    return data.T.reshape((*shape, fr.n), order="F")
+    out = np.zeros((nvox, fr.n), dtype=np.float32, order="F")
+    out[support] = data.T
+    return out.reshape((*shape, fr.n), order="F")

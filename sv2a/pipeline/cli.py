@@ -30,6 +30,11 @@ EXAMPLES = """examples:
   # group level: % change in SRTM2 BPND from baseline, per arm
   sv2a run /data/bids /data/out group --model srtm2 --outcome BPND --baseline-session bl
 
+  # factorial rodent study: terms and a custom contrast, scores, voxelwise maps with TFCE
+  sv2a run /data/bids /data/out group --formula "treatment * context" --scores \\
+      --contrast rs="[treatment=repeated,context=stress]-[treatment=vehicle,context=stress]" \\
+      --voxelwise-stats --tfce --permutations 5000
+
   # which models exist, what they estimate and which run voxelwise
   sv2a models
 
@@ -120,6 +125,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     grp.add_argument("--outcome", default=S, help="parameter to compare (default BPND)")
     grp.add_argument("--baseline-session", default=S, metavar="LABEL",
                      help="baseline session label (default: auto, e.g. 'baseline' or 'bl')")
+    grp.add_argument("--formula", default=S, metavar="FORMULA",
+                     help="factorial model over participants.tsv columns, e.g. "
+                     "\"treatment * context\": every main effect and interaction per region")
+    grp.add_argument("--contrast", nargs="+", dest="contrasts", metavar="NAME=EXPR",
+                     default=S, help="custom contrasts of --formula cells, e.g. "
+                     "rep_stress=\"[treatment=repeated, context=stress] - [treatment=vehicle, "
+                     "context=stress]\"")
+    grp.add_argument("--covariates", nargs="+", metavar="COLUMN", default=S,
+                     help="participants.tsv columns added to --formula (e.g. age sex)")
+    grp.add_argument("--scores", action="store_true", default=S,
+                     help="correlate phenotype/*.tsv scores with the outcome's change")
+    grp.add_argument("--score", nargs="+", metavar="SCORE", default=S,
+                     help="scores to correlate (default: every numeric phenotype/ score; "
+                     "implies --scores)")
+    grp.add_argument("--responder", default=S, metavar="RULE",
+                     help="predict response from baseline values: a binary score column or "
+                     "a rule, e.g. \"madrs <= -50%%\"")
+    grp.add_argument("--voxelwise-stats", action="store_true", default=S,
+                     help="voxelwise GLM of --formula (default arm) on the parametric maps "
+                     "with permutation FWE (needs participant-level --voxelwise)")
+    grp.add_argument("--permutations", type=int, default=S, metavar="N",
+                     help="voxelwise permutations (default 1000)")
+    grp.add_argument("--tfce", action="store_true", default=S,
+                     help="voxelwise FWE by threshold-free cluster enhancement")
+    grp.add_argument("--cluster-p", dest="cluster_p", type=float, default=S,
+                     metavar="P", help="voxelwise cluster-forming threshold, one-sided "
+                     "uncorrected p (default 0.001)")
     ex = parser.add_argument_group("execution")
     ex.add_argument("--config", metavar="FILE", help="settings file (JSON or YAML)")
     ex.add_argument("--nprocs", type=int, default=S, metavar="N",

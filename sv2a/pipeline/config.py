@@ -103,6 +103,36 @@ class PipelineConfig:
     idif_region : str or None
         Atlas region of the blood pool for ``input="idif"`` (default: found automatically as
         the hottest early connected component).
+    formula : str or None
+        Group level: right-hand side of a factorial model over ``participants.tsv`` columns,
+        e.g. ``"treatment * context"`` (:func:`sv2a.longitudinal.contrast`); ``None`` = no
+        factorial contrasts.
+    contrasts : dict
+        Group level: custom contrasts ``{name: expression}`` of the formula's cells, e.g.
+        ``{"rep_stress": "[treatment=repeated, context=stress] - [treatment=vehicle,
+        context=stress]"}`` (``--contrast NAME=EXPR``).
+    covariates : list of str
+        Group level: participant columns added to the formula (``age``, ``sex``).
+    scores : bool
+        Group level: read ``phenotype/*.tsv`` (:func:`sv2a.longitudinal.load_scores`) and
+        correlate every numeric score with the outcome's change per region.
+    score : list of str or None
+        Scores to correlate (default: every numeric ``phenotype/`` column); implies
+        ``scores``.
+    responder : str or None
+        Responder rule or binary column for a cross-validated prediction of response from
+        baseline values, e.g. ``"madrs <= -50%"`` (:func:`sv2a.longitudinal.predict_response`).
+    voxelwise_stats : bool
+        Group level: voxelwise GLM of the formula (default ``arm``) on the parametric maps of
+        ``group_model``/``outcome`` with permutation FWE (needs a participant-level run with
+        ``voxelwise``).
+    permutations : int
+        Rearrangements (including the data) of the voxelwise permutation tests (> 0).
+    tfce : bool
+        Voxelwise: threshold-free cluster enhancement (FWE by TFCE; otherwise voxel max-t).
+    cluster_p : float or None
+        Voxelwise: cluster-forming threshold as a one-sided uncorrected p in (0, 1) (default
+        0.001).
     """
 
     models: list[str] = field(default_factory=lambda: ["1tcm", "srtm2", "suvr"])
@@ -131,6 +161,16 @@ class PipelineConfig:
     psf_fwhm: float | None = None
     input: str = "blood"
     idif_region: str | None = None
+    formula: str | None = None
+    contrasts: dict[str, str] = field(default_factory=dict)
+    covariates: list[str] = field(default_factory=list)
+    scores: bool = False
+    score: list[str] | None = None
+    responder: str | None = None
+    voxelwise_stats: bool = False
+    permutations: int = 1000
+    tfce: bool = False
+    cluster_p: float | None = None
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> PipelineConfig:
@@ -199,7 +239,67 @@ class PipelineConfig:
             raise ConfigError("--idif-region is used only with --input idif")
         self.participant_label = _str_list(self.participant_label)
         self.session_label = _str_list(self.session_label)
+        self._validate_group()
         return self
+
+    def _validate_group(self) -> None:
+        """Check the group-level statistics settings (formula, contrasts, scores, voxelwise);
+        what depends on the data (columns, levels) is checked by the group level."""
+        if self.formula is not None:
+            self.formula = _formula(self.formula)
+        if isinstance(self.contrasts, list | tuple):  # NAME=EXPR strings from the flag
+            pairs = {}
+            for item in self.contrasts:
+                name, sep, expr = str(item).partition("=")
+                if not sep or not expr.strip():
+                    raise ConfigError(f"--contrast {item!r}: write NAME=EXPR, e.g. "
+                                      "rep_stress='[treatment=repeated, context=stress] - "
+                                      "[treatment=vehicle, context=stress]'")
+                pairs[name.strip()] = expr.strip()
+            self.contrasts = pairs
+        if not isinstance(self.contrasts, Mapping):
+            raise ConfigError(f"contrasts must map a name to an expression, got "
+                              f"{self.contrasts!r}")
+        self.contrasts = {str(k): str(v) for k, v in self.contrasts.items()}
+        _identifiers(list(self.contrasts), "contrast name")
+        self.covariates = _identifiers(_str_list(self.covariates) or [], "covariate")
+        if (self.contrasts or self.covariates) and self.formula is None:
+            raise ConfigError("--contrast and --covariates refine a factorial model; give "
+                              "--formula too (e.g. --formula 'treatment * context')")
+        self.scores = _flag(self.scores, "scores")
+        self.score = _str_list(self.score)
+        if self.score is not None:
+            _identifiers(self.score, "score")
+        if self.responder is not None:
+            import re
+
+            r = str(self.responder).strip()
+            if not re.match(r"^[A-Za-z_]\w*(\s*(<=|>=|<|>)\s*[-+]?\d*\.?\d+\s*%?)?$", r):
+                raise ConfigError(f"--responder {self.responder!r}: give a binary score column "
+                                  "(madrs_response) or a rule 'score OP number[%]', e.g. "
+                                  "'madrs <= -50%' (% change from baseline) or 'madrs <= 10'")
+            self.responder = r
+        self.voxelwise_stats = _flag(self.voxelwise_stats, "voxelwise_stats")
+        self.tfce = _flag(self.tfce, "tfce")
+        if isinstance(self.permutations, bool) or not isinstance(self.permutations, int | str):
+            raise ConfigError(f"permutations must be a whole number > 0, got "
+                              f"{self.permutations!r}")
+        try:
+            self.permutations = int(self.permutations)
+        except ValueError:
+            raise ConfigError(f"permutations must be a whole number > 0, got "
+                              f"{self.permutations!r}") from None
+        if self.permutations < 1:
+            raise ConfigError(f"--permutations must be > 0, got {self.permutations}")
+        if self.cluster_p is not None:
+            self.cluster_p = _number(self.cluster_p, "cluster_p",
+                                             "p (one-sided, uncorrected)")
+            if not 0 < self.cluster_p < 1:
+                raise ConfigError(f"--cluster-p is a cluster-forming p in (0, 1), "
+                                  f"e.g. 0.001; got {self.cluster_p}")
+        if (self.tfce or self.cluster_p is not None) and not self.voxelwise_stats:
+            raise ConfigError("--tfce and --cluster-p apply to --voxelwise-stats; "
+                              "add --voxelwise-stats or drop them")
 
     # ------------------------------------------------------------------ views
     def to_dict(self) -> dict[str, Any]:
@@ -335,6 +435,39 @@ def _flag(value: Any, key: str) -> bool:
     if isinstance(value, bool):
         return value
     raise ConfigError(f"{key} must be true or false (a JSON boolean), got {value!r}")
+
+
+def _formula(value: Any) -> str:
+    """A right-hand-side formula that patsy can parse and that names at least one column."""
+    from ..errors import DesignError
+    from ..longitudinal.contrast import formula_variables
+
+    text = str(value).strip()
+    try:
+        formula_variables(text)
+    except DesignError as exc:
+        raise ConfigError(f"--formula: {exc}") from None
+    try:
+        import patsy
+
+        patsy.ModelDesc.from_formula(text)
+    except ImportError:  # pragma: no cover - statsmodels brings patsy
+        pass
+    except Exception as exc:  # patsy raises PatsyError (and others on odd input)
+        raise ConfigError(f"--formula {text!r} does not parse: {exc}. Write the right-hand "
+                          "side over participants.tsv columns, e.g. 'treatment * context' or "
+                          "'arm + age'.") from None
+    return text
+
+
+def _identifiers(names: list[str], what: str) -> list[str]:
+    """``names`` when each is a Python-style identifier (a column name usable in formulas)."""
+    bad = [n for n in names if not str(n).isidentifier()]
+    if bad:
+        raise ConfigError(f"{what} name(s) {bad} are not identifiers (letters, digits and "
+                          "'_', not starting with a digit); rename the column or choose "
+                          "another")
+    return [str(n) for n in names]
 
 
 def _str_list(value: Any) -> list[str] | None:
