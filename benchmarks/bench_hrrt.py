@@ -74,12 +74,12 @@ def frames30():
     return frames_from_counts(PROTOCOL30, half_life=20.4)
 
 
-def labels(shape: tuple[int, int, int]) -> np.ndarray:
+def labels(shape: tuple[int, int, int], fit_fraction: float = FIT_FRACTION) -> np.ndarray:
     """Label image: 0 outside, 1..5 five angular sectors of an ellipsoidal brain, 6 the
-    reference blob at its centre; the fitted and reference voxel counts are the HRRT fractions
-    of the grid."""
+    reference blob at its centre; by default the fitted and reference voxel counts are the
+    HRRT fractions of the grid."""
     n = int(np.prod(shape))
-    n_fit, n_ref = round(FIT_FRACTION * n), max(8, round(REF_FRACTION * n))
+    n_fit, n_ref = round(fit_fraction * n), max(8, round(REF_FRACTION * n))
     g = np.meshgrid(*(np.arange(s, dtype=np.float32) - (s - 1) / 2 for s in shape),
                     indexing="ij", sparse=True)
     r = ((g[0] / (shape[0] * 0.45)) ** 2 + (g[1] / (shape[1] * 0.45)) ** 2
@@ -96,7 +96,7 @@ def labels(shape: tuple[int, int, int]) -> np.ndarray:
 
 
 def write_phantom(folder: str | Path, shape: tuple[int, int, int] = HRRT, *, seed: int = 1,
-                  gz: bool = False) -> tuple[Path, Path]:
+                  gz: bool = False, fit_fraction: float = FIT_FRACTION) -> tuple[Path, Path]:
     """Write ``sub-01_ses-bl_pet.nii[.gz]`` (+ .json) and ``..._dseg.nii.gz`` (+ .tsv).
 
     The 4-D image is built frame by frame in column (Fortran) order, as nibabel stores and
@@ -111,7 +111,7 @@ def write_phantom(folder: str | Path, shape: tuple[int, int, int] = HRRT, *, see
     folder.mkdir(parents=True, exist_ok=True)
     fr = frames30()
     cr, ct = tp.srtm_phantom(fr)
-    lab = labels(shape)
+    lab = labels(shape, fit_fraction)
     tacs = np.vstack([np.zeros(fr.n), ct, cr])
     pc = (0.15 * ct[3, -1] / tp.noise_sd(ct[3], fr)[-1]) ** 2
     sd = np.vstack([tp.noise_sd(c, fr, pc) for c in tacs])
@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shape", type=int, nargs=3, default=list(HRRT))
     ap.add_argument("--gz", action="store_true", help="write and read a .nii.gz")
     ap.add_argument("--dir", default=None, help="scratch folder (default: a new one in /tmp)")
-    ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the scratch folder (and reuse a phantom already there)")
     ap.add_argument("--models", nargs="*", default=None,
                     help="subset of: srtm srtm2 srtm2-coupled")
     args = ap.parse_args(argv)
@@ -174,7 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.dir or tempfile.mkdtemp(prefix="sv2a_hrrt_", dir="/tmp"))
     try:
         t0 = time.perf_counter()
-        pet, atlas = write_phantom(folder, shape, gz=args.gz)
+        pet = folder / ("sub-01_ses-bl_pet.nii" + (".gz" if args.gz else ""))
+        atlas = folder / "sub-01_ses-bl_dseg.nii.gz"
+        if not (args.keep and pet.exists() and atlas.exists()):   # --keep reuses the phantom
+            pet, atlas = write_phantom(folder, shape, gz=args.gz)
         size = os.path.getsize(pet) / 2**30
         print(f"phantom {shape + (30,)} float32 -> {pet.name} ({size:.2f} GiB) written in "
               f"{time.perf_counter() - t0:.0f} s")

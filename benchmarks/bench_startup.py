@@ -8,7 +8,8 @@ Prints, each measured in a fresh Python process (best of ``--repeats``):
 * whole-process SUVR and SRTM2 maps: load a 96x96x64x27 ``.nii.gz`` (written here with
   nibabel, with a JSON sidecar and a reference mask), make the maps, write them with
   ``ds.sv2a.to_nifti`` -- wall and CPU time per phase, and whether scipy.signal / dask were
-  imported; ``--profile`` adds the 15 most expensive calls (cProfile, cumulative);
+  imported; ``--profile`` adds the 15 most expensive calls (cProfile, cumulative, import
+  machinery left out);
 * ``--hrrt-read``: frame-by-frame reading (``DynamicPET.frame``) of a 256x256x207x30
   ``.nii.gz`` with and without indexed_gzip (needs ~2 GB in the temp dir; deleted after);
 * ``--hrrt-write``: writing SRTM2-like maps at 256x256x207 (default maps vs all maps, zlib
@@ -75,7 +76,7 @@ LOADED = f"import sys, json; print(json.dumps([m for m in {HEAVY!r} if m in sys.
 
 
 def bench_imports(repeats: int) -> None:
-    print("import / start-up (fresh process, best of %d)" % repeats)
+    print(f"import / start-up (fresh process, best of {repeats})")
     print(f"  {'':28s} {'wall s':>7s} {'importtime s':>12s}  heavy modules loaded")
     for mod in ("sv2a", "sv2a.models", "sv2a.parametric"):
         wall, _, out = best(f"import {mod}; {LOADED}", repeats=repeats)
@@ -102,18 +103,19 @@ MAP_SCRIPT = textwrap.dedent("""
     t.append((time.perf_counter(), cpu()))
     def work():
         pet = sv2a.load_pet(pet_path)
-        ref = np.asarray(nib.load(ref_path).dataobj) > 0
+        lab = np.asarray(nib.load(ref_path).dataobj)
+        ref, mask = lab == 6, (lab > 0) & (lab != 6)
         opts = {"window": (60.0, 90.0)} if model == "suvr" else {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = sv2a.parametric_maps(pet, model, reference=ref, **opts)
+            ds = sv2a.parametric_maps(pet, model, reference=ref, mask=mask, **opts)
         t.append((time.perf_counter(), cpu()))
         ds.sv2a.to_nifti(out_dir, "sub-01_ses-bl")
         t.append((time.perf_counter(), cpu()))
     if profile == "1":
         import cProfile, io, pstats
         pr = cProfile.Profile(); pr.enable(); work(); pr.disable()
-        s = io.StringIO(); pstats.Stats(pr, stream=s).sort_stats("cumulative").print_stats(15)
+        s = io.StringIO(); pstats.Stats(pr, stream=s).sort_stats("cumulative").print_stats(60)
         print(s.getvalue(), file=sys.stderr)
     else:
         work()
@@ -123,7 +125,8 @@ MAP_SCRIPT = textwrap.dedent("""
 
 
 def make_inputs(d: Path) -> tuple[Path, Path]:
-    """96x96x64x27 SRTM phantom (.nii.gz, nibabel's own gzip) + sidecar + reference mask."""
+    """96x96x64x27 SRTM phantom (.nii.gz, nibabel's own gzip) + sidecar + label image (1-5
+    targets, 6 reference)."""
     import nibabel as nib
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -135,11 +138,12 @@ def make_inputs(d: Path) -> tuple[Path, Path]:
     pet = d / "sub-01_ses-bl_pet.nii.gz"
     nib.save(nib.Nifti1Image(img, aff), pet)
     side = {"Units": "kBq/mL", "TracerName": "UCB-J", "TracerRadionuclide": "C11",
-            "FrameTimesStart": (fr.start * 60).tolist(), "FrameDuration": (fr.duration * 60).tolist(),
+            "FrameTimesStart": (fr.start * 60).tolist(),
+            "FrameDuration": (fr.duration * 60).tolist(),
             "ImageDecayCorrected": True, "InjectedRadioactivity": 500.0, "BodyWeight": 75.0}
     (d / "sub-01_ses-bl_pet.json").write_text(json.dumps(side))
-    ref = d / "ref_mask.nii.gz"
-    nib.save(nib.Nifti1Image((lab == 6).astype(np.uint8), aff), ref)
+    ref = d / "labels.nii.gz"
+    nib.save(nib.Nifti1Image(lab.astype(np.uint8), aff), ref)
     return pet, ref
 
 
@@ -164,22 +168,27 @@ def bench_maps(d: Path, repeats: int, profile: bool) -> None:
         if profile:
             r = subprocess.run([sys.executable, "-c", MAP_SCRIPT, str(pet), str(ref),
                                 str(d / "prof"), model, "1"], capture_output=True, text=True)
-            lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-            print(textwrap.indent("\n".join(lines[:25]), "    "))
+            skip = ("frozen importlib", "builtins.exec", "builtins.__import__",
+                    "importlib/__init__", "List reduced", "Ordered by")
+            lines = [ln for ln in r.stderr.splitlines()
+                     if ln.strip() and not any(k in ln for k in skip)]
+            print(textwrap.indent("\n".join(lines[:17]), "    "))
 
 
 READ_SCRIPT = textwrap.dedent("""
     import sys, time
     import nibabel._compression as c
-    if sys.argv[2] == "0":
+    if sys.argv[2] != "igzip":
         c.HAVE_INDEXED_GZIP = False
-    import sv2a
+    import sv2a, sv2a.pet
+    if sys.argv[2] == "reopen":  # sv2a <= 0.1.0: each frame decompresses from the start
+        sv2a.pet._keep_file_open = lambda p: None
     t0 = time.perf_counter()
     pet = sv2a.load_pet(sys.argv[1])
     s = 0.0
     for i in range(pet.n_frames):
         s += float(pet.frame(i)[128, 128, 100])
-    print(time.perf_counter() - t0, c.HAVE_INDEXED_GZIP)
+    print(time.perf_counter() - t0)
 """)
 
 
@@ -205,15 +214,16 @@ def bench_hrrt_read(d: Path) -> None:
           f"({p.stat().st_size / 1e9:.2f} GB; written in {t_write:.1f} s at level 1)")
     try:
         import indexed_gzip  # noqa: F401
-        modes = ("1", "0")
+        modes = ["igzip", "gzip", "reopen"]
     except ImportError:
         print("  indexed_gzip not installed: pip install indexed_gzip (or '.[fast]')")
-        modes = ("0",)
+        modes = ["gzip", "reopen"]
+    labels = {"igzip": "indexed_gzip", "gzip": "gzip kept open (no indexed_gzip)",
+              "reopen": "gzip reopened per frame (sv2a 0.1.0)"}
     for mode in modes:
         wall, cpu, out = run_child(READ_SCRIPT, str(p), mode)
-        t_in, used = out.split()
-        print(f"  indexed_gzip {used:5s}: {float(t_in):6.1f} s reading (process {wall:.1f} s "
-              f"wall, {cpu:.1f} s CPU)")
+        print(f"  {labels[mode]:38s}: {float(out.split()[0]):6.1f} s reading (process "
+              f"{wall:.1f} s wall, {cpu:.1f} s CPU)")
     p.unlink()
 
 
@@ -233,35 +243,16 @@ def bench_hrrt_write(d: Path) -> None:
     flag[brain] = (rng.random(int(brain.sum())) < 0.01).astype(np.uint8)
     ds = assemble("srtm2", maps, flag, np.eye(4), {}, {})
     print(f"\nwriting SRTM2-like maps at 256x256x207 ({os.cpu_count()} cores)")
-    for label, params in (("default", None), ("all", list(ds.data_vars))):
+    for label, params in (("default", None), ("all", "all")):
         for level in (6, 1):
             out = d / f"w_{label}_{level}"
             t0 = time.perf_counter()
-            _write(ds, out, params, level)
+            ds.sv2a.to_nifti(out, "sub-01", params=params, compresslevel=level)
             dt = time.perf_counter() - t0
             size = sum(f.stat().st_size for f in out.glob("*.nii.gz"))
             n = len(list(out.glob("*.nii.gz")))
             print(f"  {label:7s} maps ({n}) level {level}: {dt:5.2f} s, {size / 1e6:6.1f} MB")
             shutil.rmtree(out)
-
-
-def _write(ds, out: Path, params, level: int) -> None:
-    import sv2a.io
-
-    orig = sv2a.io.write_nifti
-
-    def w(*a, **k):
-        return orig(*a, **{**k, "compresslevel": level})
-
-    import sv2a.parametric.accessor as acc
-
-    acc_io = sys.modules["sv2a.io"]
-    acc_io.write_nifti = w  # the accessor imports write_nifti from sv2a.io when it runs
-    try:
-        ds.sv2a.to_nifti(out, "sub-01", params=params)
-    finally:
-        acc_io.write_nifti = orig
-    del acc
 
 
 def main(argv: list[str] | None = None) -> int:

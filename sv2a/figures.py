@@ -36,6 +36,7 @@ __all__ = [
     "plot_map_slices",
     "model_curve",
     "model_label",
+    "unit_label",
 ]
 
 _MAX_REGIONS_PLOTTED = 8
@@ -85,6 +86,30 @@ def model_label(model: str) -> str:
 
 
 _label = model_label
+
+
+def unit_label(units: str | None) -> str:
+    """Units as shown to a reader.
+
+    Parameters
+    ----------
+    units : str or None
+        Units as stored (``'mL/cm3'``, ``'1'`` for dimensionless, ``''`` unknown).
+
+    Returns
+    -------
+    str
+        ``'unitless'`` for ``'1'``, ``'mL/cm³'`` for ``'mL/cm3'``, otherwise as given.
+
+    Examples
+    --------
+    >>> unit_label("1"), unit_label("mL/cm3/min"), unit_label("1/min")
+    ('unitless', 'mL/cm³/min', '1/min')
+    """
+    u = (units or "").strip()
+    if u in ("1", "unitless", "dimensionless"):
+        return "unitless"
+    return u.replace("cm3", "cm³")
 
 
 def _pick_regions(regions: Sequence[str], fit: Any = None,
@@ -438,7 +463,8 @@ def plot_map_slices(data: np.ndarray, *, title: str = "", underlay: np.ndarray |
     underlay : ndarray, shape (x, y, z), optional
         Grey-scale image drawn below (e.g. the mean PET image, kBq/mL).
     units : str
-        Colour-bar label (the map's units).
+        Colour-bar label: the parameter and its units (``'BPND (unitless)'``), drawn at
+        11 pt.
     n_slices : int
         Number of axial slices, evenly spread over the map's extent.
 
@@ -471,8 +497,8 @@ def plot_map_slices(data: np.ndarray, *, title: str = "", underlay: np.ndarray |
                 + [np.rot90(vol[cx, :, :]), np.rot90(vol[:, cy, :])])
 
     mos = _mosaic(views(a))
-    fig, ax = plt.subplots(figsize=(min(2.0 * (len(zsel) + 2), 14), 2.6))
-    fig.subplots_adjust(left=0.01, right=0.9, top=0.85, bottom=0.02)
+    fig, ax = plt.subplots(figsize=(min(2.0 * (len(zsel) + 2), 14), 2.8))
+    fig.subplots_adjust(left=0.01, right=0.88, top=0.85, bottom=0.02)
     if underlay is not None:
         ax.imshow(_mosaic(views(np.asarray(underlay, float))), cmap="gray",
                   interpolation="nearest")
@@ -480,10 +506,10 @@ def plot_map_slices(data: np.ndarray, *, title: str = "", underlay: np.ndarray |
                    interpolation="nearest")
     ax.axis("off")
     ax.set_title(f"{title}  (axial z = {', '.join(map(str, zsel))}; sagittal x = {cx}; "
-                 f"coronal y = {cy})", fontsize=8)
+                 f"coronal y = {cy})", fontsize=10)
     cb = fig.colorbar(im, ax=ax, fraction=0.02, pad=0.01)
-    cb.set_label(units, fontsize=7)
-    cb.ax.tick_params(labelsize=7)
+    cb.set_label(units, fontsize=11)
+    cb.ax.tick_params(labelsize=10)
     return fig
 
 
@@ -576,7 +602,8 @@ def scan_figures(fig_dir: str | os.PathLike[str], stem: str, *, tacs: Any,
                 da = mp[var]
                 keep(_try(f"{model} {var} map", plot_map_slices, np.asarray(da.values),
                           title=f"{_label(model)} {var}", underlay=underlay,
-                          units=str(da.attrs.get("units", ""))),
+                          units=f"{var} ({unit_label(str(da.attrs.get('units', '')))})"
+                          if da.attrs.get("units") else var),
                      f"{stem}_model-{_label(model)}_meas-{var}_desc-slices_plot.png")
     return out
 

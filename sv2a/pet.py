@@ -324,7 +324,7 @@ def load_pet(path: str | os.PathLike[str], *, sidecar: str | os.PathLike[str] | 
         )
     meta = read_json(sc)
     try:
-        img = nib.load(str(p))
+        img = nib.load(str(p), keep_file_open=_keep_file_open(p))
     except Exception as exc:  # nibabel raises several types for corrupt headers
         raise DataError(f"{p}: not a readable NIfTI image ({exc})") from exc
     if not isinstance(img, SpatialImage):
@@ -367,6 +367,28 @@ def load_pet(path: str | os.PathLike[str], *, sidecar: str | os.PathLike[str] | 
     if bw is not None and str(bw) not in ("n/a", "nan"):
         info["body_weight_kg"] = float(bw)
     return DynamicPET(img.dataobj, frames, np.asarray(img.affine), info, p, scale, frame_scale)
+
+
+def _keep_file_open(p: Path) -> bool | None:
+    """``keep_file_open`` for nibabel: ``None`` (its default) unless ``p`` is gzipped and the
+    optional ``indexed_gzip`` is missing.
+
+    With indexed_gzip (``pip install "sv2a[fast]"``) nibabel seeks in a ``.nii.gz`` through an
+    index of decompression points, so frames and slabs are read without decompressing the
+    file from its start each time. Without it, a gzip stream kept open decompresses each
+    frame read in increasing order from where the previous one ended (one pass over the file
+    for :meth:`DynamicPET.frame` in a loop, instead of one pass per frame); the handle closes
+    when the image is garbage collected, and pickled images (dask, process pools) reopen it.
+    """
+    if not p.name.endswith(".gz"):
+        return None
+    try:
+        from nibabel import _compression
+
+        have_igzip = bool(getattr(_compression, "HAVE_INDEXED_GZIP", False))
+    except ImportError:  # pragma: no cover - nibabel moved its private module
+        have_igzip = False
+    return None if have_igzip else True
 
 
 def _check_size(p: Path, img: Any) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from .bids import find_scans, read_participants
 from .errors import Sv2aError
+from .progress import Progress
 
 __all__ = ["Problem", "validate_dataset", "add_arguments", "main"]
 
@@ -64,8 +65,8 @@ def _catch(problems: list[Problem], file: str, func: Callable[..., Any], *args: 
     return result
 
 
-def validate_dataset(bids_dir: str | os.PathLike[str], *,
-                     read_data: bool = True) -> list[Problem]:
+def validate_dataset(bids_dir: str | os.PathLike[str], *, read_data: bool = True,
+                     progress: bool = False) -> list[Problem]:
     """Validate a BIDS PET dataset and return every problem found.
 
     Checks: ``dataset_description.json``; ``participants.tsv`` (and its ``arm`` column);
@@ -80,16 +81,16 @@ def validate_dataset(bids_dir: str | os.PathLike[str], *,
         Dataset root.
     read_data : bool
         Also read every image's voxels (slower); otherwise headers and sidecars only.
+    progress : bool
+        Report progress on stderr: the number of scans first, then a bar on a terminal or
+        one line per checked scan (with the number that had errors and the elapsed time) in
+        a log or batch job (:mod:`sv2a.progress`).
 
     Returns
     -------
     list of Problem
         Every error and warning, in the order found (empty: nothing to report).
     """
-    from .atlas import load_atlas
-    from .blood_io import load_blood
-    from .pet import load_pet
-
     root = Path(bids_dir)
     problems: list[Problem] = []
     if not (root / "dataset_description.json").exists():
@@ -118,42 +119,56 @@ def validate_dataset(bids_dir: str | os.PathLike[str], *,
                 if no_arm:
                     problems.append(Problem("warning", pfile, f"subjects {no_arm} have no 'arm'"
                                             " value; group comparisons will exclude them"))
-    for scan in scans:
-        pfile = str(scan.pet)
-        p_meta = parts.loc[scan.subject].to_dict() if (
-            parts is not None and scan.subject in parts.index) else None
-        pet = _catch(problems, pfile, load_pet, scan.pet, participants=p_meta)
-        if pet is None:
-            continue
-        if "injected_mbq" not in pet.meta:
-            problems.append(Problem("warning", pfile, "InjectedRadioactivity missing in the "
-                                    "sidecar; SUV cannot be computed"))
-        if read_data:
-            data = _catch(problems, pfile, lambda p=pet: p.data)
-            if data is not None:
-                n_nan = int(np.isnan(data).sum())
-                if n_nan:
-                    problems.append(Problem("warning", pfile, f"{n_nan} NaN voxel values "
-                                            "(excluded from regional means)"))
-                if not np.any(data):
-                    problems.append(Problem("error", pfile, "the image is all zero"))
-        for path in scan.blood.values():
-            inp = _catch(problems, str(path), load_blood, path)
-            if inp is not None:
-                _catch(problems, str(path), inp.check_covers, float(pet.frames.end[-1]),
-                       what=f"the PET scan ({scan.pet.name})")
-        if scan.dseg is None:
-            problems.append(Problem("warning", pfile, "no anat/*_dseg segmentation for this "
-                                    "scan; regional analysis needs one (or --atlas)"))
-        else:
-            atlas = _catch(problems, str(scan.dseg), load_atlas, scan.dseg, pet=pet)
-            if atlas is not None:
-                present = set(np.unique(atlas.labels).tolist()) - {0}
-                empty = [n for k, n in atlas.label_names.items() if k not in present]
-                if empty:
-                    problems.append(Problem("warning", str(scan.dseg), f"regions {empty} "
-                                            "have no voxels"))
+    with Progress(len(scans), label="sv2a validate", unit="scans", verb="checked",
+                  failed_word="with errors", enabled=progress) as bar:
+        for scan in scans:
+            n_err = sum(p.severity == "error" for p in problems)
+            _check_scan(problems, scan, parts, read_data)
+            bar.update(failed=sum(p.severity == "error" for p in problems) > n_err,
+                       note=scan.pet.name)
     return problems
+
+
+def _check_scan(problems: list[Problem], scan: Any, parts: Any, read_data: bool) -> None:
+    """Check one scan's image, sidecar, blood recordings and segmentation."""
+    from .atlas import load_atlas
+    from .blood_io import load_blood
+    from .pet import load_pet
+
+    pfile = str(scan.pet)
+    p_meta = parts.loc[scan.subject].to_dict() if (
+        parts is not None and scan.subject in parts.index) else None
+    pet = _catch(problems, pfile, load_pet, scan.pet, participants=p_meta)
+    if pet is None:
+        return
+    if "injected_mbq" not in pet.meta:
+        problems.append(Problem("warning", pfile, "InjectedRadioactivity missing in the "
+                                "sidecar; SUV cannot be computed"))
+    if read_data:
+        data = _catch(problems, pfile, lambda p=pet: p.data)
+        if data is not None:
+            n_nan = int(np.isnan(data).sum())
+            if n_nan:
+                problems.append(Problem("warning", pfile, f"{n_nan} NaN voxel values "
+                                        "(excluded from regional means)"))
+            if not np.any(data):
+                problems.append(Problem("error", pfile, "the image is all zero"))
+    for path in scan.blood.values():
+        inp = _catch(problems, str(path), load_blood, path)
+        if inp is not None:
+            _catch(problems, str(path), inp.check_covers, float(pet.frames.end[-1]),
+                   what=f"the PET scan ({scan.pet.name})")
+    if scan.dseg is None:
+        problems.append(Problem("warning", pfile, "no anat/*_dseg segmentation for this "
+                                "scan; regional analysis needs one (or --atlas)"))
+    else:
+        atlas = _catch(problems, str(scan.dseg), load_atlas, scan.dseg, pet=pet)
+        if atlas is not None:
+            present = set(np.unique(atlas.labels).tolist()) - {0}
+            empty = [n for k, n in atlas.label_names.items() if k not in present]
+            if empty:
+                problems.append(Problem("warning", str(scan.dseg), f"regions {empty} "
+                                        "have no voxels"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -186,7 +201,7 @@ def main(args: argparse.Namespace) -> int:
     int
         Exit status: 1 if any problem is an error, else 0.
     """
-    problems = validate_dataset(args.bids_dir, read_data=not args.quick)
+    problems = validate_dataset(args.bids_dir, read_data=not args.quick, progress=True)
     for p in problems:
         print(p)
     n_err = sum(p.severity == "error" for p in problems)

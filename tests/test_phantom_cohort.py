@@ -265,3 +265,50 @@ def test_design_keys_are_checked_and_named_like_the_api():
         normalise_design({"base": "ketamine-human", "demographics": {"dose_mbq": [500, 5]}})
     with pytest.raises(DesignError, match="variability"):
         normalise_design({"base": "ketamine-human", "variability": {"between_cv": 0.1}})
+
+
+def test_size_estimate_matches_written_dataset(tmp_path):
+    """estimate_cohort predicts the bytes make_cohort writes (same first scan, same encoder)."""
+    from sv2a.phantom.cohort import estimate_cohort, raw_bytes
+
+    kw = dict(n_subjects=2, noise=1.0, voxel_mm=4.0, blood="all")
+    est = estimate_cohort("ketamine-human", seed=2, **kw)
+    c = make_cohort(tmp_path / "e", "ketamine-human", seed=2, **kw)
+    written = sum(p.stat().st_size for p in c.path.rglob("*") if p.is_file())
+    first = c.path / c.scans.loc[0, "pet"]
+    assert est.n_scans == len(c.scans) == 4
+    assert est.pet_bytes == first.stat().st_size  # the first scan, encoded identically
+    # the other scans differ only by dose and parameters: within 15 % in total
+    assert abs(est.total_bytes - written) < 0.15 * written
+    assert est.total_seconds > 0 and "scans: about" in est.describe()
+    # the raw float32 bound is above the compressed dataset
+    assert raw_bytes("ketamine-human", n_subjects=2, voxel_mm=4.0) > written
+
+
+def test_noisy_pet_stored_as_scaled_int16_within_noise(tmp_path):
+    """Voxel-noise PET is int16 x scl_slope: rounding error <= step / 2 <= 1/20 noise SD."""
+    import nibabel as nib
+
+    c = make_cohort(tmp_path / "q", "ketamine-human", seed=1, n_subjects=1, voxel_mm=4.0)
+    pet = c.path / c.scans.loc[0, "pet"]
+    img = nib.load(pet)
+    step = json.loads(pet.with_name(pet.name.replace(".nii.gz", ".json")).read_text())[
+        "sv2aPhantom"]["storage_step"]
+    assert img.get_data_dtype() == np.int16
+    assert (img.dataobj.slope, img.dataobj.inter) == (step, 0.0)  # nibabel applies scl_slope
+    # the same cohort stored as float32 holds the unrounded image
+    f = make_cohort(tmp_path / "f", "ketamine-human", seed=1, n_subjects=1, voxel_mm=4.0,
+                    pet_storage="float32")
+    full = nib.load(f.path / f.scans.loc[0, "pet"])
+    assert full.get_data_dtype() == np.float32
+    err = np.asarray(img.dataobj, dtype=np.float64) - np.asarray(full.dataobj)
+    assert np.abs(err).max() <= step / 2 * (1 + 1e-6)  # rounding to the nearest step
+    # the same cohort without noise (same parameters and doses) gives the noise itself:
+    # rounding error RMS / noise RMS in the activity-bearing voxels ~ 1/sqrt(12) / 10 or less
+    e = make_cohort(tmp_path / "x", "ketamine-human", seed=1, n_subjects=1, voxel_mm=4.0,
+                    noise=0)
+    assert nib.load(e.path / e.scans.loc[0, "pet"]).get_data_dtype() == np.float32
+    exact = np.asarray(nib.load(e.path / e.scans.loc[0, "pet"]).dataobj)
+    hot = exact > 0.05 * exact.max()
+    ratio = np.sqrt(np.mean(err[hot] ** 2) / np.mean((full.get_fdata()[hot] - exact[hot]) ** 2))
+    assert 0 < ratio < 1 / np.sqrt(12) / 10 * 1.2  # 1.2: the noise SD varies over frames

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -56,6 +57,10 @@ def plot_spaghetti(ds: xr.Dataset, path: str | os.PathLike[str], outcome: str = 
     """Spaghetti plot: each subject's outcome across sessions, per region (rows) x arm
     (columns), with the arm's geometric mean in bold.
 
+    Sessions run in time order (baseline first, then ``time_since_dose``, then durations in
+    the labels; :func:`~sv2a.longitudinal.session_order`), and each subject's line carries
+    its ID at its last point.
+
     Parameters
     ----------
     ds : xr.Dataset
@@ -91,7 +96,10 @@ def plot_spaghetti(ds: xr.Dataset, path: str | os.PathLike[str], outcome: str = 
     regions = list(regions) if regions is not None else [str(r) for r in ds["region"].values]
     arm_vals = np.asarray([str(a) for a in ds["arm"].values])
     arms = list(arms) if arms is not None else sorted(set(arm_vals))
+    ds = ds.isel(session=[[str(s) for s in ds["session"].values].index(lab)
+                          for lab in _time_order(ds)])
     sessions = [str(s) for s in ds["session"].values]
+    subjects = [str(s) for s in ds["subject"].values]
     y = ds[outcome].transpose("subject", "session", "region").values
     ylabel = outcome
     if baseline is not None and baseline not in sessions:
@@ -117,10 +125,16 @@ def plot_spaghetti(ds: xr.Dataset, path: str | os.PathLike[str], outcome: str = 
             k = [str(r) for r in ds["region"].values].index(reg)
             yy = y[m][:, used, k]
             x = np.arange(len(used))
-            for row in yy:
+            for sub, row in zip(np.asarray(subjects)[m], yy, strict=True):
                 ok = np.isfinite(row)
+                if not ok.any():
+                    continue
                 ax.plot(x[ok], row[ok], "-o", color=_COLORS[ci % len(_COLORS)], alpha=0.45,
                         lw=1, ms=3)
+                # the subject's ID at its last point, so a line can be traced to a subject
+                ax.annotate(sub, (x[ok][-1], row[ok][-1]), xytext=(4, 0),
+                            textcoords="offset points", fontsize=7, va="center",
+                            color=_COLORS[ci % len(_COLORS)])
             with np.errstate(all="ignore"):
                 gm = np.exp(np.nanmean(np.log(np.where(yy > 0, yy, np.nan)), axis=0))
             ax.plot(x, gm, "-s", color="k", lw=2.2, ms=5, label="geometric mean")
@@ -128,12 +142,31 @@ def plot_spaghetti(ds: xr.Dataset, path: str | os.PathLike[str], outcome: str = 
                 ax.axhline(gm[used.index(sessions.index(baseline))], color="0.5", ls=":",
                            lw=1)
             ax.set_xticks(x, [sessions[j] for j in used])
+            ax.set_xlim(-0.3, len(used) - 0.4)  # room for the subject IDs
             if ri == 0:
                 ax.set_title(f"{arm} (n={int(m.sum())})", fontsize=9)
             if ci == 0:
                 ax.set_ylabel(f"{reg}\n{ylabel}", fontsize=8)
             ax.tick_params(labelsize=7)
     return _save(fig, path)
+
+
+def _time_order(ds: xr.Dataset) -> list[str]:
+    """Session labels in time order: baseline first, then the median ``time_since_dose``
+    coordinate when the dataset has one, then durations in the labels (24h < 7d)."""
+    from .collect import session_order
+
+    labels = [str(s) for s in ds["session"].values]
+    tsd: dict[str, float] = {}
+    if "time_since_dose" in ds.coords:
+        v = ds["time_since_dose"]
+        other = [d for d in v.dims if d != "session"]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.asarray(v.median(dim=other).values if other else v.values, float)
+        if "session" in v.dims:
+            tsd = dict(zip(labels, med.reshape(-1).tolist(), strict=True))
+    return session_order(labels, tsd)
 
 
 def plot_forest(table: pd.DataFrame, path: str | os.PathLike[str], *,
@@ -173,7 +206,10 @@ def plot_forest(table: pd.DataFrame, path: str | os.PathLike[str], *,
     t = table[np.isfinite(table[value].astype(float))]
     if t.empty:
         raise DataError(f"no finite '{value}' to plot")
-    sessions = list(dict.fromkeys(t["session"]))
+    from .collect import session_order
+
+    sessions = session_order([str(x) for x in dict.fromkeys(t["session"])])
+    t = t.assign(session=t["session"].astype(str))
     regions = list(dict.fromkeys(table["region"]))[::-1]
     arms = list(dict.fromkeys(t["arm"]))
     fig = _figure(3.4 * len(sessions) + 0.8, 0.32 * len(regions) * max(1, len(arms) / 2) + 1.4)
@@ -194,12 +230,14 @@ def plot_forest(table: pd.DataFrame, path: str | os.PathLike[str], *,
                         label=f"{arm} (n={int(s['n'].median())})" if "n" in s else arm)
             if "mde_pct" in s and np.isfinite(s["mde_pct"]).any():
                 mde = float(np.nanmedian(s["mde_pct"]))
-                ax.axvspan(-mde, mde, color=c, alpha=0.06, lw=0)
+                ax.axvspan(-mde, mde, color=c, alpha=0.08, lw=0,
+                           label=f"{arm}: detectable change ±{mde:.0f} %")
         ax.set_title(f"session {ses}", fontsize=9)
         ax.set_xlabel(f"{value.replace('_', ' ')} (%; {int(100 * table.attrs.get('level', 0.95))}"
                       f" % CI)", fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="best", title="band: minimal detectable effect"
+                  if "mde_pct" in t else None, title_fontsize=7)
     axes[0].set_yticks(range(len(regions)), regions)
     if title or table.attrs.get("outcome"):
         fig.suptitle(title or f"{table.attrs.get('outcome')}: change per region and arm",

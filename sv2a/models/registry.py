@@ -100,7 +100,12 @@ def get(name: str) -> type[Model]:
     """
     key = _key(name)
     if key not in _REGISTRY:
-        raise ModelError(f"unknown model {name!r}; available models: {', '.join(available())}")
+        import difflib
+
+        close = difflib.get_close_matches(key, [*_REGISTRY, *ALIASES], n=1)
+        hint = f" (did you mean '{_key(close[0])}'?)" if close else ""
+        raise ModelError(f"unknown model {name!r}{hint}; available models: "
+                         f"{', '.join(available())}")
     return _REGISTRY[key]
 
 

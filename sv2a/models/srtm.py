@@ -347,7 +347,7 @@ def _resolved_k2prime(value: Any, model: str) -> float | None:
     """``None`` or a positive finite ``k2'`` (1/min); a pooling rule must be resolved first."""
     if value is None:
         return None
-    if isinstance(value, str):
+    if isinstance(value, str) and value in ("coupled", "srtm", "mrtm"):
         raise ModelError(
             f"{model}: k2prime={value!r} must be resolved to a number before building the "
             "solver; sv2a.fit and sv2a.parametric_maps do this")

@@ -36,6 +36,7 @@ from .engine import run_dask, run_numpy
 from .inputs import (
     as_mask,
     is_dask,
+    mask_rows,
     reference_tac,
     region_mask,
     resolve_pet,
@@ -178,8 +179,9 @@ def parametric_maps(
         assert rows is not None
         vals, fl = run_numpy(solver, rows, names, chunk_size=chunk_size, progress=progress,
                              desc=desc)
-        maps = {nm: _scatter(vals[nm], mask, np.float32, np.nan) for nm in names}
-        flag = _scatter(fl, mask, np.uint8, 0)
+        where = np.flatnonzero(mask.ravel())
+        maps = {nm: _scatter(vals[nm], where, shape3, np.float32, np.nan) for nm in names}
+        flag = _scatter(fl, where, shape3, np.uint8, 0)
 
     counts = describe_flags(flag[mask])
     settings.update(option_attrs(opts))
@@ -213,7 +215,12 @@ def _target_mask(mask: Any, data: Any, shape3: tuple[int, ...], dask: bool
                  ) -> NDArray[np.bool_]:
     """The voxels to fit (default: positive in some frame); an empty mask raises."""
     if mask is None:
-        m = np.asarray((data > 0).any(axis=3).compute()) if dask else np.any(data > 0, axis=3)
+        if dask:
+            m = np.asarray((data > 0).any(axis=3).compute())
+        else:  # frame by frame: no 4-D temporary
+            m = np.zeros(shape3, dtype=bool)
+            for k in range(data.shape[3]):
+                m |= data[..., k] > 0
     else:
         m = as_mask(mask, shape3, "mask")
     if not m.any():
@@ -233,7 +240,7 @@ def _smoothed_targets(data: Any, mask: NDArray[np.bool_], sigma: Any, frames: Fr
                                     dtype=np.float32, sigma=sigma)
         return data, None
     src = smooth_numpy(data, sigma) if sigma is not None else data
-    return data, src.reshape(-1, frames.n)[np.flatnonzero(mask.ravel())]
+    return data, mask_rows(src, mask)
 
 
 class _MaskSample:
@@ -297,9 +304,9 @@ def _resolve_map_k2prime(name: str, opts: Any, frames: FrameSchedule, ref: Any,
     return opts
 
 
-def _scatter(values: NDArray[Any], mask: NDArray[np.bool_], dtype: Any, fill: float
-             ) -> NDArray[Any]:
-    """Values of the masked voxels back on the 3-D grid."""
-    out = np.full(mask.shape, fill, dtype=dtype)
-    out[mask] = values
-    return out
+def _scatter(values: NDArray[Any], where: NDArray[np.intp], shape3: tuple[int, ...],
+             dtype: Any, fill: float) -> NDArray[Any]:
+    """Values of the masked voxels (C-order flat indices ``where``) back on the 3-D grid."""
+    out = np.full(int(np.prod(shape3)), fill, dtype=dtype)
+    out[where] = values
+    return out.reshape(shape3)

@@ -9,6 +9,7 @@ name in upper case without underscores (BIDS-derivatives style).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from ..errors import ModelError
 from ..models.base import FLAGS
 from ..models.result import clean_attrs
 
-__all__ = ["map_filename", "assemble", "Sv2aMapsAccessor", "DESCRIPTIONS"]
+__all__ = ["map_filename", "assemble", "Sv2aMapsAccessor", "DESCRIPTIONS", "OPTIONAL_MAPS"]
 
 #: Long names of the map parameters.
 DESCRIPTIONS = {
@@ -41,6 +42,12 @@ DESCRIPTIONS = {
     "rss": "weighted residual sum of squares of the fit",
     "flag": "quality bit field: " + ", ".join(f"{b} = {n}" for b, n in FLAGS.items()),
 }
+
+
+#: Maps that ``ds.sv2a.to_nifti`` writes only when asked (``params=[...]`` or ``"all"``): the
+#: weighted residual sum of squares, the apparent efflux rate k2a = k2/(1+BPND) (derived from
+#: two written maps) and k2' (a constant for SRTM2, MRTM2 and Logan; k2/R1 for SRTM and MRTM).
+OPTIONAL_MAPS = ("rss", "k2a", "k2prime")
 
 
 def map_filename(stem: str, model: str, param: str) -> str:
@@ -153,8 +160,15 @@ class Sv2aMapsAccessor:
         return {str(k): _attr_value(v) for k, v in self._ds.attrs.items()}
 
     def to_nifti(self, out_dir: str | Path, stem: str, *,
-                 params: list[str] | None = None) -> list[Path]:
+                 params: list[str] | str | None = None,
+                 compresslevel: int = 6) -> list[Path]:
         """Write one NIfTI per map (+ JSON sidecar) into ``out_dir``, atomically.
+
+        By default the main maps are written: every map except the ones in
+        :data:`OPTIONAL_MAPS` (``rss``, ``k2a``, ``k2prime``: the fit residual, a rate derived
+        from two written maps, and for SRTM2/MRTM2/Logan a constant), i.e. the model's
+        parameters and ``flag``. (sv2a 0.1.0 wrote every map when ``params`` was ``None``;
+        ``params="all"`` does that now.) Maps are compressed concurrently (zlib releases the GIL).
 
         Parameters
         ----------
@@ -162,20 +176,39 @@ class Sv2aMapsAccessor:
             Directory (created if missing).
         stem : str
             BIDS entities prefix, e.g. ``"sub-01_ses-bl"``.
-        params : list of str, optional
-            Maps to write (default all, including ``flag``).
+        params : list of str or ``"all"``, optional
+            Maps to write: a list of names (e.g. ``["BPND", "flag", "rss"]``), ``"all"``, or
+            ``None`` (default) for the main maps described above.
+        compresslevel : int
+            zlib level 1-9 of the ``.nii.gz`` files; 1 writes noisy float maps about 3x faster
+            for files about 10 % larger. The values are identical at any level.
 
         Returns
         -------
         list of Path
-            The files written (:func:`map_filename` names). Each sidecar holds the model,
-            parameter, units, description, every setting and the software version.
+            The files written (:func:`map_filename` names), in the order of ``params`` (of the
+            Dataset's variables by default). Each sidecar holds the model, parameter, units,
+            description, every setting and the software version.
 
         Raises
         ------
         ModelError
-            Not a map dataset, a bad stem, or unknown ``params``.
+            Not a map dataset, a bad stem, unknown ``params`` or a ``compresslevel`` outside
+            1-9.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> import numpy as np
+        >>> z = np.zeros((2, 2, 1), np.float32)
+        >>> ds = assemble("srtm2", {"BPND": z, "k2prime": z + 0.04, "rss": z},
+        ...               np.zeros((2, 2, 1), np.uint8), np.eye(4), {}, {"BPND": "1"})
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     [p.name for p in ds.sv2a.to_nifti(d, "sub-01")]
+        ['sub-01_model-SRTM2_meas-BPND_mimap.nii.gz', 'sub-01_model-SRTM2_meas-flag_mimap.nii.gz']
         """
+        from concurrent.futures import ThreadPoolExecutor
+
         from ..io import write_nifti
 
         ds = self._ds
@@ -185,17 +218,28 @@ class Sv2aMapsAccessor:
                 "attrs)")
         if not stem or "/" in stem:
             raise ModelError(f"to_nifti: stem must be a file-name prefix, got {stem!r}")
+        if not 1 <= int(compresslevel) <= 9:
+            raise ModelError(f"to_nifti: compresslevel must be 1-9, got {compresslevel!r}")
         aff = np.asarray(_attr_value(ds.attrs["affine"]), dtype=float).reshape(4, 4)
         model = str(ds.attrs["model"])
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        names = [str(v) for v in ds.data_vars] if params is None else list(params)
+        available = [str(v) for v in ds.data_vars]
+        if params is None:
+            names = [n for n in available if n not in OPTIONAL_MAPS]
+        elif isinstance(params, str):
+            if params != "all":
+                raise ModelError(f"to_nifti: params must be a list of map names or 'all', got "
+                                 f"{params!r}; available: {available}")
+            names = available
+        else:
+            names = list(params)
         missing = [n for n in names if n not in ds.data_vars]
         if missing:
-            raise ModelError(f"to_nifti: no map(s) {missing}; available: {list(ds.data_vars)}")
+            raise ModelError(f"to_nifti: no map(s) {missing}; available: {available}")
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
         settings = {k: v for k, v in self.settings().items() if k != "affine"}
-        written = []
-        for nm in names:
+
+        def write(nm: str) -> Path:
             da_ = ds[nm]
             arr = np.asarray(da_.transpose("x", "y", "z").values)
             side: dict[str, Any] = {
@@ -210,6 +254,12 @@ class Sv2aMapsAccessor:
                 side["FlagBits"] = {str(b): n for b, n in FLAGS.items()}
             p = out / map_filename(stem, model, nm)
             write_nifti(p, arr, aff, sidecar=side,
-                        dtype=np.uint8 if nm == "flag" else np.float32)
-            written.append(p)
-        return written
+                        dtype=np.uint8 if nm == "flag" else np.float32,
+                        compresslevel=int(compresslevel))
+            return p
+
+        workers = min(len(names), os.cpu_count() or 1)
+        if workers <= 1:
+            return [write(nm) for nm in names]
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            return list(ex.map(write, names))

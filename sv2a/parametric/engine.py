@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..models.base import Model
+from ..progress import use_bars
 
 __all__ = ["run_numpy", "run_dask", "auto_chunk"]
 
@@ -58,7 +59,8 @@ def run_numpy(solver: Model, rows: NDArray[Any], names: list[str], *, chunk_size
     chunk_size : int, optional
         Rows per chunk (default :func:`auto_chunk`).
     progress : bool
-        Show a progress bar on stderr.
+        Show a progress bar on stderr when it is a terminal (:func:`sv2a.progress.use_bars`)
+        and the voxels take more than one chunk (a one-chunk bar would never move).
     desc : str
         Progress-bar label.
 
@@ -73,8 +75,10 @@ def run_numpy(solver: Model, rows: NDArray[Any], names: list[str], *, chunk_size
     chunk = chunk_size or auto_chunk(solver, rows.shape[1])
     vals = {nm: np.full(n, np.nan, np.float32) for nm in names}
     fl = np.zeros(n, np.uint8)
+    # a bar only where it is drawn in place (a terminal) and where it moves (several chunks)
+    show = progress and n > chunk and use_bars(sys.stderr)
     with tqdm(total=n, desc=desc, unit="voxel", unit_scale=True, leave=False,
-              disable=not progress, file=sys.stderr, dynamic_ncols=True) as bar:
+              disable=not show, file=sys.stderr, dynamic_ncols=True) as bar:
         for i0 in range(0, n, chunk):
             r = solver.solve(np.asarray(rows[i0:i0 + chunk], dtype=np.float64))
             for nm in names:
@@ -132,7 +136,7 @@ def run_dask(solver: Model, data: Any, mask: NDArray[np.bool_], names: list[str]
                         chunks=(*data.chunks[:3], (len(names) + 1,)), dtype=np.float32)
     if not compute:
         return res
-    if progress:
+    if progress and use_bars(sys.stderr):
         from tqdm.dask import TqdmCallback
 
         with TqdmCallback(desc=desc, unit="task", leave=False, file=sys.stderr):

@@ -17,7 +17,7 @@ from ..frames import FrameSchedule
 from ..models.base import check_reference
 
 __all__ = ["resolve_pet", "is_dask", "as_mask", "sigma_vox", "smooth_numpy", "smooth_block",
-           "region_mask", "reference_tac", "rows_of"]
+           "region_mask", "reference_tac", "rows_of", "mask_rows"]
 
 FloatArray = NDArray[np.float64]
 
@@ -258,10 +258,55 @@ def rows_of(data: Any, m: NDArray[np.bool_], n_frames: int, dask: bool) -> Float
     -------
     array (n_voxels, n_frames)
     """
-    idx = np.flatnonzero(m.ravel())
-    flat = data.reshape(-1, n_frames)
-    rows = flat[idx].compute() if dask else flat[idx]
-    return np.asarray(rows, dtype=np.float64)
+    if dask:
+        idx = np.flatnonzero(m.ravel())
+        return np.asarray(data.reshape(-1, n_frames)[idx].compute(), dtype=np.float64)
+    return np.asarray(mask_rows(data, m), dtype=np.float64)
+
+
+def mask_rows(data: NDArray[Any], m: NDArray[np.bool_]) -> NDArray[Any]:
+    """The TACs of the voxels of a mask, in the image's dtype, without copying the image.
+
+    Rows follow the C order of the mask (the order of ``data[m]``). nibabel returns images
+    in column (Fortran) order, where ``data.reshape(-1, n_frames)`` would copy the whole 4-D
+    image; here each frame is read once, in its memory order.
+
+    Parameters
+    ----------
+    data : array (x, y, z, frame)
+        The image (any memory layout).
+    m : bool array (x, y, z)
+        The voxels.
+
+    Returns
+    -------
+    array (n_voxels, n_frames)
+        C-contiguous, dtype of ``data``; equal to ``data[m]``.
+
+    Examples
+    --------
+    >>> img = np.asfortranarray(np.arange(24.0).reshape(2, 3, 1, 4))
+    >>> m = np.array([[[True], [False], [True]], [[False], [True], [False]]])
+    >>> bool(np.array_equal(mask_rows(img, m), img[m]))
+    True
+    """
+    a = np.asarray(data)
+    n_frames = a.shape[3]
+    if a.flags.c_contiguous:
+        return np.ascontiguousarray(a.reshape(-1, n_frames)[np.flatnonzero(m.ravel())])
+    out = np.empty((int(np.count_nonzero(m)), n_frames), dtype=a.dtype)
+    if not all(a[..., k].flags.f_contiguous for k in range(n_frames)):
+        for k in range(n_frames):
+            out[:, k] = a[..., k][m]
+        return out
+    # frames in column order: gather each frame sequentially (column order), then put the
+    # voxels in the mask's C order
+    idx_f = np.flatnonzero(m.ravel(order="F"))
+    lin_f = np.ravel_multi_index(np.nonzero(m), m.shape, order="F")   # C-ordered voxels
+    rank = np.searchsorted(idx_f, lin_f)
+    for k in range(n_frames):
+        out[:, k] = a[..., k].ravel(order="K")[idx_f][rank]
+    return out
 
 
 def reference_tac(reference: Any, data: Any, mask: NDArray[np.bool_], frames: FrameSchedule,

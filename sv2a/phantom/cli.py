@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 __all__ = ["add_arguments", "main", "EXAMPLES"]
+
+#: Datasets larger than this (bytes) get a size and time estimate before anything is written.
+_ANNOUNCE_BYTES = 10**9
 
 EXAMPLES = """examples:
   sv2a phantom ketamine_bids --design ketamine-human --subjects 12 --seed 1
@@ -94,9 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="head motion after 10 min: 0 = still (default), 1 = up to 4 mm "
                              "/ 2 deg, 2 = up to 8 mm / 4 deg; the truth is written as "
                              "*_desc-motiontruth_timeseries.tsv beside each PET")
-    parser.add_argument("--nprocs", type=int, default=1, metavar="N",
-                        help="parallel worker processes, one scan each (default 1; the files "
-                             "do not depend on N)")
+    parser.add_argument("--nprocs", type=int, default=None, metavar="N",
+                        help="parallel worker processes, one scan each (default: the CPU "
+                             "cores, at most 4; the files do not depend on N)")
     parser.add_argument("--force", action="store_true",
                         help="write into a non-empty directory (replaces a previous phantom)")
     parser.add_argument("--list-designs", action="store_true",
@@ -118,7 +122,7 @@ def main(args: argparse.Namespace) -> int:
         the top-level CLI to report.
     """
     from ..errors import BIDSError
-    from .cohort import DESIGNS, make_cohort
+    from .cohort import DESIGNS, estimate_cohort, make_cohort, raw_bytes
     from .tracers import available_presets
 
     if args.list_designs:
@@ -131,13 +135,19 @@ def main(args: argparse.Namespace) -> int:
     design = args.design
     if design.endswith(".json") and not Path(design).is_file():
         raise BIDSError(f"design file not found: {design}")
-    cohort = make_cohort(
-        args.out_dir, design=design, seed=args.seed, n_subjects=args.subjects,
-        noise=args.noise, fwhm=_fwhm(args.fwhm), voxel_mm=args.voxel_size, blood=args.blood,
-        species=args.species, tracer=args.tracer, noise_mode=args.noise_mode,
-        noise_fwhm=args.noise_fwhm, frame_average=args.frame_average, force=args.force,
-        nprocs=args.nprocs, progress=True, motion=args.motion,
-    )
+    nprocs = args.nprocs if args.nprocs is not None else max(1, min(os.cpu_count() or 1, 4))
+    opts = dict(design=design, seed=args.seed, n_subjects=args.subjects, noise=args.noise,
+                fwhm=_fwhm(args.fwhm), voxel_mm=args.voxel_size, blood=args.blood,
+                species=args.species, tracer=args.tracer, noise_mode=args.noise_mode,
+                noise_fwhm=args.noise_fwhm, frame_average=args.frame_average, nprocs=nprocs,
+                motion=args.motion)
+    if raw_bytes(design, n_subjects=args.subjects, voxel_mm=args.voxel_size,
+                 species=args.species, tracer=args.tracer) > _ANNOUNCE_BYTES:
+        est = estimate_cohort(**opts)  # type: ignore[arg-type]
+        if est.total_bytes > _ANNOUNCE_BYTES:
+            print(f"estimate: {est.describe()} with {nprocs} process(es)", flush=True)
+    cohort = make_cohort(args.out_dir, force=args.force, progress=True,
+                         **opts)  # type: ignore[arg-type]
     n_scans = len(cohort.scans)
     print(f"wrote {len(cohort.participants)} subjects, {n_scans} scans "
           f"({cohort.design['name']}, {cohort.design['species']} {cohort.design['tracer_name']}) "

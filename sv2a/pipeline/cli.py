@@ -38,10 +38,21 @@ EXAMPLES = """examples:
   # which models exist, what they estimate and which run voxelwise
   sv2a models
 
-config file keys (JSON or YAML) are the long option names with '_' (e.g. model_options:
-{srtm2: {k2prime: 0.04}}, voxelwise_options: {srtm2: {fwhm: 4}}, reference_erode_mm); flags
-override the file. Model options are checked against each model's options before any scan
-runs ('sv2a models' lists them).
+  # a rodent scan of 60 min: SUVR over 30-60 min, brainstem reference
+  sv2a run /data/rat /data/rat_out participant --model srtm2 suvr --reference brainstem \
+      --window 30 60
+
+config file keys (JSON or YAML) are the long option names with '_' for '-' (model,
+reference_erode, voxelwise_model, no_figures, window, ...; the setting names written to
+sv2a_config.json, e.g. models, reference_erode_mm, figures, are accepted too), plus
+model_options: {srtm2: {k2prime: 0.04}} and voxelwise_options: {srtm2: {fwhm: 4}}; flags
+override the file. Every value is type-checked and every model option checked against its
+model ('sv2a models' lists them) before any scan runs.
+Before processing, the request is checked against every selected scan (atlas and its label
+table, reference region, SUVR/SUV window inside the scan, blood for plasma-input models):
+problems stop the run with one message listing the scans, unless --skip-invalid.
+A model that fails inside a scan is listed in logs/failures.tsv; the scan's other outputs are
+kept, and the next run redoes that scan.
 Finished subject/sessions are skipped unless their settings or inputs changed (or --force).
 """
 
@@ -94,6 +105,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      metavar="MM", help="erode the reference region by MM mm (default 0)")
     mod.add_argument("--exclude-regions", nargs="+", dest="exclude_regions", metavar="REGION",
                      default=S, help="atlas regions left out of model fits (e.g. ventricles)")
+    mod.add_argument("--window", nargs=2, type=float, default=S, metavar=("START", "END"),
+                     help="SUVR/SUV window in minutes after injection for suvr and suv fits "
+                     "and maps (default 60 90; window= in model_options)")
     mod.add_argument("--atlas", default=S, metavar="PATH",
                      help="label image used for every scan instead of anat/*_dseg")
     mod.add_argument("--atlas-labels", default=S, metavar="TSV",
@@ -164,6 +178,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "fitted out of core through dask (default 8)")
     ex.add_argument("--force", action="store_true", default=S,
                     help="redo subject/sessions even if they are up to date")
+    ex.add_argument("--skip-invalid", action="store_true", default=S,
+                    help="skip the scans the request does not fit (reference region missing, "
+                    "window past the scan end, ...) and list them in logs/failures.tsv, "
+                    "instead of stopping before any scan runs")
     ex.add_argument("-q", "--quiet", action="store_true", help="no progress bar or info logs")
     ex.add_argument("-v", "--verbose", action="count", default=0,
                     help="more logging (-v info per scan, -vv debug)")

@@ -8,13 +8,16 @@ done-marker, so a re-run redoes exactly the scans whose settings (or input files
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import os
+import types
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from ..errors import ConfigError, ModelError
 
@@ -22,7 +25,8 @@ if TYPE_CHECKING:
     from ..models.base import Scale
 
 __all__ = ["PipelineConfig", "load_config_file", "resolve_config", "input_fingerprint",
-           "PARTICIPANT_KEYS", "MAP_OPTIONS", "NON_BRAIN_REGIONS"]
+           "config_keys", "PARTICIPANT_KEYS", "MAP_OPTIONS", "NON_BRAIN_REGIONS",
+           "OPTION_SETTINGS", "WINDOW_MODELS"]
 
 #: Settings that change participant-level outputs (they enter the per-scan hash).
 PARTICIPANT_KEYS = ("models", "reference", "reference_erode_mm", "exclude_regions", "atlas",
@@ -39,6 +43,19 @@ NON_BRAIN_REGIONS = ("left_ventricle", "myocardium")
 #: ``voxelwise_options`` besides the model's own options (``mask``, ``reference``, ``input``,
 #: ``atlas`` and ``progress`` are set by the pipeline for each scan).
 MAP_OPTIONS = ("fwhm", "chunk_size", "chunks", "warn", "allow_overlap")
+
+#: Configuration-file keys (the long option names of ``sv2a run`` with ``_`` for ``-``) whose
+#: setting has another name in :class:`PipelineConfig` (and in ``sv2a_config.json``); every
+#: other option name is its setting's name. ``no_figures: true`` is ``figures: false``.
+OPTION_SETTINGS = {"model": "models", "reference_erode": "reference_erode_mm",
+                   "voxelwise_model": "voxelwise_models", "no_figures": "figures",
+                   "contrast": "contrasts"}
+
+#: Models whose ``window=`` option the ``window`` setting (``--window START END``) sets.
+WINDOW_MODELS = ("suvr", "suv")
+
+#: Keys that ``sv2a_config.json`` records for provenance; ignored when it is read back.
+_PROVENANCE_KEYS = ("level", "bids_dir", "command")
 
 
 @dataclass
@@ -133,6 +150,14 @@ class PipelineConfig:
     cluster_p : float or None
         Voxelwise: cluster-forming threshold as a one-sided uncorrected p in (0, 1) (default
         0.001).
+    window : (float, float) or None
+        SUVR/SUV time window (min after injection) for the regional fits and the maps of
+        ``suvr`` and ``suv`` (``--window START END``); overrides ``window`` in
+        ``model_options``/``voxelwise_options``. ``None``: the models' default (60, 90).
+    skip_invalid : bool
+        Scans that the up-front check of the request finds invalid (reference region not in
+        the atlas, window outside the scan, ...) are skipped and listed in
+        ``logs/failures.tsv``; otherwise the run stops before processing any scan.
     """
 
     models: list[str] = field(default_factory=lambda: ["1tcm", "srtm2", "suvr"])
@@ -171,6 +196,8 @@ class PipelineConfig:
     permutations: int = 1000
     tfce: bool = False
     cluster_p: float | None = None
+    window: tuple[float, float] | None = None
+    skip_invalid: bool = False
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> PipelineConfig:
@@ -191,17 +218,21 @@ class PipelineConfig:
         ConfigError
             A bad value; the message says which setting, what is valid and how to fix it.
         """
-        self.models = _model_names(self.models, "region", "models")
+        for key in ("voxelwise", "figures", "force", "skip_invalid"):
+            setattr(self, key, _flag(getattr(self, key), key))
+        self.models = _model_names(_str_list(self.models, "models"), "region", "models")
         if not self.models:
             raise ConfigError("no models requested; give at least one with --model")
         if self.voxelwise_models is not None:
-            self.voxelwise_models = _model_names(self.voxelwise_models, "voxel",
-                                                 "voxelwise_models")
+            self.voxelwise_models = _model_names(
+                _str_list(self.voxelwise_models, "voxelwise_models"), "voxel",
+                "voxelwise_models")
         if self.voxelwise and not self.resolved_voxelwise_models():
             raise ConfigError(
                 "voxelwise maps requested but none of the requested models "
                 f"({', '.join(self.models)}) offers voxelwise maps; choose the map model with "
                 f"--voxelwise-model, one of: {', '.join(_available('voxel'))}")
+        self._apply_window()
         self.model_options = _check_options(self.model_options, "model_options", ())
         self.voxelwise_options = _check_options(self.voxelwise_options, "voxelwise_options",
                                                 MAP_OPTIONS)
@@ -210,12 +241,9 @@ class PipelineConfig:
                                           "reference_erode_mm", "mm")
         if self.reference_erode_mm < 0:
             raise ConfigError("reference_erode_mm must be >= 0")
-        try:
-            self.nprocs = int(self.nprocs)
-        except (TypeError, ValueError):
-            raise ConfigError(f"nprocs must be an integer, got {self.nprocs!r}") from None
-        if self.nprocs < 1:
-            raise ConfigError(f"--nprocs must be >= 1, got {self.nprocs}")
+        if (isinstance(self.nprocs, bool)
+                or not isinstance(self.nprocs, int) or self.nprocs < 1):
+            raise ConfigError(f"--nprocs must be an integer >= 1, got {self.nprocs!r}")
         self.max_memory_gb = _number(self.max_memory_gb, "max_memory_gb", "GB")
         if not self.max_memory_gb > 0:
             raise ConfigError(f"--max-memory-gb must be > 0, got {self.max_memory_gb}")
@@ -225,7 +253,7 @@ class PipelineConfig:
             raise ConfigError(f"--atlas {self.atlas}: file not found")
         if self.atlas_labels is not None and not Path(self.atlas_labels).exists():
             raise ConfigError(f"--atlas-labels {self.atlas_labels}: file not found")
-        self.exclude_regions = _str_list(self.exclude_regions) or []
+        self.exclude_regions = _str_list(self.exclude_regions, "exclude_regions") or []
         self.realign = _flag(self.realign, "realign")
         if self.pvc is not None and self.pvc not in ("gtm", "rbv"):
             raise ConfigError(f"pvc must be 'gtm' or 'rbv' (or none), got {self.pvc!r}")
@@ -237,10 +265,46 @@ class PipelineConfig:
             raise ConfigError(f"input must be 'blood' or 'idif', got {self.input!r}")
         if self.idif_region is not None and self.input != "idif":
             raise ConfigError("--idif-region is used only with --input idif")
-        self.participant_label = _str_list(self.participant_label)
-        self.session_label = _str_list(self.session_label)
+        self.participant_label = _str_list(self.participant_label, "participant_label")
+        self.session_label = _str_list(self.session_label, "session_label")
         self._validate_group()
         return self
+
+    def _apply_window(self) -> None:
+        """Check ``window`` and set it as the ``window`` option of the requested SUVR/SUV
+        fits and maps."""
+        if self.window is None:
+            return
+        w = self.window
+        if (isinstance(w, str) or not isinstance(w, Sequence) or len(w) != 2
+                or not all(_is_number(v) for v in w)):
+            raise ConfigError(f"window must be two numbers START END in minutes after "
+                              f"injection, e.g. --window 30 60; got {w!r}")
+        t0, t1 = float(w[0]), float(w[1])
+        if not 0 <= t0 < t1:
+            raise ConfigError(f"--window {t0:g} {t1:g}: START must be >= 0 and below END "
+                              "(minutes after injection)")
+        self.window = (t0, t1)
+        from ..models import registry
+
+        def key(m: Any) -> str:
+            try:
+                return registry.get(str(m)).name
+            except ModelError:
+                return str(m)
+
+        for opts_key, names in (("model_options", self.models),
+                                ("voxelwise_options", self.resolved_voxelwise_models()
+                                 if self.voxelwise else [])):
+            opts = getattr(self, opts_key)
+            if not isinstance(opts, Mapping):
+                continue  # reported by _check_options
+            merged = {key(m): o for m, o in opts.items()}
+            for m in names:
+                if m in WINDOW_MODELS:
+                    o = merged.get(m)
+                    merged[m] = {**(o if isinstance(o, Mapping) else {}), "window": [t0, t1]}
+            setattr(self, opts_key, merged)
 
     def _validate_group(self) -> None:
         """Check the group-level statistics settings (formula, contrasts, scores, voxelwise);
@@ -262,12 +326,13 @@ class PipelineConfig:
                               f"{self.contrasts!r}")
         self.contrasts = {str(k): str(v) for k, v in self.contrasts.items()}
         _identifiers(list(self.contrasts), "contrast name")
-        self.covariates = _identifiers(_str_list(self.covariates) or [], "covariate")
+        self.covariates = _identifiers(_str_list(self.covariates, "covariates") or [],
+                                       "covariate")
         if (self.contrasts or self.covariates) and self.formula is None:
             raise ConfigError("--contrast and --covariates refine a factorial model; give "
                               "--formula too (e.g. --formula 'treatment * context')")
         self.scores = _flag(self.scores, "scores")
-        self.score = _str_list(self.score)
+        self.score = _str_list(self.score, "score")
         if self.score is not None:
             _identifiers(self.score, "score")
         if self.responder is not None:
@@ -412,15 +477,97 @@ def _check_options(opts: Any, key: str, extra: Sequence[str]) -> dict[str, dict[
         fields = [f.name for f in dataclasses.fields(cls.Options)]
         unknown = sorted(set(o) - set(fields) - set(extra))
         if unknown:
+            close = difflib.get_close_matches(unknown[0], [*fields, *extra], n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(
-                f"{key}: model '{cls.name}' does not take option(s) {', '.join(unknown)}; "
-                f"valid options: {', '.join(sorted({*fields, *extra}))}")
+                f"{key}: model '{cls.name}' does not take option(s) {', '.join(unknown)}"
+                f"{hint}; valid options: {', '.join(sorted({*fields, *extra}))}")
+        hints = typing.get_type_hints(cls.Options)
+        for k, v in o.items():
+            if k in hints and not _conforms(v, hints[k]):
+                raise ConfigError(
+                    f"{key}: option {k} of model '{cls.name}' must be {_describe(hints[k])}, "
+                    f"got {v!r} ({type(v).__name__})")
         try:
             parse_options(cls.Options, {k: v for k, v in o.items() if k in fields}, cls.name)
         except (ModelError, TypeError, ValueError) as exc:
             raise ConfigError(f"{key}: {exc}") from None
         clean[cls.name] = o
     return clean
+
+
+def _is_number(value: Any) -> bool:
+    import numpy as np
+
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_)
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (from JSON/YAML or Python) has the type ``hint`` describes: strings
+    are not booleans, booleans are not numbers, lists (or tuples) stand for sequences."""
+    import numpy as np
+
+    if hint is Any:
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_conforms(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin is Literal:
+        return any(value == a and type(value) is type(a) for a in args)
+    if hint is bool:
+        return isinstance(value, bool | np.bool_)
+    if hint is int:
+        return isinstance(value, int | np.integer) and not isinstance(value, bool)
+    if hint is float:
+        return _is_number(value)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is np.ndarray:  # an array option: a (nested) list of numbers in a file
+        return isinstance(value, np.ndarray | list | tuple)
+    if origin in (list, tuple, Sequence, typing.Sequence):
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(map(_conforms, value, args))
+        return not args or all(_conforms(v, args[0]) for v in value)
+    if origin in (dict, Mapping, typing.Mapping):
+        if not isinstance(value, Mapping):
+            return False
+        return not args or all(_conforms(k, args[0]) and _conforms(v, args[1])
+                               for k, v in value.items())
+    return True  # a type this check does not know: the model checks it
+
+
+def _describe(hint: Any) -> str:
+    """Plain words for a type, for messages ("a number or null")."""
+    import numpy as np
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(dict.fromkeys(_describe(a) for a in args))
+    if hint is type(None):
+        return "null"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    words = {bool: "true or false", int: "a whole number", float: "a number",
+             str: "a string", Any: "any value"}
+    if hint in words:
+        return words[hint]
+    if origin is np.ndarray:
+        return "a list of numbers"
+    if origin in (list, tuple, Sequence, typing.Sequence):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return f"a list of {len(args)} " + ("numbers" if all(a is float for a in args)
+                                                else "values")
+        inner = _describe(args[0]) if args else "values"
+        return "a list of " + {"a string": "strings", "a number": "numbers"}.get(inner, inner)
+    if origin in (dict, Mapping, typing.Mapping):
+        return "a mapping" + (f" of {_describe(args[0])} to {_describe(args[1])}"
+                              if args and args[1] is not Any else "")
+    return getattr(hint, "__name__", str(hint))
 
 
 def _number(value: Any, key: str, unit: str) -> float:
@@ -470,11 +617,15 @@ def _identifiers(names: list[str], what: str) -> list[str]:
     return [str(n) for n in names]
 
 
-def _str_list(value: Any) -> list[str] | None:
+def _str_list(value: Any, key: str) -> list[str] | None:
+    """A list of strings (a single string is a list of one); anything else is refused."""
     if value is None:
         return None
     if isinstance(value, str):
         return [value]
+    if not isinstance(value, list | tuple) or not all(
+            isinstance(v, str | int) and not isinstance(v, bool) for v in value):
+        raise ConfigError(f"{key} must be a list of names, e.g. [a, b]; got {value!r}")
     return [str(v) for v in value]
 
 
@@ -505,30 +656,96 @@ def input_fingerprint(paths: Iterable[str | os.PathLike[str] | None]
     return out
 
 
-def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a JSON or YAML configuration file.
+def config_keys() -> dict[str, str]:
+    """Every key a configuration file may hold, with the setting it sets.
 
-    Parameters
-    ----------
-    path : path
-        ``.json`` or YAML file holding a mapping of settings: the fields of
-        :class:`PipelineConfig` (``-`` or ``_`` accepted; ``model`` for ``models``).
+    The keys are the long option names of ``sv2a run`` with ``_`` for ``-`` (``model``,
+    ``reference_erode``, ``voxelwise_model``, ``no_figures``, ...; see
+    :data:`OPTION_SETTINGS` for those whose setting is named differently) and the setting
+    names of :class:`PipelineConfig` as written in ``sv2a_config.json`` (``models``,
+    ``reference_erode_mm``, ``figures``, ...), so that a saved configuration reads back.
 
     Returns
     -------
     dict
-        ``{setting: value}`` (values are checked by :meth:`PipelineConfig.validate`).
+        ``{key: setting}``.
+
+    Examples
+    --------
+    >>> keys = config_keys()
+    >>> keys["reference_erode"], keys["reference_erode_mm"], keys["no_figures"]
+    ('reference_erode_mm', 'reference_erode_mm', 'figures')
+    """
+    out = {f.name: f.name for f in dataclasses.fields(PipelineConfig)}
+    out.update(OPTION_SETTINGS)
+    return dict(sorted(out.items()))
+
+
+#: Types a configuration file may give where they differ from the setting's own type.
+_FILE_TYPES: dict[str, Any] = {"contrasts": dict[str, str] | list[str]}
+
+
+def _file_value(key: str, setting: str, value: Any, where: str) -> Any:
+    """The value of one file key, type-checked against its setting (a single string counts as
+    a list of one); ``no_figures`` negated."""
+    hints = typing.get_type_hints(PipelineConfig)
+    hint = _FILE_TYPES.get(setting, hints[setting])
+    if key == "no_figures":
+        hint = bool
+    ok = _conforms(value, hint) or (
+        isinstance(value, str) and _conforms([value], hint))
+    if not ok:
+        extra = ""
+        if setting in ("participant_label", "session_label"):
+            extra = " (quote labels with leading zeros: ['01', '02'])"
+        elif hint is bool or hint == bool | None:
+            extra = " (write true or false, not a string)"
+        raise ConfigError(f"{where}: setting '{key}' must be {_describe(hint)}{extra}; "
+                          f"got {value!r} ({type(value).__name__})")
+    return (not value) if key == "no_figures" else value
+
+
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and type-check a JSON or YAML configuration file.
+
+    Keys are the long option names of ``sv2a run`` with ``_`` for ``-`` (a ``-`` is accepted
+    too), or the setting names of ``sv2a_config.json`` (:func:`config_keys`). Every value is
+    checked against the type of its setting before any scan runs: strings are not booleans,
+    lists are lists (a single string is a list of one), numbers are numbers; model options
+    are checked by :meth:`PipelineConfig.validate`.
+
+    Parameters
+    ----------
+    path : path
+        ``.json`` or YAML file holding a mapping of settings.
+
+    Returns
+    -------
+    dict
+        ``{setting: value}`` (:class:`PipelineConfig` field names).
 
     Raises
     ------
     ConfigError
-        Missing file, unparsable text, or an unknown setting (the valid ones are listed).
+        Missing file, unparsable text, an unknown key (with the closest valid key), a key
+        given twice under two names, or a value of the wrong type (naming the key, the
+        expected type and the file).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> p = Path(d) / "sv2a.yaml"
+    >>> _ = p.write_text("model: [srtm2, suvr]\\nreference_erode: 4\\nno_figures: true\\n")
+    >>> load_config_file(p)
+    {'models': ['srtm2', 'suvr'], 'reference_erode_mm': 4, 'figures': False}
     """
     import yaml
 
     p = Path(path)
+    where = f"--config {p}"
     if not p.exists():
-        raise ConfigError(f"--config {p}: file not found")
+        raise ConfigError(f"{where}: file not found")
     text = p.read_text(encoding="utf-8")
     try:
         if p.suffix.lower() == ".json":
@@ -536,24 +753,38 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         else:
             obj = yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"--config {p}: cannot parse ({exc})") from None
+        raise ConfigError(f"{where}: cannot parse ({exc})") from None
     if obj is None:
         return {}
     if not isinstance(obj, dict):
-        raise ConfigError(f"--config {p}: must hold a mapping of settings, not "
+        raise ConfigError(f"{where}: must hold a mapping of settings, not "
                           f"{type(obj).__name__}")
-    out = {}
-    valid = {f.name for f in dataclasses.fields(PipelineConfig)}
-    # a "model" key (the CLI flag name) is accepted for "models"
-    aliases = {"model": "models", "participant_labels": "participant_label",
-               "session_labels": "session_label", "baseline": "baseline_session"}
+    keys = config_keys()
+    out: dict[str, Any] = {}
+    given: dict[str, str] = {}
     for k, v in obj.items():
         key = str(k).replace("-", "_")
-        key = aliases.get(key, key)
-        if key not in valid:
-            raise ConfigError(f"--config {p}: unknown setting {k!r}; valid settings: "
-                              f"{', '.join(sorted(valid))}")
-        out[key] = v
+        if key in _PROVENANCE_KEYS:
+            continue
+        if key not in keys:
+            close = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(
+                f"{where}: unknown setting {k!r}{hint}. Keys are the long option names of "
+                f"'sv2a run' with '_' for '-'; valid keys: {', '.join(keys)}")
+        setting = keys[key]
+        value = _file_value(key, setting, v, where)
+        if setting in out and out[setting] != value:
+            raise ConfigError(f"{where}: '{given[setting]}' and '{k}' set the same setting "
+                              "differently; keep one")
+        out[setting] = value
+        given[setting] = str(k)
+    for setting, extra in (("model_options", ()), ("voxelwise_options", MAP_OPTIONS)):
+        if setting in out:  # option names and types, before any scan runs
+            try:
+                _check_options(out[setting], given[setting], extra)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
     return out
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 from ..bids import find_scans, read_participants
 from ..errors import BIDSError, ConfigError
 from ..io import write_json, write_tsv
+from ..progress import Progress
 from . import derivatives as drv
 from .config import PipelineConfig
 from .participant import WORK_DIR, ScanJob, is_done, job_from_scan, process_scan
@@ -76,11 +77,10 @@ class RunSummary:
         return s
 
 
-def _progress(total: int, quiet: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="scan", disable=quiet or total == 0,
-                file=sys.stderr, leave=False, dynamic_ncols=True)
+def _progress(total: int, quiet: bool, desc: str) -> Progress:
+    """A bar on a terminal, one plain line per finished scan in logs and batch jobs."""
+    return Progress(total, label=f"sv2a {desc}", unit="scans", verb="done",
+                    enabled=not quiet, stream=sys.stderr)
 
 
 def run_jobs(jobs: list[ScanJob], *, nprocs: int = 1, dask_scheduler: str | None = None,
@@ -99,7 +99,8 @@ def run_jobs(jobs: list[ScanJob], *, nprocs: int = 1, dask_scheduler: str | None
     client : distributed.Client, optional
         An existing client (e.g. on a ``dask_jobqueue.SLURMCluster``); takes precedence.
     quiet : bool
-        No progress bar.
+        No progress output. Otherwise a bar on a terminal, and one line per finished scan
+        (counts, failures, elapsed time) in a log or a batch job (:mod:`sv2a.progress`).
     on_result : callable, optional
         Called with each status dict as soon as its scan finishes.
 
@@ -111,11 +112,11 @@ def run_jobs(jobs: list[ScanJob], *, nprocs: int = 1, dask_scheduler: str | None
     """
     results: dict[int, dict] = {}
     bar = _progress(len(jobs), quiet, "participant")
+    bar.start()
 
     def done(i: int, res: dict) -> None:
         results[i] = res
-        bar.update(1)
-        bar.set_postfix_str(f"{res['stem']} {res['status']}", refresh=False)
+        bar.update(failed=res["status"] != "done", note=f"{res['stem']} {res['status']}")
         if on_result:
             on_result(res)
 
@@ -126,11 +127,17 @@ def run_jobs(jobs: list[ScanJob], *, nprocs: int = 1, dask_scheduler: str | None
                 "message": f"the worker running this scan died: {exc}",
                 "outputs": [], "notes": [], "log": f"logs/{j.stem}.log", "seconds": 0.0}
 
+    from contextlib import nullcontext
+
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    redirect = (logging_redirect_tqdm(loggers=[logging.getLogger("sv2a")])
+                if bar.bars and bar.enabled else nullcontext())
     try:
-        with logging_redirect_tqdm(loggers=[logging.getLogger("sv2a")]):
-            _dispatch(jobs, nprocs, dask_scheduler, client, done, crashed, quiet)
+        with redirect:
+            # the per-scan voxel bar only where bars are drawn (a terminal)
+            _dispatch(jobs, nprocs, dask_scheduler, client, done, crashed,
+                      quiet or not bar.bars)
     finally:
         bar.close()
     return [results[i] for i in sorted(results)]

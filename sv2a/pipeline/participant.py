@@ -721,7 +721,11 @@ def _map_model(st: _Scan, name: str, ooc_chunks: tuple[int, int, int] | None) ->
         kwargs["mask"] = brain
     opts = dict(cfg.voxelwise_options.get(name, {}))
     k2p = _k2prime_from_fit(st.fits[name]) if name in st.fits else None
-    if "k2prime" not in opts and k2p is not None and "k2prime" in _option_names(model):
+    # the regional k2' fixes k2' in the maps of models that always use one (SRTM2, MRTM2);
+    # for models where a k2' switches method (SRTM two-step, reference Logan's C_R/k2' term)
+    # the user asks for it in voxelwise_options
+    if ("k2prime" not in opts and k2p is not None and "k2prime" in _option_names(model)
+            and model.defaults().get("k2prime") is not None):
         opts["k2prime"] = k2p
         st.slog.info("voxelwise %s: k2prime %.4g /min from the regional fit", name, k2p)
     run_opts: dict[str, Any] = {**opts, "progress": job.progress}

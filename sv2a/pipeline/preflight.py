@@ -1,0 +1,231 @@
+"""Check a participant-level request against every selected scan before any scan runs.
+
+Only cheap reads: the atlas label table (``dseg.tsv`` or ``--atlas-labels``, never the
+image) and the PET sidecar's frame times. A scan whose inputs cannot be read here (no
+sidecar, malformed frame times) is not judged: its load stage reports the problem.
+
+Checks per scan:
+
+* a segmentation exists (``anat/*_dseg.nii.gz`` or ``--atlas``) with a readable label table;
+* the reference region is in the label table when a requested model needs one;
+* ``--idif-region`` is in the label table;
+* the SUVR/SUV window of every requested ``suvr``/``suv`` fit or map lies inside the scan
+  (and holds a frame);
+* at least one requested regional model (and map model) can run: plasma-input models need
+  blood data unless ``--input idif`` (where only some models need blood the others run and
+  the plasma models are skipped with a note, as documented).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ModelError, Sv2aError
+from .config import WINDOW_MODELS, PipelineConfig
+
+if TYPE_CHECKING:
+    from ..bids import Scan
+    from ..frames import FrameSchedule
+
+__all__ = ["Problem", "check_scans", "problems_message"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason why a scan cannot run with the requested settings.
+
+    Attributes
+    ----------
+    subject, session : str
+        BIDS labels without ``sub-``/``ses-`` (session ``None`` when the dataset has none).
+    pet : str
+        The scan's PET image.
+    check : str
+        Which check failed (``"atlas"``, ``"reference"``, ``"idif_region"``, ``"window"``,
+        ``"blood"``).
+    message : str
+        What is wrong and how to fix it; the same text for every scan with the same problem.
+    """
+
+    subject: str
+    session: str | None
+    pet: str
+    check: str
+    message: str
+
+    @property
+    def label(self) -> str:
+        """``sub-01/ses-bl`` for messages."""
+        return f"sub-{self.subject}" + (f"/ses-{self.session}" if self.session else "")
+
+
+def _label_names(scan: Scan, cfg: PipelineConfig) -> tuple[list[str] | None, str | None]:
+    """Region names (snake_case) of the scan's atlas label table, or ``None`` and the
+    problem."""
+    from ..atlas import read_label_table
+    from ..regions import region_name
+
+    if cfg.atlas:
+        image = Path(cfg.atlas)
+        table = Path(cfg.atlas_labels) if cfg.atlas_labels else None
+    elif scan.dseg is not None:
+        image, table = Path(scan.dseg), None
+    else:
+        return None, ("no segmentation found (expected anat/<scan>_dseg.nii.gz with its "
+                      "_dseg.tsv); give one for all scans with --atlas PATH --atlas-labels TSV")
+    if table is None:
+        table = image.with_name(image.name.split(".nii")[0] + ".tsv")
+    if not table.exists():
+        return None, (f"the atlas label table {table.name} is missing beside {image.name}; add "
+                      "it (columns index, name) or give --atlas-labels TSV")
+    try:
+        names = read_label_table(table)
+    except Sv2aError as exc:
+        return None, f"the atlas label table cannot be read: {exc}"
+    return [region_name(n) for n in names.values()], None
+
+
+def _frames(scan: Scan) -> FrameSchedule | None:
+    """The frame schedule from the PET sidecar, or ``None`` when it cannot be read here."""
+    from ..frames import FrameSchedule
+    from ..sidecar import read_json, sidecar_path
+
+    try:
+        meta = read_json(sidecar_path(scan.pet))
+        return FrameSchedule.from_bids(meta["FrameTimesStart"], meta["FrameDuration"],
+                                       source=str(scan.pet))
+    except (Sv2aError, KeyError, TypeError, ValueError, OSError):
+        return None
+
+
+def _window_problem(frames: FrameSchedule, name: str, opts: dict[str, Any],
+                    where: str) -> str | None:
+    from ..models import registry
+    from ..models.suvr import window_weights
+
+    defaults = registry.get(name).defaults()
+    window = opts.get("window", defaults.get("window"))
+    selection = opts.get("frame_selection", defaults.get("frame_selection", "overlap"))
+    try:
+        window_weights(frames, tuple(window), selection=selection, model=name)
+    except ModelError as exc:
+        t0, t1 = (float(v) for v in window)
+        s1 = float(frames.end[-1])
+        return (f"{where} {name} window ({t0:g}, {t1:g}) min does not fit the scan "
+                f"({float(frames.start[0]):g}-{s1:g} min): {exc}. Give a window inside the "
+                f"scan with --window START END (e.g. --window {max(0.0, s1 - 30):g} {s1:g}) "
+                f"or window= in {'voxelwise' if where == 'map' else 'model'}_options")
+    return None
+
+
+def check_scans(scans: Sequence[Scan], cfg: PipelineConfig) -> list[Problem]:
+    """Check a validated configuration against every scan without loading any image.
+
+    Parameters
+    ----------
+    scans : sequence of sv2a.bids.Scan
+        The selected scans (:func:`sv2a.bids.find_scans`).
+    cfg : PipelineConfig
+        The validated configuration.
+
+    Returns
+    -------
+    list of Problem
+        Every problem found, in scan order (empty when every scan can run).
+
+    Examples
+    --------
+    >>> from sv2a.bids import Scan
+    >>> cfg = PipelineConfig(models=["srtm2"]).validate()
+    >>> [p.check for p in check_scans([Scan("01", None, Path("sub-01_pet.nii.gz"))], cfg)]
+    ['atlas']
+    """
+    from ..models import registry
+    from ..regions import region_name
+
+    regional = [registry.get(m) for m in cfg.models]
+    maps = [registry.get(m) for m in cfg.resolved_voxelwise_models()] if cfg.voxelwise else []
+    needs_ref = any(m.kind == "reference" for m in [*regional, *maps])
+    windows = [("model", m.name, dict(cfg.model_options.get(m.name, {})))
+               for m in regional if m.name in WINDOW_MODELS]
+    windows += [("map", m.name, dict(cfg.voxelwise_options.get(m.name, {})))
+                for m in maps if m.name in WINDOW_MODELS]
+    out: list[Problem] = []
+    for scan in scans:
+        def add(check: str, message: str, scan: Scan = scan) -> None:
+            out.append(Problem(scan.subject, scan.session, str(scan.pet), check, message))
+
+        names, problem = _label_names(scan, cfg)
+        if problem is not None:
+            add("atlas", problem)
+        elif names is not None:
+            if needs_ref and region_name(cfg.reference) not in names:
+                add("reference", f"reference region '{cfg.reference}' is not in the atlas "
+                    f"(regions: {', '.join(names)}); choose one with --reference")
+            if cfg.idif_region and region_name(cfg.idif_region) not in names:
+                add("idif_region", f"--idif-region '{cfg.idif_region}' is not in the atlas "
+                    f"(regions: {', '.join(names)})")
+        if windows:
+            frames = _frames(scan)
+            for where, name, opts in windows if frames is not None else []:
+                msg = _window_problem(frames, name, opts, where)  # type: ignore[arg-type]
+                if msg:
+                    add("window", msg)
+        if cfg.input == "blood" and not scan.blood:
+            for what, models, flag in (("regional model", regional, "--model"),
+                                       ("map model", maps, "--voxelwise-model")):
+                if models and all(m.kind == "plasma" for m in models):
+                    add("blood", f"every requested {what} ({', '.join(m.name for m in models)}) "
+                        "needs arterial blood and the scan has none (pet/<scan>_recording-"
+                        f"manual_blood.tsv or -autosampler); add a reference-tissue model "
+                        f"({flag} srtm2) or derive the input from the image (--input idif)")
+    return out
+
+
+def problems_message(problems: Sequence[Problem], n_scans: int) -> str:
+    """One message listing the scans of each problem (the text of the preflight error).
+
+    Parameters
+    ----------
+    problems : sequence of Problem
+        :func:`check_scans` output (not empty).
+    n_scans : int
+        Number of selected scans.
+
+    Returns
+    -------
+    str
+        A header line, then per distinct problem its text and the scans it affects, then
+        how to go on.
+
+    Examples
+    --------
+    >>> p = Problem("01", None, "sub-01_pet.nii.gz", "reference", "reference region 'x' ...")
+    >>> print(problems_message([p], 2))  # doctest: +NORMALIZE_WHITESPACE
+    1 of 2 scan(s) cannot run with these settings; nothing was processed:
+    - reference region 'x' ... [1 scan: sub-01]
+    Fix the settings or the data, select the valid scans (--participant-label,
+    --session-label), or add --skip-invalid to process the others and list these in
+    logs/failures.tsv.
+    """
+    groups: dict[str, list[str]] = {}
+    for p in problems:
+        groups.setdefault(p.message, [])
+        if p.label not in groups[p.message]:
+            groups[p.message].append(p.label)
+    n_bad = len({(p.subject, p.session, p.pet) for p in problems})
+    lines = [f"{n_bad} of {n_scans} scan(s) cannot run with these settings; nothing was "
+             "processed:"]
+    for msg, labels in groups.items():
+        lines.append(textwrap.fill(
+            f"- {msg} [{len(labels)} scan{'s' if len(labels) > 1 else ''}: "
+            f"{', '.join(labels)}]", width=100, subsequent_indent="  ",
+            break_on_hyphens=False))
+    lines.append("Fix the settings or the data, select the valid scans (--participant-label, "
+                 "--session-label), or add --skip-invalid to process the others and list "
+                 "these in logs/failures.tsv.")
+    return "\n".join(lines)
