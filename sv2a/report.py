@@ -136,7 +136,7 @@ def table_html(df: pd.DataFrame, *, digits: int = 4,
     >>> import pandas as pd
     >>> t = table_html(pd.DataFrame({"region": ["cortex"], "VT": [12.345], "converged": [True]}),
     ...                units={"VT": "mL/cm3"})
-    >>> "<th>VT (mL/cm3)</th>" in t and "<td>12.35</td>" in t and "<td>yes</td>" in t
+    >>> "<th>VT (mL/cm³)</th>" in t and "<td>12.35</td>" in t and "<td>yes</td>" in t
     True
     """
 

@@ -47,7 +47,7 @@ def test_argparse_errors_exit_2(argv, capsys):
 
 @pytest.mark.parametrize("extra, fragment", [
     (["--model", "nosuchmodel"], "unknown model"),
-    (["--nprocs", "0"], "--nprocs must be >= 1"),
+    (["--nprocs", "0"], "--nprocs must be an integer >= 1"),
     (["--nprocs", "2", "--dask-scheduler", "tcp://x:1"], "either --nprocs or --dask-scheduler"),
     (["--atlas", "/no/such/atlas.nii.gz"], "--atlas"),
     (["--reference-erode", "-1"], "reference_erode_mm must be >= 0"),

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sv2a.errors import ConfigError
 from sv2a.pipeline import PipelineConfig, run_group, run_participant
 from sv2a.pipeline import derivatives as drv
 
@@ -188,18 +189,20 @@ def test_failure_isolation_and_resume(cohort, tmp_path):
 
 
 def test_failure_reports_its_stage(cohort, tmp_path):
-    """A reference region missing from the atlas fails every scan at the atlas stage (with
-    the regions that exist), leaves no outputs and writes the log."""
+    """A reference region missing from the atlas stops the run before any scan (one message
+    with the regions that exist); with skip_invalid the scan is listed as invalid."""
     out = tmp_path / "out"
     cfg = PipelineConfig(models=["suvr"], reference="pons", figures=False,
                          participant_label=["01"], session_label=["baseline"]).validate()
+    with pytest.raises(ConfigError, match="'pons' is not in the atlas") as info:
+        run_participant(cohort, out, cfg, quiet=True)
+    assert "centrum_semiovale" in str(info.value) and not out.exists()
+    cfg.skip_invalid = True
     s = run_participant(cohort, out, cfg, quiet=True)
-    assert not s.ok and len(s.failed) == 1
-    f = s.failed[0]
-    assert f["stage"] == "atlas" and f["error_type"] == "RegionError"
-    assert "'pons' is not in the atlas" in f["message"] and "centrum_semiovale" in f["message"]
+    assert not s.ok and len(s.invalid) == 1 and not s.done
+    f = s.invalid[0]
+    assert f["stage"] == "preflight" and f["error_type"] == "ConfigError"
     assert not list(out.glob("sub-01/ses-baseline/pet/*"))
-    assert "FAILED at stage 'atlas'" in (out / "logs/sub-01_ses-baseline.log").read_text()
 
 
 def test_cli_exit_code_on_failure(cohort, tmp_path, capsys):
@@ -351,10 +354,13 @@ def test_suv_regional_and_maps(cohort, tmp_path):
                          figures=False, participant_label=["01", "02"],
                          session_label=["baseline"]).validate()
     s = run_participant(bids, out, cfg, quiet=True)
-    assert len(s.done) == 1 and len(s.failed) == 1 and not s.ok
+    # the SUV fit and map of the scan without a weight fail; its TACs are still written
+    assert len(s.done) == 2 and len(s.partial) == 1 and not s.failed and not s.ok
     fails = pd.read_csv(out / "logs/failures.tsv", sep="\t")
-    assert fails.loc[0, "error_type"] == "MetadataError"
+    assert list(fails["stage"]) == ["fit:suv", "voxelwise:suv"]
+    assert set(fails["error_type"]) == {"MetadataError"}
     assert "sub-02" in fails.loc[0, "pet"] and "weight" in fails.loc[0, "message"].lower()
+    assert list(out.glob("sub-02/ses-baseline/pet/*_tacs.tsv"))
 
     meta1 = json.loads((bids / "sub-01/ses-baseline/pet/sub-01_ses-baseline_pet.json")
                        .read_text())

@@ -179,3 +179,94 @@ def test_group_report(tmp_path):
 def test_map_slices_all_nan_is_an_error():
     with pytest.raises(ValueError):
         report.plot_map_slices(np.full((4, 4, 4), np.nan))
+
+
+# --------------------------------------------------------------------------- readable reports
+def test_table_headers_carry_units_and_flags_read_yes_no(tmp_path):
+    # kinpar tables take their units from the JSON sidecar (as the pipeline writes it);
+    # 0/1 flags (TSV has no booleans) are shown as yes/no.
+    import json
+
+    import pandas as pd
+
+    kp = tmp_path / "sub-01_model-1TCM_kinpar.tsv"
+    pd.DataFrame({"region": ["putamen"], "K1": [0.31], "VT": [21.5], "converged": [1],
+                  "at_bound": [0]}).to_csv(kp, sep="\t", index=False)
+    kp.with_suffix(".json").write_text(json.dumps(
+        {"Units": {"K1": "mL/cm3/min", "VT": "mL/cm3", "converged": "1"}}))
+    text = report._kinpar_html(kp)
+    heads = re.findall(r"<th>([^<]*)</th>", text)
+    assert heads == ["region", "K1 (mL/cm³/min)", "VT (mL/cm³)", "converged", "at_bound"]
+    assert "<td>yes</td><td>no</td>" in text
+
+
+def test_group_table_units_and_small_n_bootstrap(tmp_path):
+    # % columns say %, and a bootstrap interval from fewer than MIN_N_BOOTSTRAP subjects is
+    # replaced by "n too small" with the rule stated; n = 8 keeps its interval.
+    import pandas as pd
+
+    t = pd.DataFrame({"region": ["pcc", "pcc"], "arm": ["a", "b"], "session": ["24h", "24h"],
+                      "n": [3, 8], "mean_pct_change": [1.5, 2.0], "ci_low": [-1.0, 0.5],
+                      "ci_high": [4.0, 3.5], "boot_ci_low": [-0.5, 0.7],
+                      "boot_ci_high": [3.5, 3.1]})
+    text = report.group_report(tmp_path, [{"title": "T", "table": t}]).read_text()
+    heads = re.findall(r"<th>([^<]*)</th>", text)
+    assert "mean_pct_change (%)" in heads and "ci_low (%)" in heads and "n (subjects)" in heads
+    assert text.count("<td>n too small</td>") == 2  # both limits of the n = 3 row
+    assert "<td>0.7</td>" in text and "<td>-1</td>" in text  # n = 8 and the t-based CI stay
+    assert f"at least {report.MIN_N_BOOTSTRAP} subjects" in text
+
+
+def test_captions_say_what_a_figure_shows_not_its_file_name(tmp_path):
+    kinds = ["desc-tacs", "model-SRTM2_desc-fit", "model-LOGAN_desc-logan", "desc-input",
+             "model-SRTM2_meas-BPND_desc-slices", "desc-motion", "desc-spaghetti",
+             "desc-forest", "score-madrs_desc-association", "desc-roc",
+             "contrast-x_desc-statslices"]
+    seen = set()
+    for k in kinds:
+        name = f"sub-01_ses-bl_{k}_plot.png"
+        cap = report.figure_caption(name)
+        assert name not in cap and "_plot" not in cap and len(cap) > 60, (k, cap)
+        seen.add(cap)
+    assert len(seen) == len(kinds)  # one caption per kind
+    # a fit figure without model curves (SUVR) must not describe lines and residuals
+    fig_path = tmp_path / "sub-01_ses-bl_model-SUVR_desc-fit_plot.svg"
+    fig_path.write_text("<svg><text>SUVR window</text></svg>")
+    cap = report.figure_caption(fig_path)
+    assert "no model curve" in cap and "residual" not in cap
+
+
+def _group_ds():
+    import pandas as pd
+
+    from sv2a.longitudinal.collect import from_tidy
+
+    rows = []
+    for i, sub in enumerate(["01", "02", "03"]):
+        for ses, f in (("24h", 1.1), ("baseline", 1.0), ("7d", 1.05)):
+            rows.append({"participant_id": f"sub-{sub}", "session": ses, "region": "pcc",
+                         "arm": "ketamine", "BPND": (2.0 + 0.1 * i) * f})
+    ds = from_tidy(pd.DataFrame(rows))
+    return ds.sel(session=["24h", "7d", "baseline"])  # deliberately out of time order
+
+
+def test_spaghetti_is_in_time_order_with_subject_ids(tmp_path):
+    import matplotlib
+
+    from sv2a.longitudinal.plots import plot_spaghetti
+
+    matplotlib.rcParams["svg.fonttype"] = "none"  # keep text as text to read it back
+    p = plot_spaghetti(_group_ds(), tmp_path / "s.svg", outcome="BPND", baseline="baseline")
+    texts = re.findall(r">([^<>]+)</text>", p.read_text())
+    ticks = [t.strip() for t in texts if t.strip() in ("baseline", "24h", "7d")]
+    assert ticks[:3] == ["baseline", "24h", "7d"]
+    assert {"01", "02", "03"} <= {t.strip() for t in texts}
+
+
+def test_map_colour_bar_names_parameter_and_unit_at_legible_size():
+    fig = report.plot_map_slices(np.arange(64.0).reshape(4, 4, 4), units="BPND (unitless)")
+    cbar_ax = fig.axes[-1]
+    label = cbar_ax.get_ylabel()
+    assert label == "BPND (unitless)"
+    assert cbar_ax.yaxis.label.get_fontsize() >= 10
+    assert all(t.get_fontsize() >= 10 for t in cbar_ax.get_yticklabels())

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError
+
 if TYPE_CHECKING:
     from ..phantom.cohort import Cohort
 
@@ -122,7 +124,11 @@ def main(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     out = Path(args.out_dir)
-    nprocs = args.nprocs or max(1, min(2, os.cpu_count() or 1))
+    # the same rule as `sv2a run`: an explicit value must be >= 1 (PipelineConfig checks it)
+    nprocs = (args.nprocs if args.nprocs is not None
+              else max(1, min(2, os.cpu_count() or 1)))
+    if nprocs < 1:
+        raise ConfigError(f"--nprocs must be an integer >= 1, got {nprocs}")
     bids = None if args.regenerate else find_demo_data()
     if bids is None:
         bids = out / "bids"

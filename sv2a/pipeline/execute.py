@@ -5,9 +5,14 @@
 * ``dask_scheduler=ADDRESS``: :class:`distributed.Client` submission to an existing cluster
   (the same path serves dask-jobqueue clusters on SLURM/PBS; pass ``client=`` from Python).
 
-Finished scans (done-marker with the same settings hash and all outputs present) are skipped
-unless ``force``. Each scan runs :func:`~sv2a.pipeline.participant.process_scan`, which never
-raises; failures are collected in ``logs/failures.tsv`` and the others complete.
+Before any scan runs, the request is checked against every selected scan
+(:func:`~sv2a.pipeline.preflight.check_scans`): problems stop the run with one
+:class:`~sv2a.errors.ConfigError` listing the scans per problem, or, with ``skip_invalid``,
+those scans are skipped and listed in ``logs/failures.tsv``. Finished scans (done-marker with
+the same settings hash and all outputs present, no failed model) are skipped unless
+``force``. Each scan runs :func:`~sv2a.pipeline.participant.process_scan`, which never
+raises; failed scans and failed models are collected in ``logs/failures.tsv`` and the others
+complete.
 """
 
 from __future__ import annotations
@@ -32,12 +37,18 @@ from ..progress import Progress
 from . import derivatives as drv
 from .config import PipelineConfig
 from .participant import WORK_DIR, ScanJob, is_done, job_from_scan, process_scan
+from .preflight import Problem, check_scans, problems_message
 
 __all__ = ["RunSummary", "run_participant", "run_jobs", "FAILURE_COLUMNS"]
 
 log = logging.getLogger("sv2a.pipeline")
 
-FAILURE_COLUMNS = ["participant_id", "session", "pet", "stage", "error_type", "message", "log"]
+#: Columns of ``logs/failures.tsv``: one row per failed scan, failed model (``stage``
+#: ``fit:<model>`` or ``voxelwise:<model>``, ``model`` set) or invalid scan (``stage``
+#: ``preflight``). ``scan_status``: ``failed`` (nothing of this run written), ``partial`` (the
+#: scan's other outputs written; the next run redoes the scan) or ``invalid`` (not run).
+FAILURE_COLUMNS = ["participant_id", "session", "pet", "scan_status", "stage", "model",
+                   "error_type", "message", "log"]
 
 
 @dataclass
@@ -47,13 +58,19 @@ class RunSummary:
     done: list[dict] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
+    invalid: list[dict] = field(default_factory=list)
     reports: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
+    def partial(self) -> list[dict]:
+        """The done scans in which a model failed (their other outputs were written)."""
+        return [r for r in self.done if r.get("failures")]
+
+    @property
     def ok(self) -> bool:
-        """True when no scan failed."""
-        return not self.failed
+        """True when no scan failed, was invalid or had a failed model."""
+        return not (self.failed or self.invalid or self.partial)
 
     def line(self, out_dir: str | os.PathLike[str]) -> str:
         """The one-line summary printed at the end of a run.
@@ -68,9 +85,11 @@ class RunSummary:
         str
             Counts of done, skipped and failed scans, the time taken and where to look.
         """
-        s = (f"sv2a participant: {len(self.done)} done, {len(self.skipped)} skipped "
-             f"(already up to date), {len(self.failed)} failed in {self.seconds:.1f} s")
-        if self.failed:
+        part = f" ({len(self.partial)} with failed models)" if self.partial else ""
+        bad = f", {len(self.invalid)} invalid (not run)" if self.invalid else ""
+        s = (f"sv2a participant: {len(self.done)} done{part}, {len(self.skipped)} skipped "
+             f"(already up to date), {len(self.failed)} failed{bad} in {self.seconds:.1f} s")
+        if not self.ok:
             s += f"; failures: {Path(out_dir) / 'logs' / 'failures.tsv'}"
         if self.reports:
             s += f"; reports: {Path(out_dir)}/sub-*.html"
@@ -237,7 +256,9 @@ def run_participant(bids_dir: str | os.PathLike[str], out_dir: str | os.PathLike
     Raises
     ------
     ConfigError
-        ``out_dir`` is ``bids_dir``, or the Dask scheduler cannot be reached.
+        ``out_dir`` is ``bids_dir``, the Dask scheduler cannot be reached, or the request
+        does not fit some scans (:func:`~sv2a.pipeline.preflight.check_scans`; the message
+        lists them per problem) and ``cfg.skip_invalid`` is off. Nothing is processed then.
     BIDSError
         No PET scan matches the selection.
     """
@@ -251,6 +272,10 @@ def run_participant(bids_dir: str | os.PathLike[str], out_dir: str | os.PathLike
                        session_label=cfg.session_label)
     if not scans:
         raise BIDSError(f"{bids_dir}: no PET scans match the selection")
+    problems = check_scans(scans, cfg)
+    if problems and not cfg.skip_invalid:
+        raise ConfigError(problems_message(problems, len(scans)))
+    invalid = _invalid_results(problems)
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     shutil.rmtree(out / WORK_DIR, ignore_errors=True)  # leftovers of an interrupted run
@@ -260,8 +285,12 @@ def run_participant(bids_dir: str | os.PathLike[str], out_dir: str | os.PathLike
                                           str(bids_dir.resolve()), "command": drv.command_line(),
                                           **cfg.to_dict()})
     parts = read_participants(bids_dir)
-    jobs, summary = [], RunSummary()
+    jobs, summary = [], RunSummary(invalid=list(invalid.values()))
     for s in scans:
+        if (s.subject, s.session, str(s.pet)) in invalid:
+            log.warning("%s: invalid request, not run: %s", s.label,
+                        invalid[(s.subject, s.session, str(s.pet))]["message"])
+            continue
         prow = parts.loc[s.subject].to_dict() if s.subject in parts.index else {}
         job = job_from_scan(s, cfg, bids_dir, out, prow)
         if not cfg.force and is_done(job):
@@ -277,6 +306,10 @@ def run_participant(bids_dir: str | os.PathLike[str], out_dir: str | os.PathLike
             log.info("%s: done in %.1f s", res["stem"], res["seconds"])
             for n in res.get("notes", []):
                 log.info("  note: %s", n)
+            for f in res.get("failures", []):
+                log.warning("%s: %s FAILED (%s): %s; the scan's other outputs were kept — "
+                            "see %s", res["stem"], f["stage"], f["error_type"], f["message"],
+                            out / res["log"])
         else:
             log.warning("%s: FAILED (%s at %s): %s — see %s", res["stem"], res["error_type"],
                         res["stage"], res["message"], out / res["log"])
@@ -285,36 +318,69 @@ def run_participant(bids_dir: str | os.PathLike[str], out_dir: str | os.PathLike
                        client=client, quiet=quiet, on_result=on_result)
     for r in results:
         (summary.done if r["status"] == "done" else summary.failed).append(r)
-    _write_failures(out, summary.failed)
+    _write_failures(out, summary)
     shutil.rmtree(out / WORK_DIR, ignore_errors=True)
     if cfg.figures:
-        from .. import report
-
-        subjects = sorted({s.subject for s in scans})
-        touched = {r["subject"] for r in summary.done}
-        for sub in subjects:
-            html = out / f"sub-{sub}.html"
-            if sub in touched or not html.exists():
-                try:
-                    report.subject_report(out, sub)
-                except Exception as exc:  # a report must never sink a finished run
-                    log.warning("report for sub-%s failed: %s", sub, exc)
-                    continue
-            if html.exists():
-                summary.reports.append(str(html))
+        summary.reports = _subject_reports(out, sorted({s.subject for s in scans}))
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def _write_failures(out: Path, failed: list[dict]) -> None:
+def _invalid_results(problems: list[Problem]) -> dict[tuple, dict[str, Any]]:
+    """Status dicts (``status="invalid"``, stage ``preflight``) of the scans with problems,
+    keyed by ``(subject, session, pet)``; several problems of a scan are joined."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for p in problems:
+        key = (p.subject, p.session, p.pet)
+        if key in out:
+            out[key]["message"] += f"; {p.message}"
+            continue
+        stem = drv.scan_stem(p.pet)
+        out[key] = {"stem": stem, "subject": p.subject, "session": p.session, "pet": p.pet,
+                    "status": "invalid", "stage": "preflight", "error_type": "ConfigError",
+                    "message": p.message, "outputs": [], "notes": [], "log": "n/a",
+                    "seconds": 0.0}
+    return out
+
+
+def _subject_reports(out: Path, subjects: list[str]) -> list[str]:
+    """Rewrite the report of every subject of the run from what is in OUT now (committed
+    outputs and ``logs/failures.tsv``); a report that cannot be written is removed, so no
+    report describes an earlier state."""
+    from .. import report
+
+    written = []
+    for sub in subjects:
+        html = out / f"sub-{sub}.html"
+        try:
+            report.subject_report(out, sub)
+        except Exception as exc:  # a report must never sink a finished run
+            log.warning("report for sub-%s failed (%s); the old report was removed", sub, exc)
+            html.unlink(missing_ok=True)
+            continue
+        if html.exists():
+            written.append(str(html))
+    return written
+
+
+def _write_failures(out: Path, summary: RunSummary) -> None:
+    """``logs/failures.tsv``: this run's failed scans, failed models and invalid scans
+    (removed when there are none)."""
     path = out / "logs" / "failures.tsv"
-    if not failed:
+
+    def row(r: dict, status: str, f: dict, model: str) -> dict[str, Any]:
+        return {"participant_id": f"sub-{r['subject']}",
+                "session": f"ses-{r['session']}" if r.get("session") else "n/a",
+                "pet": Path(r["pet"]).name, "scan_status": status, "stage": f["stage"],
+                "model": model, "error_type": f["error_type"], "message": f["message"],
+                "log": r["log"]}
+
+    rows = [row(r, "failed", r, r["stage"].partition(":")[2] or "n/a") for r in summary.failed]
+    rows += [row(r, "partial", f, f["model"]) for r in summary.partial for f in r["failures"]]
+    rows += [row(r, "invalid", r, "n/a") for r in summary.invalid]
+    if not rows:
         path.unlink(missing_ok=True)
         return
-    rows = [{"participant_id": f"sub-{r['subject']}",
-             "session": f"ses-{r['session']}" if r.get("session") else "n/a",
-             "pet": Path(r["pet"]).name, "stage": r["stage"], "error_type": r["error_type"],
-             "message": r["message"], "log": r["log"]} for r in failed]
     write_tsv(path, pd.DataFrame(rows, columns=FAILURE_COLUMNS))
 
 
@@ -329,9 +395,14 @@ def summary_dict(summary: RunSummary) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``done`` and ``skipped`` scan stems, ``failed`` (stem, stage, error type, message)
-        and ``seconds``.
+        ``done`` and ``skipped`` scan stems, ``failed`` and ``invalid`` (stem, stage, error
+        type, message), ``failed_models`` (stem, stage, model, error type, message) and
+        ``seconds``.
     """
+    keys = ("stem", "stage", "error_type", "message")
     return {"done": [r["stem"] for r in summary.done], "skipped": summary.skipped,
-            "failed": [{k: r[k] for k in ("stem", "stage", "error_type", "message")}
-                       for r in summary.failed], "seconds": round(summary.seconds, 2)}
+            "failed": [{k: r[k] for k in keys} for r in summary.failed],
+            "invalid": [{k: r[k] for k in keys} for r in summary.invalid],
+            "failed_models": [{"stem": r["stem"], **f} for r in summary.partial
+                              for f in r["failures"]],
+            "seconds": round(summary.seconds, 2)}

@@ -372,8 +372,14 @@ def _prediction_stats(ds: xr.Dataset, sc: pd.DataFrame, cfg: PipelineConfig, bas
     pv = "" if not np.isfinite(r.p_permutation) else f", permutation p = {_fmt(r.p_permutation)}"
     verdict = ("" if np.isfinite(r.p_permutation) and r.p_permutation < _ALPHA
                and r.auc_ci_low > 0.5 else " no better than chance")
+    from ..report import MIN_N_BOOTSTRAP
+
+    small = min(r.n_responders, r.n_nonresponders) < MIN_N_BOOTSTRAP
+    ci = ("bootstrap CI not shown: fewer than "
+          f"{MIN_N_BOOTSTRAP} per class" if small
+          else f"95 % CI {r.auc_ci_low:.2f} to {r.auc_ci_high:.2f}")
     reading = (f"Baseline {outcome} predicts response ({rule}){verdict}: cross-validated AUC "
-               f"{r.auc:.2f} (95 % CI {r.auc_ci_low:.2f} to {r.auc_ci_high:.2f}){pv}, "
+               f"{r.auc:.2f} ({ci}){pv}, "
                f"{r.n_responders} responders / {r.n_nonresponders} non-responders; "
                f"calibration slope {r.calibration_slope:.2f}.")
     notes = ([r.note] if not r.adequate and r.note else [])

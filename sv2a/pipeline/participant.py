@@ -2,9 +2,13 @@
 
 :func:`process_scan` is the unit of work the executor sends to a process or a Dask worker. It
 takes and returns plain dicts (picklable), never raises, and writes everything into a private
-staging folder that is moved into place only when the whole scan succeeded; the done-marker is
+staging folder that is moved into place only when the scan got through; the done-marker is
 written last. An interrupted or failed scan therefore leaves either its previous complete
-outputs or nothing.
+outputs or nothing. A model whose regional fit or maps fail does not sink the scan: the
+failure is recorded (scan log, report note, ``failures`` of the status and of the
+done-marker) and the scan's other outputs are committed; a done-marker that lists failures
+does not count as done, so the next run redoes the whole scan (its outputs stay in place
+until then).
 
 One function per stage, sharing a :class:`_Scan` state: :func:`_stage_load` (PET + sidecar)
 -> :func:`_stage_atlas` (``anat/*_dseg`` or ``--atlas``, resampled to the PET grid if needed;
@@ -218,7 +222,7 @@ def is_done(job: ScanJob) -> bool:
         True when the scan can be skipped.
     """
     m = read_marker(job)
-    if not m or m.get("config_hash") != job.config_hash:
+    if not m or m.get("config_hash") != job.config_hash or m.get("failures"):
         return False
     out = Path(job.out_dir)
     return all((out / rel).exists() for rel in m.get("outputs", []))
@@ -241,7 +245,9 @@ def process_scan(job: ScanJob | dict[str, Any]) -> dict[str, Any]:
 
     Stages: load -> atlas -> tacs -> blood -> fit:<model> -> voxelwise:<model> -> figures ->
     summary -> commit. Everything is written into a private staging folder and moved into
-    place by the commit only when every stage succeeded; the log is written in all cases.
+    place by the commit when the scan got through; a failing ``fit:<model>`` or
+    ``voxelwise:<model>`` is recorded in ``failures`` and the rest is still committed. The
+    log is written in all cases.
 
     Parameters
     ----------
@@ -253,7 +259,9 @@ def process_scan(job: ScanJob | dict[str, Any]) -> dict[str, Any]:
     dict
         ``stem``, ``subject``, ``session``, ``pet``, ``status`` (``"done"``/``"failed"``),
         ``stage`` (where it failed), ``error_type``, ``message``, ``seconds``, ``outputs``
-        (paths relative to OUT), ``notes`` (e.g. models skipped for lack of blood), ``log``.
+        (paths relative to OUT), ``notes`` (e.g. models skipped for lack of blood), ``log``,
+        ``failures`` (per failed model of a done scan: ``stage``, ``model``, ``error_type``,
+        ``message``).
     """
     if isinstance(job, dict):
         job = ScanJob(**job)
@@ -268,7 +276,7 @@ def process_scan(job: ScanJob | dict[str, Any]) -> dict[str, Any]:
     st = _Scan(job, stage_dir, slog)
     result: dict[str, Any] = {"stem": job.stem, "subject": job.subject, "session": job.session,
                               "pet": job.pet, "status": "failed", "stage": "", "error_type": "",
-                              "message": "", "outputs": [], "notes": []}
+                              "message": "", "outputs": [], "notes": [], "failures": []}
     log_rel = Path("logs") / f"{job.stem}.log"
     result["log"] = str(log_rel)
     slog.info("sv2a %s: %s (%s)", __version__, job.label, job.pet)
@@ -281,9 +289,11 @@ def process_scan(job: ScanJob | dict[str, Any]) -> dict[str, Any]:
             finally:
                 _log_warnings(slog, caught)
         st.stage = "commit"
-        _commit(job, stage_dir, outputs, st.notes, time.perf_counter() - t0)
-        result.update(status="done", outputs=outputs, notes=st.notes)
-        slog.info("done in %.1f s (%d files)", time.perf_counter() - t0, len(outputs))
+        _commit(job, stage_dir, outputs, st.notes, time.perf_counter() - t0, st.failures)
+        result.update(status="done", outputs=outputs, notes=st.notes, failures=st.failures)
+        slog.info("done in %.1f s (%d files)%s", time.perf_counter() - t0, len(outputs),
+                  f"; FAILED: {', '.join(f['stage'] for f in st.failures)} (the next run "
+                  "redoes this scan)" if st.failures else "")
     except BaseException as exc:  # noqa: BLE001 - a worker must report, not die
         if isinstance(exc, KeyboardInterrupt | SystemExit) and not isinstance(exc, Exception):
             shutil.rmtree(stage_dir, ignore_errors=True)
@@ -335,6 +345,7 @@ class _Scan:
     stage: str = "start"
     written: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)
     cfg: PipelineConfig = field(init=False)
     out_rel: Path = field(init=False)
     pet: DynamicPET = field(init=False)
@@ -628,10 +639,32 @@ def _scan_options(st: _Scan, model: type[Model], opts: dict[str, Any]) -> dict[s
 
 
 def _stage_fits(st: _Scan) -> None:
-    """Fit every requested model to the regional TACs and write its table and sidecar."""
+    """Fit every requested model to the regional TACs and write its table and sidecar (a
+    model that fails is recorded and the others go on)."""
     for name in st.cfg.models:
         st.stage = f"fit:{name}"
-        _fit_model(st, name)
+        _keep_going(st, name, "fit", _fit_model, st, name)
+
+
+def _keep_going(st: _Scan, name: str, what: str, func: Any, *args: Any) -> None:
+    """Run one model's stage; on an error drop what it staged and recorded, and record the
+    failure (scan log with the traceback, report note, ``st.failures``)."""
+    n_written = len(st.written)
+    try:
+        func(*args)
+    except Exception as exc:  # noqa: BLE001 - one model must not sink the scan
+        del st.written[n_written:]
+        for done in ((st.fits, st.pvc_fits) if what == "fit" else (st.maps,)):
+            done.pop(name, None)
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        st.failures.append({"stage": st.stage, "model": name,
+                            "error_type": type(exc).__name__, "message": message})
+        st.slog.error("FAILED at stage '%s': %s: %s", st.stage, type(exc).__name__, exc)
+        level = logging.DEBUG if isinstance(exc, Sv2aError) else logging.ERROR
+        st.slog.log(level, "%s", traceback.format_exc())
+        st.note(f"{st.job.label}: {'regional fit' if what == 'fit' else 'voxelwise maps'} "
+                f"{name} failed ({type(exc).__name__}: {message}); the scan's other outputs "
+                "were kept and the next run redoes this scan")
 
 
 def _fit_model(st: _Scan, name: str) -> None:
@@ -697,7 +730,7 @@ def _stage_maps(st: _Scan) -> None:
     chunks = _out_of_core_chunks(st.pet, st.cfg)
     for name in st.cfg.resolved_voxelwise_models():
         st.stage = f"voxelwise:{name}"
-        _map_model(st, name, chunks)
+        _keep_going(st, name, "voxelwise", _map_model, st, name, chunks)
 
 
 def _map_model(st: _Scan, name: str, ooc_chunks: tuple[int, int, int] | None) -> None:
@@ -860,9 +893,10 @@ def _k2prime_from_fit(fit: xr.Dataset) -> float | None:
 
 
 def _commit(job: ScanJob, stage_dir: Path, outputs: list[str], notes: list[str],
-            seconds: float) -> None:
+            seconds: float, failures: list[dict[str, str]] | None = None) -> None:
     """Move staged files into OUT (each an atomic rename), drop stale outputs of an earlier
-    run of this scan, then write the done-marker last."""
+    run of this scan, then write the done-marker last (with the failed models, if any, so
+    that :func:`is_done` sends the scan to the next run)."""
     from ..io import write_json
 
     out = Path(job.out_dir)
@@ -884,5 +918,6 @@ def _commit(job: ScanJob, stage_dir: Path, outputs: list[str], notes: list[str],
         "stem": job.stem, "subject": job.subject, "session": job.session,
         "config_hash": job.config_hash, "sv2a_version": __version__,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(seconds, 3),
-        "outputs": outputs, "notes": notes, "job": asdict(job),
+        "outputs": outputs, "notes": notes, "failures": list(failures or []),
+        "job": asdict(job),
     })

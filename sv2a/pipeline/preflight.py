@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelError, Sv2aError
+from ..errors import FrameTimingError, ModelError, Sv2aError
 from .config import WINDOW_MODELS, PipelineConfig
 
 if TYPE_CHECKING:
@@ -108,17 +108,19 @@ def _window_problem(frames: FrameSchedule, name: str, opts: dict[str, Any],
     from ..models.suvr import window_weights
 
     defaults = registry.get(name).defaults()
-    window = opts.get("window", defaults.get("window"))
+    window: Any = opts.get("window", defaults.get("window"))
     selection = opts.get("frame_selection", defaults.get("frame_selection", "overlap"))
     try:
         window_weights(frames, tuple(window), selection=selection, model=name)
-    except ModelError as exc:
+    except (ModelError, FrameTimingError) as exc:
         t0, t1 = (float(v) for v in window)
-        s1 = float(frames.end[-1])
-        return (f"{where} {name} window ({t0:g}, {t1:g}) min does not fit the scan "
-                f"({float(frames.start[0]):g}-{s1:g} min): {exc}. Give a window inside the "
-                f"scan with --window START END (e.g. --window {max(0.0, s1 - 30):g} {s1:g}) "
-                f"or window= in {'voxelwise' if where == 'map' else 'model'}_options")
+        s0, s1 = float(frames.start[0]), float(frames.end[-1])
+        why = ("is outside the scan" if t0 < s0 - 1e-6 or t1 > s1 + 1e-6
+               else f"holds no frame ({exc})")
+        return (f"{name} window ({t0:g}, {t1:g}) min ({'maps' if where == 'map' else 'fit'}) "
+                f"{why} ({s0:g}-{s1:g} min); give a window inside the scan with --window "
+                f"START END (e.g. --window {max(s0, s1 - 30):g} {s1:g}) or window= in "
+                f"{'voxelwise' if where == 'map' else 'model'}_options")
     return None
 
 
@@ -172,7 +174,8 @@ def check_scans(scans: Sequence[Scan], cfg: PipelineConfig) -> list[Problem]:
         if windows:
             frames = _frames(scan)
             for where, name, opts in windows if frames is not None else []:
-                msg = _window_problem(frames, name, opts, where)  # type: ignore[arg-type]
+                assert frames is not None
+                msg = _window_problem(frames, name, opts, where)
                 if msg:
                     add("window", msg)
         if cfg.input == "blood" and not scan.blood:
@@ -221,10 +224,10 @@ def problems_message(problems: Sequence[Problem], n_scans: int) -> str:
     lines = [f"{n_bad} of {n_scans} scan(s) cannot run with these settings; nothing was "
              "processed:"]
     for msg, labels in groups.items():
-        lines.append(textwrap.fill(
-            f"- {msg} [{len(labels)} scan{'s' if len(labels) > 1 else ''}: "
-            f"{', '.join(labels)}]", width=100, subsequent_indent="  ",
-            break_on_hyphens=False))
+        which = (f"all {len(labels)} scans" if len(labels) == n_scans > 1 else
+                 f"{len(labels)} scan{'s' if len(labels) > 1 else ''}: {', '.join(labels)}")
+        lines.append(textwrap.fill(f"- {msg} [{which}]", width=100, subsequent_indent="  ",
+                                   break_on_hyphens=False))
     lines.append("Fix the settings or the data, select the valid scans (--participant-label, "
                  "--session-label), or add --skip-invalid to process the others and list "
                  "these in logs/failures.tsv.")
