@@ -179,8 +179,10 @@ def association_data(
                     sv = sv - (num.at[s, baseline] if s in num.index else np.nan)
             else:
                 sv = num.get(s, np.nan)
-            if not np.isfinite(sv):
-                excluded.setdefault("sub-" + s, f"no '{score}' value"
+            if not np.isfinite(sv) and np.isfinite(v[i, j]).any():
+                # scanned at this session but no score: left out (a subject of an arm that
+                # has no scan at this session is simply not part of it)
+                excluded.setdefault(f"sub-{s} ses-{ses}", f"no '{score}' value"
                                     f"{' change' if score_change else ''} in {src}")
             if change and not np.isfinite(v[i, b]).any() and np.isfinite(v[i, j]).any():
                 excluded.setdefault("sub-" + s, f"no {outcome} at {baseline}")

@@ -156,6 +156,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     grp.add_argument("--responder", default=S, metavar="RULE",
                      help="predict response from baseline values: a binary score column or "
                      "a rule, e.g. \"madrs <= -50%%\"")
+    grp.add_argument("--response-session", dest="response_session", default=S,
+                     metavar="LABEL", help="session at which --responder is judged when the "
+                     "score was measured at several follow-ups (e.g. 24h)")
     grp.add_argument("--voxelwise-stats", action="store_true", default=S,
                      help="voxelwise GLM of --formula (default arm) on the parametric maps "
                      "with permutation FWE (needs participant-level --voxelwise)")

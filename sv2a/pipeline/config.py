@@ -139,6 +139,9 @@ class PipelineConfig:
     responder : str or None
         Responder rule or binary column for a cross-validated prediction of response from
         baseline values, e.g. ``"madrs <= -50%"`` (:func:`sv2a.longitudinal.predict_response`).
+    response_session : str or None
+        Session at which response is judged when the responder score was measured at
+        several follow-up sessions (e.g. ``24h``).
     voxelwise_stats : bool
         Group level: voxelwise GLM of the formula (default ``arm``) on the parametric maps of
         ``group_model``/``outcome`` with permutation FWE (needs a participant-level run with
@@ -192,6 +195,7 @@ class PipelineConfig:
     scores: bool = False
     score: list[str] | None = None
     responder: str | None = None
+    response_session: str | None = None
     voxelwise_stats: bool = False
     permutations: int = 1000
     tfce: bool = False

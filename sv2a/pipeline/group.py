@@ -346,7 +346,8 @@ def _prediction_stats(ds: xr.Dataset, sc: pd.DataFrame, cfg: PipelineConfig, bas
 
     outcome = cfg.outcome
     r = lg.predict_response(ds, sc, responder=cfg.responder, outcome=outcome,
-                            baseline=baseline, unknown_subjects="exclude")
+                            baseline=baseline, response_session=cfg.response_session,
+                            unknown_subjects="exclude")
     summ = r.summary()
     summ.insert(0, "responder", str(r.settings.get("responder", cfg.responder)))
     path = gdir / drv.comparison_name(cfg.group_model, outcome).replace(
@@ -421,6 +422,19 @@ def _pretty_column(col: str) -> str:
     return s.replace("[T.", "[")
 
 
+def _within_arm_change(lg: Any, maps: xr.DataArray, baseline: str, ses: str,
+                       cfg: PipelineConfig, atlas: Any) -> Any:
+    """Voxelwise change from baseline within the one arm scanned at ``ses`` (or None)."""
+    have = np.isfinite(maps.sel(session=ses).values).any(axis=(1, 2, 3))
+    arms = sorted({str(a) for a, h in zip(maps["arm"].values, have, strict=True) if h})
+    if len(arms) != 1:
+        return None
+    return lg.voxelwise_change(maps, arm=arms[0], baseline=baseline, followup=ses,
+                               n_perm=cfg.permutations, seed=0, tfce=cfg.tfce,
+                               cluster_p=cfg.cluster_p or 0.001, atlas=atlas,
+                               name=f"{arms[0]}{_safe(ses)}")
+
+
 def _voxelwise_stats(out: Path, bids_dir: Path, cfg: PipelineConfig, baseline: str,
                      gdir: Path, fig_dir: Path, stem: str, label: str,
                      reference: dict[str, str]) -> tuple[list[str], list[Path], dict[str, Any]]:
@@ -472,10 +486,20 @@ def _voxelwise_stats(out: Path, bids_dir: Path, cfg: PipelineConfig, baseline: s
             name = _safe(pretty) + (_safe(ses) if len(runs) > 1 else "")
             kw: dict[str, Any] = ({"baseline": baseline, "followup": ses}
                                   if response == "log_change" else {"session": ses})
-            res = lg.voxelwise_glm(maps, full, contrast=col, response=response,
-                                   n_perm=cfg.permutations, seed=0, tfce=cfg.tfce,
-                                   cluster_p=cfg.cluster_p or 0.001, atlas=atlas,
-                                   name=name, **kw)
+            try:
+                res = lg.voxelwise_glm(maps, full, contrast=col, response=response,
+                                       n_perm=cfg.permutations, seed=0, tfce=cfg.tfce,
+                                       cluster_p=cfg.cluster_p or 0.001, atlas=atlas,
+                                       name=name, **kw)
+            except DesignError as exc:
+                # the arms scanned at this session do not span the formula (e.g. one arm
+                # per follow-up): test the change within each arm that has the session
+                if response != "log_change" or "rank-deficient" not in str(exc):
+                    raise
+                res = _within_arm_change(lg, maps, baseline, ses, cfg, atlas)
+                if res is None:
+                    continue
+                pretty = f"change in {res.name}"
             written += [str(p) for p in lg.write_statmaps(res, gdir)]
             fig = lg.plot_stat_slices(res, stat="t", correction=correction,
                                       title=f"{pretty} ({ses}): t, FWE ({correction}) p < 0.05")
