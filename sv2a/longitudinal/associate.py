@@ -182,7 +182,7 @@ def association_data(
             if not np.isfinite(sv) and np.isfinite(v[i, j]).any():
                 # scanned at this session but no score: left out (a subject of an arm that
                 # has no scan at this session is simply not part of it)
-                excluded.setdefault(f"sub-{s} ses-{ses}", f"no '{score}' value"
+                excluded.setdefault("sub-" + s, f"no '{score}' value"
                                     f"{' change' if score_change else ''} in {src}")
             if change and not np.isfinite(v[i, b]).any() and np.isfinite(v[i, j]).any():
                 excluded.setdefault("sub-" + s, f"no {outcome} at {baseline}")
