@@ -352,9 +352,16 @@ def test_file_backed_image_out_of_core(image, tmp_path, suffix):
                                    equal_nan=True, err_msg=v)
 
 
-def test_progress_bar_over_chunks(image, capsys):
+def test_progress_bar_over_chunks(image, capsys, monkeypatch):
     img, lab = image
     kw = dict(reference=lab == 0, mask=lab > 0, frames=FRAMES27, k2prime=K2P)
+    # not a terminal (pytest captures stderr): no bar, no carriage returns in a log
+    parametric_maps(img, "srtm2", chunk_size=50, progress=True, **kw)
+    assert "\r" not in capsys.readouterr().err
+    # on a terminal the bar runs over the voxel chunks
+    import sv2a.parametric.engine as engine
+
+    monkeypatch.setattr(engine, "use_bars", lambda stream=None: True)
     parametric_maps(img, "srtm2", chunk_size=50, progress=True, **kw)
     err = capsys.readouterr().err
     assert "maps srtm2" in err and "voxel" in err

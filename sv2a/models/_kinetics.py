@@ -88,14 +88,18 @@ def _make_filter() -> _Filter:
     return filt
 
 
-def _filt(a: float, z: FloatArray, zi: float = 0.0) -> FloatArray:
+def _filt_first_call(a: float, z: FloatArray, zi: float = 0.0) -> FloatArray:
     """First call: build the filter of :func:`_make_filter`, rebind ``_filt`` to it (the callers
     in this module look the name up at each call) and run it. Keeps scipy.signal out of
     ``import sv2a.models`` for runs that never convolve (SUVR, Logan, MRTM maps)."""
     global _filt
     f = _make_filter()
-    _filt = f  # type: ignore[assignment]
+    _filt = f
     return f(a, z, zi)
+
+
+#: ``y_i = a y_{i-1} + z_i`` (first-order IIR filter, scipy's C routine after the first call).
+_filt: _Filter = _filt_first_call
 
 __all__ = [
     "exp_conv",
