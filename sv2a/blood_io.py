@@ -179,10 +179,15 @@ def load_blood(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], 
 
 
 def _valid(df: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
+    """Samples of one column with their times, sorted by time (BIDS does not require the
+    rows of a recording to be in time order; every interpolation below needs them sorted)."""
     if col not in df:
         return np.array([]), np.array([])
     m = df[col].notna() & df["time"].notna()
-    return df.loc[m, "time"].to_numpy(float), df.loc[m, col].to_numpy(float)
+    t = df.loc[m, "time"].to_numpy(float)
+    v = df.loc[m, col].to_numpy(float)
+    order = np.argsort(t, kind="stable")
+    return t[order], v[order]
 
 
 def _input_from_table(df: pd.DataFrame, source: str) -> InputFunction:

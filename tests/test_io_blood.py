@@ -84,3 +84,22 @@ def test_input_function_from_arrays_and_checks():
     # NaN samples are dropped, not zero-filled
     inp2 = InputFunction(time=[1, 2, 3], plasma=[1, np.nan, 3])
     assert inp2.plasma_at(2) == pytest.approx(2.0)
+
+
+def test_blood_rows_in_any_order_give_the_same_input(tmp_path):
+    # BIDS does not require time-ordered rows: a shuffled file must give the same input
+    # function (before, the parent fraction was interpolated over unsorted times)
+    p = write_blood(tmp_path / "sub-01_recording-manual_blood.tsv", units="Bq/mL")
+    lines = p.read_text().splitlines()
+    header, rows = lines[0], lines[1:]
+    rng = np.random.default_rng(0)
+    shuffled = tmp_path / "shuffled" / "sub-01_recording-manual_blood.tsv"
+    shuffled.parent.mkdir()
+    shuffled.write_text("\n".join([header, *(rows[i] for i in rng.permutation(len(rows)))])
+                        + "\n")
+    (shuffled.parent / "sub-01_recording-manual_blood.json").write_text(
+        (tmp_path / "sub-01_recording-manual_blood.json").read_text())
+    a, b = sv2a.load_blood(p), sv2a.load_blood(shuffled)
+    t = np.linspace(0, 40, 81)
+    np.testing.assert_allclose(b.plasma_at(t), a.plasma_at(t), rtol=1e-12)
+    np.testing.assert_allclose(b.whole_blood_at(t), a.whole_blood_at(t), rtol=1e-12)

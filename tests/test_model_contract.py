@@ -310,3 +310,22 @@ def test_unknown_option_refused_same_error_both_scales(model, phantom):
 def test_unsupported_scale_refused_with_list():
     with pytest.raises(sv2a.errors.ModelError, match="does not offer voxelwise maps.*srtm2"):
         sv2a.parametric_maps(np.zeros((2, 2, 2, FRAMES.n)), model="2tcm", frames=FRAMES)
+
+
+@pytest.mark.parametrize("model", [m for m in BOTH if get(m).predicts])
+def test_dynamic_model_refuses_a_static_scan(model, phantom):
+    """A one-frame (static) image is refused by every fitted model, at both scales, with the
+    same error, instead of a 'converged' fit of one number."""
+    one = sv2a.FrameSchedule.from_durations([30.0], start=60.0)
+    tacs = sv2a.tacs_from_arrays(phantom["tacs"].values[:, -1:], one.start, one.end,
+                                 [str(r) for r in phantom["tacs"].region.values])
+    kw = _inputs(model, phantom, "region")
+    with pytest.raises((sv2a.errors.FitError, sv2a.errors.FrameTimingError,
+                        sv2a.errors.InputFunctionError)) as reg:
+        sv2a.fit(tacs if get(model).kind != "plasma" else tacs.sel(region=REGIONS),
+                 model=model, **kw)
+    img = np.asarray(phantom["pet"].data)[..., -1:]
+    pet = sv2a.DynamicPET.from_array(img, one, meta=phantom["pet"].meta)
+    with pytest.raises(type(reg.value)):
+        sv2a.parametric_maps(pet, model=model, mask=phantom["target"],
+                             **_inputs(model, phantom, "voxel"), warn=False)

@@ -76,6 +76,7 @@ __all__ = [
     "finish",
     "select_frames",
     "check_reference",
+    "check_enough_frames",
 ]
 
 FloatArray: TypeAlias = NDArray[np.float64]
@@ -558,3 +559,28 @@ def check_reference(reference: Any, n_frames: int) -> FloatArray:
             "probably lies outside the brain or the image is empty"
         )
     return r
+
+
+def check_enough_frames(solver: Model) -> None:
+    """Refuse a fit with no more frames than fitted parameters (nothing to estimate from).
+
+    Parameters
+    ----------
+    solver : Model
+        A prepared solver (its frame weights and ``n_fitted``).
+
+    Raises
+    ------
+    FitError
+        Fewer frames with non-zero weight than ``n_fitted + 1`` (a one-frame image given to
+        a dynamic model, say); static models (``n_fitted = 0``) need one frame.
+    """
+    from ..errors import FitError
+
+    used = int(np.count_nonzero(np.asarray(solver.weights) > 0))
+    need = solver.n_fitted + 1 if solver.n_fitted else 1
+    if used < need:
+        raise FitError(
+            f"{solver.name}: {used} frame(s) with non-zero weight, but the model fits "
+            f"{solver.n_fitted} parameter(s) per TAC and needs at least {need}; a dynamic "
+            "model needs a dynamic scan (use SUV/SUVR for a static image)")

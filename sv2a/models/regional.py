@@ -29,6 +29,7 @@ from .base import (
     FLAGS,
     Model,
     ModelInputs,
+    check_enough_frames,
     check_reference,
     parse_options,
 )
@@ -390,6 +391,7 @@ def _solve_groups(cls: type[Model], opts: Any, common: dict[str, Any], values: F
             groups.setdefault(np.ascontiguousarray(w_rows[i]).tobytes(), []).append(i)
     if len(groups) > 1 and cls.row_weights:   # linear methods take weights per row
         first = cls(ModelInputs(weights=np.array(w_rows[0]), **common), opts)
+        check_enough_frames(first)
         solver_rows = first.with_weights(np.array(w_rows))
         return solver_rows.solve(values, se=True), first
     out: dict[str, NDArray[Any]] = {}
@@ -398,6 +400,7 @@ def _solve_groups(cls: type[Model], opts: Any, common: dict[str, Any], values: F
         w = np.array(w_rows[rows[0]])
         s = cls(ModelInputs(weights=w, **common), opts) if solver is None \
             else solver.with_weights(w)
+        check_enough_frames(s)
         solver = solver or s
         res = s.solve(values[rows], se=True)
         for k, v in res.items():

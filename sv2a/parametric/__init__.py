@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from ..errors import RegionError, Sv2aWarning
 from ..frames import FrameSchedule
-from ..models.base import ModelInputs, describe_flags, parse_options
+from ..models.base import ModelInputs, check_enough_frames, describe_flags, parse_options
 from ..models.k2prime import MAX_ROWS as K2PRIME_MAX_ROWS
 from ..models.k2prime import resolve_k2prime
 from ..models.regional import check_kind, common_weights, option_attrs
@@ -169,6 +169,7 @@ def parametric_maps(
     solver = cls(ModelInputs(frames=frames, weights=weights, reference=ref, input=input,
                              injected_mbq=meta.get("injected_mbq"),
                              body_weight_kg=meta.get("body_weight_kg"), scale="voxel"), opts)
+    check_enough_frames(solver)
     names = list(cls.parameters) + (["rss"] if solver.n_fitted else [])
     desc = f"maps {cls.name}"
     if dask:
