@@ -9,6 +9,7 @@ A region atlas is a 3D integer label image plus a table ``index -> name`` read f
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ import pandas as pd
 from nibabel.spatialimages import SpatialImage
 from scipy import ndimage
 
-from .errors import DataError, MetadataError, RegionError, ShapeMismatchError
+from .errors import DataError, MetadataError, RegionError, ShapeMismatchError, Sv2aWarning
 from .regions import region_name
 
 __all__ = ["Atlas", "load_atlas", "read_label_table"]
@@ -369,7 +370,8 @@ def load_atlas(path: str | os.PathLike[str],
     Returns
     -------
     Atlas
-        The label image with its region names (snake_case), only labels present in the image.
+        The label image with its region names (snake_case); labels of the table without
+        any voxel in the image are left out with a warning.
 
     Raises
     ------
@@ -410,6 +412,10 @@ def load_atlas(path: str | os.PathLike[str],
         raise RegionError(
             f"{p}: label values {unnamed[:10]} have no name in the label table; add them"
         )
+    absent = sorted(str(v) for k, v in table.items() if k not in present)
+    if absent:  # named in the table, no voxel in the image: say so, never drop silently
+        warnings.warn(f"{p}: region(s) {absent} of the label table have no voxel in the "
+                      "image and are left out", Sv2aWarning, stacklevel=2)
     atlas = Atlas(data, {k: v for k, v in table.items() if k in present},
                   np.asarray(img.affine, dtype=float), str(p))
     if pet is not None:

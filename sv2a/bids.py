@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from .errors import BIDSError
+from .errors import BIDSError, Sv2aWarning
 
-__all__ = ["Scan", "find_scans", "read_participants", "scan_prefix", "strip_prefix"]
+__all__ = ["Scan", "Discovery", "discover", "find_scans", "read_participants", "scan_prefix",
+           "strip_prefix"]
 
 _PET_RE = re.compile(r"^(sub-[A-Za-z0-9]+)(_ses-[A-Za-z0-9]+)?(_.*)?_pet\.nii(\.gz)?$")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9]+$")
 
 
 def strip_prefix(label: str, prefix: str) -> str:
@@ -100,6 +103,146 @@ def _find_dseg(anat: Path, prefix: str) -> Path | None:
     return cands[0] if cands else None
 
 
+@dataclass(frozen=True)
+class Discovery:
+    """What :func:`discover` found in a BIDS dataset.
+
+    Attributes
+    ----------
+    scans : list of Scan
+        The PET scans, sorted by subject and session.
+    skipped : list of (str, str)
+        ``(path, reason)`` of each ``sub-*``/``ses-*`` folder and ``*_pet.nii[.gz]`` file that
+        was not used: labels that are not alphanumeric, PET file names that do not follow the
+        BIDS pattern or name another subject/session than their folder.
+    """
+
+    scans: list[Scan]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _bad_label(folder: Path, entity: str) -> str | None:
+    """Why a ``sub-``/``ses-`` folder name is not a valid BIDS label (None: it is)."""
+    label = strip_prefix(folder.name, entity)
+    if _LABEL_RE.match(label):
+        return None
+    return (f"'{label}' is not a valid BIDS {entity} label (letters and digits only); "
+            f"rename the folder and the files in it, e.g. {entity}-"
+            f"{re.sub(r'[^A-Za-z0-9]', '', label) or '01'}")
+
+
+def discover(bids_dir: str | os.PathLike[str], *,
+             participant_label: Iterable[str] | None = None,
+             session_label: Iterable[str] | None = None) -> Discovery:
+    """Every PET scan in a BIDS dataset, and every folder or PET file that was not used.
+
+    Parameters
+    ----------
+    bids_dir : path
+        Dataset root (holds ``sub-*`` folders).
+    participant_label, session_label : iterable of str, optional
+        Keep only these subjects / sessions (with or without ``sub-``/``ses-``).
+
+    Returns
+    -------
+    Discovery
+        The scans (one per ``*_pet.nii[.gz]`` file, with its blood recordings and
+        segmentation) and the skipped entries with the reason for each. Nothing is skipped
+        without being listed.
+
+    Raises
+    ------
+    BIDSError
+        The folder is missing, has no ``sub-*`` folders with a valid label, or a requested
+        participant is absent or its label is not alphanumeric.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     for sub in ("sub-01", "sub-01_a"):
+    ...         (Path(d) / sub / "pet").mkdir(parents=True)
+    ...         _ = (Path(d) / sub / "pet" / f"{sub}_pet.nii.gz").write_bytes(b"")
+    ...     found = discover(d)
+    >>> [s.subject for s in found.scans], [Path(p).name for p, _ in found.skipped]
+    (['01'], ['sub-01_a'])
+    """
+    root = Path(bids_dir)
+    if not root.is_dir():
+        raise BIDSError(f"BIDS directory not found: {root}")
+    skipped: list[tuple[str, str]] = []
+    subs = []
+    for p in sorted(p for p in root.glob("sub-*") if p.is_dir()):
+        why = _bad_label(p, "sub")
+        if why:
+            skipped.append((str(p), why))
+        else:
+            subs.append(p)
+    if not subs:
+        extra = (f"; folders with invalid labels: {[Path(p).name for p, _ in skipped]} "
+                 "(BIDS labels are letters and digits only)" if skipped else "")
+        raise BIDSError(f"{root}: no sub-* folders{extra}; is this a BIDS dataset root?")
+    want_sub = {strip_prefix(s, "sub") for s in participant_label} if participant_label else None
+    want_ses = {strip_prefix(s, "ses") for s in session_label} if session_label else None
+    if want_sub:
+        bad = sorted(s for s in want_sub if not _LABEL_RE.match(s))
+        if bad:
+            raise BIDSError(f"{root}: participant label(s) {bad} are not valid BIDS labels "
+                            "(letters and digits only); rename those folders")
+        missing = want_sub - {strip_prefix(p.name, "sub") for p in subs}
+        if missing:
+            raise BIDSError(f"{root}: participant(s) {sorted(missing)} not found")
+    scans: list[Scan] = []
+    for sub_dir in subs:
+        sub = strip_prefix(sub_dir.name, "sub")
+        if want_sub and sub not in want_sub:
+            continue
+        ses_dirs: list[Path | None] = []
+        for p in sorted(p for p in sub_dir.glob("ses-*") if p.is_dir()):
+            why = _bad_label(p, "ses")
+            if why:
+                skipped.append((str(p), why))
+            else:
+                ses_dirs.append(p)
+        if not ses_dirs and not any(p.is_dir() for p in sub_dir.glob("ses-*")):
+            ses_dirs = [None]
+        for ses_dir in ses_dirs:
+            ses = strip_prefix(ses_dir.name, "ses") if ses_dir else None
+            if want_ses and ses not in want_ses:
+                continue
+            base = ses_dir or sub_dir
+            pet_dir = base / "pet"
+            if not pet_dir.is_dir():
+                continue
+            for pet in sorted(pet_dir.iterdir()):
+                m = _PET_RE.match(pet.name)
+                if not m:
+                    if re.search(r"_pet\.nii(\.gz)?$", pet.name):
+                        skipped.append((str(pet), "the file name does not follow the BIDS "
+                                        "pattern sub-<label>[_ses-<label>][_<entities>]_pet.nii"
+                                        "[.gz] with letter-and-digit labels"))
+                    continue
+                if m.group(1) != f"sub-{sub}" or (m.group(2) or "") != (
+                        f"_ses-{ses}" if ses else ""):
+                    skipped.append((str(pet), f"the file name names "
+                                    f"{m.group(1)}{m.group(2) or ''} but it lies in the folder "
+                                    f"of {scan_prefix(sub, ses)}; rename or move it"))
+                    continue
+                stem = pet.name.split("_pet.nii")[0]
+                blood: dict[str, Path] = {}
+                for rec in ("manual", "autosampler"):
+                    cands = sorted(pet_dir.glob(f"{scan_prefix(sub, ses)}*recording-{rec}"
+                                                "_blood.tsv"))
+                    # prefer the recording with the same entities as the PET file
+                    same = [c for c in cands if c.name.startswith(stem)]
+                    if same or cands:
+                        blood[rec] = (same or cands)[0]
+                scans.append(Scan(sub, ses, pet, blood,
+                                  _find_dseg(base / "anat", scan_prefix(sub, ses))))
+    return Discovery(scans, skipped)
+
+
 def find_scans(bids_dir: str | os.PathLike[str], *, participant_label: Iterable[str] | None = None,
                session_label: Iterable[str] | None = None) -> list[Scan]:
     """Every PET scan in a BIDS dataset, sorted by subject and session.
@@ -114,56 +257,22 @@ def find_scans(bids_dir: str | os.PathLike[str], *, participant_label: Iterable[
     Returns
     -------
     list of Scan
-        One per ``*_pet.nii[.gz]`` file, with its blood recordings and segmentation.
+        One per ``*_pet.nii[.gz]`` file, with its blood recordings and segmentation. Folders
+        and PET files that cannot be used (see :func:`discover`) are named in one
+        :class:`~sv2a.errors.Sv2aWarning`.
 
     Raises
     ------
     BIDSError
         The folder is missing, has no ``sub-*`` folders, or a requested participant is absent.
     """
-    root = Path(bids_dir)
-    if not root.is_dir():
-        raise BIDSError(f"BIDS directory not found: {root}")
-    subs = sorted(p for p in root.glob("sub-*") if p.is_dir())
-    if not subs:
-        raise BIDSError(f"{root}: no sub-* folders; is this a BIDS dataset root?")
-    want_sub = {strip_prefix(s, "sub") for s in participant_label} if participant_label else None
-    want_ses = {strip_prefix(s, "ses") for s in session_label} if session_label else None
-    if want_sub:
-        missing = want_sub - {strip_prefix(p.name, "sub") for p in subs}
-        if missing:
-            raise BIDSError(f"{root}: participant(s) {sorted(missing)} not found")
-    scans: list[Scan] = []
-    for sub_dir in subs:
-        sub = strip_prefix(sub_dir.name, "sub")
-        if want_sub and sub not in want_sub:
-            continue
-        ses_dirs: list[Path | None] = [
-            *sorted(p for p in sub_dir.glob("ses-*") if p.is_dir())] or [None]
-        for ses_dir in ses_dirs:
-            ses = strip_prefix(ses_dir.name, "ses") if ses_dir else None
-            if want_ses and ses not in want_ses:
-                continue
-            base = ses_dir or sub_dir
-            pet_dir = base / "pet"
-            if not pet_dir.is_dir():
-                continue
-            for pet in sorted(pet_dir.iterdir()):
-                m = _PET_RE.match(pet.name)
-                if not m:
-                    continue
-                stem = pet.name.split("_pet.nii")[0]
-                blood: dict[str, Path] = {}
-                for rec in ("manual", "autosampler"):
-                    cands = sorted(pet_dir.glob(f"{scan_prefix(sub, ses)}*recording-{rec}"
-                                                "_blood.tsv"))
-                    # prefer the recording with the same entities as the PET file
-                    same = [c for c in cands if c.name.startswith(stem)]
-                    if same or cands:
-                        blood[rec] = (same or cands)[0]
-                scans.append(Scan(sub, ses, pet, blood,
-                                  _find_dseg(base / "anat", scan_prefix(sub, ses))))
-    return scans
+    found = discover(bids_dir, participant_label=participant_label,
+                     session_label=session_label)
+    if found.skipped:
+        warnings.warn(
+            f"{bids_dir}: {len(found.skipped)} folder(s)/file(s) were not used: "
+            + "; ".join(f"{p}: {why}" for p, why in found.skipped), Sv2aWarning, stacklevel=2)
+    return found.scans
 
 
 def read_participants(bids_dir: str | os.PathLike[str]) -> pd.DataFrame:

@@ -54,7 +54,8 @@ def read_blood_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[s
     MetadataError
         Sidecar missing or an activity column without ``Units``.
     DataError
-        The TSV cannot be parsed.
+        The TSV cannot be parsed, or a value is neither a number nor ``n/a`` (e.g. a decimal
+        comma ``1,25``; the message names the column and line).
     """
     path = Path(path)
     if not path.exists():
@@ -73,12 +74,12 @@ def read_blood_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[s
         raise InputFunctionError(
             f"{path}: first column must be 'time' (seconds); found {list(df.columns)[:5]}"
         )
-    out = pd.DataFrame({"time": df["time"].astype(float) * _col_time_factor(meta)})
+    out = pd.DataFrame({"time": _numeric(df, "time", path) * _col_time_factor(meta, sc)})
     found = False
     for key, col in _BLOOD_COLUMNS.items():
         if col in df.columns:
-            vals = pd.to_numeric(df[col], errors="coerce").astype(float)
-            unit = _col_unit(meta, col)
+            vals = _numeric(df, col, path)
+            unit = _col_unit(meta, col, sc)
             if key == "parent_fraction":
                 if unit in ("%", "percent"):
                     vals = vals / 100.0
@@ -98,16 +99,41 @@ def read_blood_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[s
     return out, meta
 
 
-def _col_unit(meta: Mapping[str, Any], col: str) -> str | None:
+def _numeric(df: pd.DataFrame, col: str, path: Path) -> pd.Series:
+    """A column as floats; ``n/a`` (already NaN) stays NaN, anything else that is not a number
+    (a decimal comma ``1,25``, a unit ``12 kBq``) raises :class:`DataError` naming the line."""
+    raw = df[col]
+    vals = pd.to_numeric(raw, errors="coerce").astype(float)
+    bad = np.flatnonzero(vals.isna().to_numpy() & raw.notna().to_numpy())
+    if bad.size:
+        i = int(bad[0])
+        text = str(raw.iloc[i])
+        hint = (" (a decimal comma: write 1.25, not 1,25)" if "," in text else "")
+        raise DataError(
+            f"{path}: column '{col}', line {i + 2} holds {text!r}, not a number{hint}; every "
+            f"value must be a plain number with a decimal point, or n/a "
+            f"({bad.size} such value(s) in this column)"
+        )
+    return vals
+
+
+def _col_unit(meta: Mapping[str, Any], col: str, sc: Path | str = "blood sidecar") -> str | None:
     entry = meta.get(col)
     if isinstance(entry, dict):
         unit = entry.get("Units")
-        return None if unit is None else str(unit)
+        if unit is None:
+            return None
+        if not isinstance(unit, str):
+            raise MetadataError(
+                f"{sc}: field '{col}' -> 'Units' is {unit!r}, but BIDS requires a string; "
+                f"write text in quotes, e.g. \"{col}\": {{\"Units\": \"kBq/mL\"}}"
+            )
+        return unit
     return None
 
 
-def _col_time_factor(meta: Mapping[str, Any]) -> float:
-    unit = _col_unit(meta, "time") or "s"
+def _col_time_factor(meta: Mapping[str, Any], sc: Path | str = "blood sidecar") -> float:
+    unit = _col_unit(meta, "time", sc) or "s"
     return time_factor(unit)
 
 

@@ -165,6 +165,7 @@ class FrameSchedule:
             )
         f = time_factor(time_unit)
         hl = _half_life(radionuclide) if radionuclide else None
+        _check_minutes_as_seconds(fts, fdur, f, hl, source)
         return cls(fts * f, (fts + fdur) * f, half_life=hl, decay_corrected=decay_corrected,
                    source=source)
 
@@ -335,6 +336,29 @@ def _check_cumulative(fts: np.ndarray, fdur: np.ndarray, source: str) -> None:
             f"{source}: FrameDuration looks like cumulative frame END times ({fdur[:4].tolist()} "
             "...), not durations: each value equals the next frame's start. Fix: FrameDuration = "
             "end - start, i.e. subtract FrameTimesStart from these values"
+        )
+
+
+def _check_minutes_as_seconds(fts: np.ndarray, fdur: np.ndarray, factor: float,
+                              half_life_min: float | None, source: str) -> None:
+    """Detect frame times written in minutes but read as seconds.
+
+    Fires only when all hold: the times are read as seconds; the radionuclide lives at least
+    20 min (C-11, F-18, Ga-68, ...: not O-15 or Rb-82, whose real dynamic scans last a few
+    minutes); at least 10 frames; every duration is at most 10; the scan ends between 10 and
+    180 in the given numbers. Read as seconds that is a dynamic scan of at most 3 min, under
+    0.15 half-lives of C-11 — no kinetic protocol for such tracers; read as minutes it is an
+    ordinary 10–180 min protocol of frames up to 10 min.
+    """
+    if half_life_min is None or half_life_min < 20.0 or abs(factor - 1 / 60) > 1e-12:
+        return
+    end = float(np.max(fts + fdur))
+    if fts.size >= 10 and np.all(fdur <= 10.0) and 10.0 <= end <= 180.0:
+        raise FrameTimingError(
+            f"{source}: the frame times look like minutes, not seconds: {fts.size} frames "
+            f"ending at {end:g} would be a {end:g} s dynamic scan with frames of at most "
+            f"{float(fdur.max()):g} s for a tracer with a {half_life_min:.4g} min half-life; "
+            "BIDS FrameTimesStart and FrameDuration are in seconds: multiply both by 60"
         )
 
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from .errors import DataError, MetadataError, ShapeMismatchError, Sv2aWarning
 from .frames import FrameSchedule
-from .sidecar import read_json, sidecar_path
+from .plausibility import check_activity_units
+from .sidecar import check_types, read_json, sidecar_path
 from .units import activity_factor, to_mbq
 
 __all__ = ["DynamicPET", "load_pet"]
@@ -165,7 +166,30 @@ class DynamicPET:
             return np.asarray(self._cache["data"][..., i])
         if len(self.dataobj.shape) == 3 and i != 0:
             raise IndexError(f"static image has one frame, asked for frame {i}")
-        return self._read_block((slice(None), slice(None), slice(None), i))
+        arr = self._read_block((slice(None), slice(None), slice(None), i))
+        self._check_units(arr, int(i) % self.n_frames)
+        return arr
+
+    def _check_units(self, frame: np.ndarray, i: int) -> None:
+        """Once per image, on the first late frame read from a file: is the activity unit
+        plausible given the injected dose and body weight (:mod:`sv2a.plausibility`)?
+
+        A late frame is the last one or one starting in the second half of the scan (early
+        frames can hold almost no activity). Images built in memory are not checked.
+        """
+        if self.path is None or "units_checked" in self._cache:
+            return
+        dose, bw = self.meta.get("injected_mbq"), self.meta.get("body_weight_kg")
+        if dose is None or bw is None:
+            self._cache["units_checked"] = True
+            return
+        fs = self.frames
+        if i != fs.n - 1 and fs.start[i] < 0.5 * fs.end[-1]:
+            return
+        check_activity_units(frame, injected_mbq=float(dose), body_weight_kg=float(bw),
+                             units=str(self.meta.get("original_units", "?")),
+                             source=str(self.path), frame_index=i)
+        self._cache["units_checked"] = True  # after the check: a failure repeats on each read
 
     @property
     def data(self) -> Any:
@@ -176,7 +200,9 @@ class DynamicPET:
         if "data" not in self._cache:
             if hasattr(self.dataobj, "chunks") and not isinstance(self.dataobj, np.ndarray):
                 return self.dataobj  # dask array: stays lazy
-            self._cache["data"] = self._read_block()
+            data = self._read_block()
+            self._check_units(data[..., -1], self.n_frames - 1)
+            self._cache["data"] = data
         return self._cache["data"]
 
     @property
@@ -323,6 +349,7 @@ def load_pet(path: str | os.PathLike[str], *, sidecar: str | os.PathLike[str] | 
             "Units and TracerRadionuclide"
         )
     meta = read_json(sc)
+    check_types(meta, sc)
     try:
         img = nib.load(str(p), keep_file_open=_keep_file_open(p))
     except Exception as exc:  # nibabel raises several types for corrupt headers
@@ -362,10 +389,12 @@ def load_pet(path: str | os.PathLike[str], *, sidecar: str | os.PathLike[str] | 
         u = meta.get("InjectedRadioactivityUnits", "MBq")
         info["injected_mbq"] = to_mbq(meta["InjectedRadioactivity"], u)
     bw = meta.get("BodyWeight")
-    if bw is None and participants:
-        bw = participants.get("weight", participants.get("body_weight"))
-    if bw is not None and str(bw) not in ("n/a", "nan"):
+    if bw is not None:
         info["body_weight_kg"] = float(bw)
+    elif participants:
+        bw = _participant_weight(participants, p)
+        if bw is not None:
+            info["body_weight_kg"] = bw
     return DynamicPET(img.dataobj, frames, np.asarray(img.affine), info, p, scale, frame_scale)
 
 
@@ -401,3 +430,52 @@ def _check_size(p: Path, img: Any) -> None:
             raise DataError(
                 f"{p}: file is truncated ({have} bytes, the header needs {need}); re-copy it"
             )
+
+
+def _participant_weight(participants: Mapping[str, Any], pet_path: Path) -> float | None:
+    """Body weight (kg) from a subject's ``participants.tsv`` row; ``n/a``/empty -> None.
+
+    Text that is not a number (``'72 kg'``, ``'72,5'``) raises :class:`MetadataError` naming the
+    file and row, instead of a bare ``ValueError`` or a silently missing SUV.
+    """
+    col = "weight" if "weight" in participants else "body_weight"
+    bw = participants.get(col)
+    if bw is None:
+        return None
+    if isinstance(bw, bool):
+        raise MetadataError(f"{_participants_row(pet_path)}: column '{col}' is {bw!r}; "
+                            "give the body weight in kg as a number, e.g. 72.5")
+    if isinstance(bw, str):
+        text = bw.strip()
+        if text.lower() in ("", "n/a", "nan", "na"):
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            raise MetadataError(
+                f"{_participants_row(pet_path)}: column '{col}' holds {bw!r}, not a number; "
+                "give the body weight in kg as a plain number with a decimal point (e.g. 72.5; "
+                "no unit, no decimal comma) or n/a"
+            ) from None
+    else:
+        try:
+            value = float(bw)
+        except (TypeError, ValueError):
+            raise MetadataError(
+                f"{_participants_row(pet_path)}: column '{col}' holds {bw!r}, not a number; "
+                "give the body weight in kg, e.g. 72.5, or n/a"
+            ) from None
+    if not np.isfinite(value):
+        return None
+    if value <= 0:
+        raise MetadataError(f"{_participants_row(pet_path)}: column '{col}' is {value:g}; "
+                            "the body weight (kg) must be positive (or n/a)")
+    return value
+
+
+def _participants_row(pet_path: Path) -> str:
+    """'<dataset>/participants.tsv, row sub-XX' for the subject whose scan ``pet_path`` is."""
+    for parent in pet_path.parents:
+        if parent.name.startswith("sub-"):
+            return f"{parent.parent / 'participants.tsv'}, row {parent.name}"
+    return f"participants.tsv, row of the subject of {pet_path.name}"

@@ -12,6 +12,7 @@ drawn by :mod:`sv2a.figures`; its functions are importable from here as well
 from __future__ import annotations
 
 import base64
+import glob
 import html
 import json
 import os
@@ -85,7 +86,17 @@ def embed_image(path: str | os.PathLike[str]) -> str:
     p = Path(path)
     mime = "image/svg+xml" if p.suffix == ".svg" else "image/png"
     data = base64.b64encode(p.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(p.name)}" src="data:{mime};base64,{data}">'
+    return f'<img alt="{html.escape(p.name, quote=True)}" src="data:{mime};base64,{data}">'
+
+
+def _anchor(text: str, used: set[str], fallback: str) -> str:
+    """An HTML id made of ``[A-Za-z0-9_-]`` only, unique among ``used`` (which it joins)."""
+    base = re.sub(r"[^A-Za-z0-9_-]", "", text) or fallback
+    anchor, k = base, 2
+    while anchor in used:
+        anchor, k = f"{base}-{k}", k + 1
+    used.add(anchor)
+    return anchor
 
 
 def html_page(title: str, body: str) -> str:
@@ -432,6 +443,7 @@ def subject_report(out_dir: str | os.PathLike[str], subject: str) -> Path:
     fig_dir = sub_dir / "figures"
     parts = []
     nav = []
+    anchors: set[str] = set()
     fails = out / "logs" / "failures.tsv"
     failed_rows = pd.DataFrame()
     if fails.exists():
@@ -443,8 +455,8 @@ def subject_report(out_dir: str | os.PathLike[str], subject: str) -> Path:
                      f" (log: {html.escape(str(row['log']))})</div>")
     for sp in summaries:
         s = json.loads(sp.read_text(encoding="utf-8"))
-        stem = s["stem"]
-        anchor = html.escape(stem.replace("_", "-"), quote=True)
+        stem = str(s["stem"])
+        anchor = _anchor(stem.replace("_", "-"), anchors, f"session-{len(anchors) + 1}")
         nav.append(f"<a href=\"#{anchor}\">{html.escape(stem)}</a>")
         sec = [f"<h2 id=\"{anchor}\">{html.escape(stem)}</h2>",
                f"<p class=\"meta\">atlas seg-{html.escape(str(s.get('atlas')))}; reference "
@@ -453,8 +465,8 @@ def subject_report(out_dir: str | os.PathLike[str], subject: str) -> Path:
             sec.append("<p class=\"meta\">corrections: "
                        + "; ".join(html.escape(str(c)) for c in s["corrections"]) + "</p>")
         for n in s.get("notes", []):
-            sec.append(f"<div class=\"note\">{html.escape(n)}</div>")
-        figs = sorted(fig_dir.glob(f"{stem}_*")) if fig_dir.is_dir() else []
+            sec.append(f"<div class=\"note\">{html.escape(str(n))}</div>")
+        figs = sorted(fig_dir.glob(f"{glob.escape(stem)}_*")) if fig_dir.is_dir() else []
         gen = [f for f in figs if "_model-" not in f.name]
         for f in gen:
             sec.append(f"<figure>{embed_image(f)}<figcaption>{html.escape(figure_caption(f))}"
@@ -462,11 +474,12 @@ def subject_report(out_dir: str | os.PathLike[str], subject: str) -> Path:
         for model, rel in s.get("pvc_models", {}).items():
             kp = out / rel
             if kp.exists():
-                sec.append(f"<h3>{model_label(model)}, partial-volume corrected (GTM)</h3>")
+                sec.append(f"<h3>{html.escape(model_label(str(model)))}, partial-volume "
+                           "corrected (GTM)</h3>")
                 sec.append(_kinpar_html(kp))
         for model, rel in s.get("models", {}).items():
-            lab = model_label(model)
-            sec.append(f"<h3>{lab}</h3>")
+            lab = model_label(str(model))
+            sec.append(f"<h3>{html.escape(lab)}</h3>")
             kp = out / rel
             if kp.exists():
                 sec.append(_kinpar_html(kp))
@@ -477,8 +490,8 @@ def subject_report(out_dir: str | os.PathLike[str], subject: str) -> Path:
         for model in s.get("maps", {}):
             if model in s.get("models", {}):
                 continue
-            lab = model_label(model)
-            sec.append(f"<h3>{lab} maps</h3>")
+            lab = model_label(str(model))
+            sec.append(f"<h3>{html.escape(lab)} maps</h3>")
             for f in figs:
                 if f"_model-{lab}_" in f.name:
                     sec.append(f"<figure>{embed_image(f)}<figcaption>"
@@ -532,8 +545,9 @@ def group_report(out_dir: str | os.PathLike[str], sections: Sequence[Mapping[str
     out = Path(out_dir)
     parts = [f"<div class=\"note\">{html.escape(str(n))}</div>" for n in notes]
     nav = []
+    anchors: set[str] = set()
     for i, s in enumerate(sections):
-        anchor = re.sub(r"[^A-Za-z0-9_-]", "", str(s.get("id") or f"section-{i + 1}"))
+        anchor = _anchor(str(s.get("id") or ""), anchors, f"section-{i + 1}")
         title = html.escape(str(s["title"]))
         nav.append(f"<a href=\"#{anchor}\">{title}</a>")
         parts.append(f"<h2 id=\"{anchor}\">{title}</h2>")

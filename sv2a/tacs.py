@@ -289,14 +289,16 @@ def extract_tacs(pet: Any, atlas: LabelAtlas, *, regions: Sequence[str] | None =
         Regions to return (default: every region in the atlas). Requested regions that are not
         in the atlas raise :class:`RegionError`.
     min_voxels : int
-        Regions with fewer voxels inside the image raise :class:`RegionError` when requested,
-        or are dropped with a warning when not explicitly requested.
+        Regions with fewer voxels inside the image (or with a frame in which every voxel is
+        NaN) raise :class:`RegionError` when requested, or are left out with a
+        :class:`~sv2a.errors.Sv2aWarning` naming them when not explicitly requested.
 
     Returns
     -------
     xr.DataArray, shape (n_regions, n_frames)
         Mean activity (kBq/mL) per region and frame, with region volumes (mL) and voxel
-        counts; see :func:`tacs_from_arrays`.
+        counts; see :func:`tacs_from_arrays`. ``attrs["empty_regions"]`` lists the atlas
+        regions left out for having no valid voxels (empty list: none).
 
     Raises
     ------
@@ -339,7 +341,7 @@ def extract_tacs(pet: Any, atlas: LabelAtlas, *, regions: Sequence[str] | None =
     sums, nan_counts = _label_sums(pet, labels, nbins)
     any_nan = bool(nan_counts.any())
     n_valid = counts[:, None] - nan_counts
-    keep, dropped = [], []
+    keep, dropped, why = [], [], []
     for k, (name, i) in enumerate(zip(wanted, idx, strict=True)):
         if counts[i] < min_voxels or np.any(n_valid[i] == 0):
             if explicit:
@@ -349,11 +351,17 @@ def extract_tacs(pet: Any, atlas: LabelAtlas, *, regions: Sequence[str] | None =
                     "or leave the region out"
                 )
             dropped.append(name)
+            why.append(f"{name} (label {i}: " + (
+                f"{counts[i]} voxels, fewer than {min_voxels}" if counts[i] < min_voxels
+                else "NaN in every voxel of some frame") + ")")
         else:
             keep.append(k)
     if dropped:
-        warnings.warn(f"regions with no valid voxels were left out: {dropped}", Sv2aWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"{atlas.source}: regions with no valid voxels were left out: {dropped} "
+            f"({'; '.join(why)}); they have no TAC and are listed in attrs['empty_regions']. "
+            "Check the segmentation and its registration to the PET.",
+            Sv2aWarning, stacklevel=2)
     if not keep:
         raise RegionError(f"no region of {atlas.source} has voxels inside the PET image")
     if any_nan:
@@ -368,5 +376,5 @@ def extract_tacs(pet: Any, atlas: LabelAtlas, *, regions: Sequence[str] | None =
         means, fs.start, fs.end, [wanted[k] for k in keep],
         volume_ml=counts[sel] * vox_ml, n_voxels=counts[sel], half_life=fs.half_life,
         decay_corrected=True, source=str(pet.path),
-        attrs={"pet": str(pet.path), "atlas": str(atlas.source)},
+        attrs={"pet": str(pet.path), "atlas": str(atlas.source), "empty_regions": dropped},
     )

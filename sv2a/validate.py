@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .bids import find_scans, read_participants
+from .bids import discover, read_participants
 from .errors import Sv2aError
 from .progress import Progress
 
@@ -97,7 +97,10 @@ def validate_dataset(bids_dir: str | os.PathLike[str], *, read_data: bool = True
         problems.append(Problem("error", str(root), "dataset_description.json is missing; "
                                 "every BIDS dataset needs one (Name, BIDSVersion)"))
     parts = _catch(problems, str(root / "participants.tsv"), read_participants, root)
-    scans = _catch(problems, str(root), find_scans, root)
+    disc = _catch(problems, str(root), discover, root)
+    for path, reason in (disc.skipped if disc is not None else []):
+        problems.append(Problem("error", str(path), f"{Path(path).name}: {reason}"))
+    scans = disc.scans if disc is not None else None
     if not scans:
         if scans is not None:
             problems.append(Problem("error", str(root), "no PET images (sub-*/[ses-*/]pet/"

@@ -142,7 +142,8 @@ def compare_arms(
     DesignError
         Baseline session absent, subject without an arm, unknown reference arm, unknown
         ``design``, or an option the chosen analysis cannot use (``covariates`` with a
-        cross-sectional design, ``group`` with a longitudinal one).
+        cross-sectional design, ``group`` with a longitudinal one), or no arm x follow-up
+        with at least 2 subjects who have both a baseline and a follow-up value.
 
     Examples
     --------
@@ -243,6 +244,16 @@ def compare_arms(
     if table.empty:
         raise DesignError(f"no arm has both '{baseline}' and follow-up {outcome} values; "
                           f"nothing to compare.")
+    if not (table["n"] >= 2).any():
+        have = table.groupby(["arm", "session"], sort=False)["n"].max()
+        raise DesignError(
+            f"compare_arms needs at least 2 subjects with a '{baseline}' and a follow-up "
+            f"{outcome} value in some arm; have "
+            + ", ".join(f"arm '{a}' / {s}: {int(n)}" for (a, s), n in have.items())
+            + ". Add subjects, or report the individual changes without statistics.")
+    for c in ("p_within", "p_wilcoxon"):
+        if c not in table:  # every row of a column's statistic may be missing (all d == 0)
+            table[c] = np.nan
 
     # between-arm contrasts
     contrast = []

@@ -517,6 +517,10 @@ def _stage_tacs(st: _Scan) -> None:
     })
     st.written.append(rel.with_suffix(".json").as_posix())
     st.tacs = tacs
+    empty = tacs.attrs.get("empty_regions") or []
+    if empty:
+        st.note(f"{job.label}: atlas region(s) left out of the TACs (no usable voxels): "
+                f"{empty}")
     st.fit_tacs = _screen_regions(st, tacs)
 
 
