@@ -7,23 +7,22 @@
 Both create a project-local virtual environment ``.venv`` (``python3 -m venv``) and install
 this clone into it in editable mode with pip, so they work where the system pip refuses to
 install (PEP 668, Debian/Ubuntu system Python) and source edits need no reinstall. The install
-is skipped while ``.venv/sv2a-install.json`` records the current hash of pyproject.toml and
-the extras asked for; edit pyproject.toml (or delete .venv) and the next run reinstalls.
+is skipped when .venv already holds this clone installed in editable mode with every
+requirement of pyproject.toml (and the extras asked for) satisfied -- whether dev.py or a hand
+install (README "Install") put it there; a new or changed requirement triggers a reinstall.
 
 ``test`` runs, in order, ``ruff check sv2a tests benchmarks``, ``mypy sv2a
 --ignore-missing-imports``, ``mypy --strict --ignore-missing-imports --follow-imports=silent
 sv2a/models`` and ``python -m pytest -q`` with the extra arguments (e.g. ``-m "not slow"``,
 ``tests/test_readme.py``, ``-x``); pytest also runs the doctests of the package (see
 pyproject.toml). All of them run; the exit code is 1 if any failed. CI (``.ci/run``) runs
-exactly these two commands.
+these two commands after README's install.
 
 Only the standard library is used here: this file runs before anything is installed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -32,7 +31,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
-STAMP = VENV / "sv2a-install.json"
 MIN_PYTHON = (3, 11)
 
 CHECKS: list[tuple[str, list[str]]] = [
@@ -82,34 +80,51 @@ def ensure_venv() -> None:
              "then run this command again.")
 
 
-def pyproject_hash() -> str:
-    """SHA-256 of pyproject.toml: dependencies changed means reinstall."""
-    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+#: Run with the project interpreter: exit 0 when this clone is installed in editable mode and
+#: every requirement of pyproject.toml (base and the extras in argv[2]) is satisfied.
+_INSTALLED = r"""
+import json, sys, tomllib, importlib.metadata as md
+from pathlib import Path
+from pip._vendor.packaging.requirements import Requirement
+root, extras = Path(sys.argv[1]), [e for e in sys.argv[2].split(",") if e]
+try:
+    url = json.loads(md.distribution("sv2a").read_text("direct_url.json") or "{}")
+except md.PackageNotFoundError:
+    sys.exit(1)
+if not (url.get("dir_info", {}).get("editable")
+        and Path(url.get("url", "").removeprefix("file://")).resolve() == root):
+    sys.exit(1)
+project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+reqs = list(project.get("dependencies", []))
+for e in extras:
+    reqs += project.get("optional-dependencies", {}).get(e, [])
+for text in reqs:
+    req = Requirement(text)
+    try:
+        ok = req.specifier.contains(md.version(req.name), prereleases=True)
+    except md.PackageNotFoundError:
+        ok = False
+    if not ok:
+        sys.exit(1)
+"""
 
 
 def ensure_installed(extras: set[str]) -> None:
-    """pip-install this clone (editable) with ``extras`` unless the stamp says it is current."""
+    """pip-install this clone (editable) with ``extras`` unless .venv already has it."""
     ensure_venv()
-    digest = pyproject_hash()
-    try:
-        stamp = json.loads(STAMP.read_text())
-    except (OSError, ValueError):
-        stamp = {}
-    have = set(stamp.get("extras", [])) if stamp.get("pyproject_sha256") == digest else None
-    if have is not None and extras <= have:
+    have = subprocess.run([str(venv_python()), "-c", _INSTALLED, str(ROOT),
+                           ",".join(sorted(extras))], capture_output=True)
+    if have.returncode == 0:
         return
-    want = sorted(extras | (have or set()))
-    target = "." + (f"[{','.join(want)}]" if want else "")
-    print(f"dev.py: installing sv2a{target[1:]} into .venv (editable; once per pyproject.toml "
-          "change)", flush=True)
+    target = "." + (f"[{','.join(sorted(extras))}]" if extras else "")
+    print(f"dev.py: installing sv2a{target[1:]} into .venv (editable; once per change of the "
+          "requirements)", flush=True)
     t0 = time.perf_counter()
     done = subprocess.run([str(venv_python()), "-m", "pip", "install", "--quiet",
                            "--disable-pip-version-check", "-e", target], cwd=ROOT)
     if done.returncode != 0:
-        STAMP.unlink(missing_ok=True)
         fail(f"`pip install -e \"{target}\"` failed in .venv (see pip's message above); fix "
              "the cause (network, a missing compiler) and run this command again.")
-    STAMP.write_text(json.dumps({"pyproject_sha256": digest, "extras": want}, indent=1) + "\n")
     print(f"dev.py: installed in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
