@@ -106,7 +106,7 @@ def resolve_k2prime(options: Any, *, model: str, frames: FrameSchedule, referenc
     FitError
         The estimate is not usable (coupled search at its bound, first-pass ``k2' <= 0``).
     """
-    from .srtm2 import check_k2prime
+    from .srtm import check_k2prime
 
     spec = options.k2prime
     if spec is None:

@@ -51,8 +51,7 @@ from .base import (
 )
 from .lsq import delta_se, wls_batch
 from .registry import register
-from .srtm import REFERENCE_UNITS, srtm_predict
-from .srtm2 import check_k2prime
+from .srtm import REFERENCE_UNITS, check_k2prime, srtm_predict
 
 __all__ = ["MRTM", "MRTM2", "MRTMOptions", "MRTM2Options"]
 

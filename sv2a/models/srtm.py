@@ -88,7 +88,7 @@ from .basis_ls import BasisLS
 from .lsq import delta_se, gauss_newton_cov, golden
 from .registry import register
 
-__all__ = ["SRTM", "SRTMOptions", "srtm_predict", "ReferenceBasisModel"]
+__all__ = ["SRTM", "SRTMOptions", "srtm_predict", "ReferenceBasisModel", "check_k2prime"]
 
 FloatArray = NDArray[np.float64]
 
@@ -197,6 +197,7 @@ class ReferenceBasisModel(Model):
     kind: ClassVar[Kind] = "reference"
     scales: ClassVar[frozenset[Scale]] = frozenset({"region", "voxel"})
     units: ClassVar[Mapping[str, str]] = REFERENCE_UNITS
+    ls: BasisLS
 
     def _setup_basis(self) -> None:
         o = self.options
@@ -246,6 +247,21 @@ class ReferenceBasisModel(Model):
         fam = np.asarray(self.x1)[None, :] + (kp - self.thetas)[:, None] * self.family
         return BasisLS(fam, self.thetas, self.weights, r0=None)
 
+    def _solve_fixed_k2prime(self, y: FloatArray, bad: NDArray[np.bool_], kp: float,
+                             se: bool) -> dict[str, NDArray[Any]]:
+        """Fit ``R1`` and ``k2a`` of every row with ``k2'`` fixed (SRTM2, and the second step
+        of two-step SRTM); ``self.ls`` is :meth:`_fixed_k2prime_ls` of ``kp``."""
+        k, r1, rss, edge, bad_det = self._fit_fixed_k2prime(self.ls, y, kp)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = {"BPND": r1 * kp / k - 1.0, "R1": r1, "k2": r1 * kp, "k2a": k,
+                   "k2prime": np.full(y.shape[0], kp), "DVR": r1 * kp / k,
+                   "rss": np.where(np.isfinite(rss), rss, np.nan)}
+        if se:
+            out.update(self._fixed_k2prime_se(np.stack([r1, k], 1), out["rss"], kp))
+        flag = (np.where(edge, FLAG_EDGE, 0) | np.where(bad_det, FLAG_NEG_DENOMINATOR, 0)
+                | np.where(~(r1 > 0), FLAG_NEGATIVE, 0))
+        return finish(out, flag, bad, int(np.count_nonzero(self.weights > 0)))
+
     def _fit_fixed_k2prime(self, ls: BasisLS, y: FloatArray, kp: float
                            ) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.bool_],
                                       NDArray[np.bool_]]:
@@ -265,8 +281,8 @@ class ReferenceBasisModel(Model):
         k, r1, rss = (np.asarray(s[key], dtype=float) for key in ("theta", "b1", "rss"))
         return k, r1, rss, np.asarray(s["edge"], bool), np.asarray(s["bad_det"], bool)
 
-    def _fixed_k2prime_se(self, theta: FloatArray, rss: FloatArray, kp: float,
-                          parameters: tuple[str, ...]) -> dict[str, FloatArray]:
+    def _fixed_k2prime_se(self, theta: FloatArray, rss: FloatArray, kp: float
+                          ) -> dict[str, FloatArray]:
         """Standard errors of the fit with ``k2'`` fixed (``theta`` = ``R1, k2a`` per row)."""
         def derive(th: FloatArray) -> dict[str, FloatArray]:
             r1, k = th[:, 0], th[:, 1]
@@ -274,7 +290,7 @@ class ReferenceBasisModel(Model):
                     "DVR": r1 * kp / k}
 
         n = theta.shape[0]
-        out = {f"{p}_se": np.full(n, np.nan) for p in parameters}
+        out = {f"{p}_se": np.full(n, np.nan) for p in self.parameters}
         out["k2prime_se"] = np.zeros(n)
         ok = np.all(np.isfinite(theta), axis=1) & (theta[:, 1] > 0)
         if ok.any():
@@ -343,9 +359,29 @@ def _fixed_k2prime_rss(x1: FloatArray, b: FloatArray, y: FloatArray, w: FloatArr
     return np.where(np.isfinite(rss) & (sxx > 0), rss, np.inf), r1
 
 
-def _resolved_k2prime(value: Any, model: str) -> float | None:
-    """``None`` or a positive finite ``k2'`` (1/min); a pooling rule must be resolved first."""
-    if value is None:
+def check_k2prime(value: Any, model: str, *, allow_none: bool = False) -> float | None:
+    """Validate a resolved ``k2'`` (1/min).
+
+    Parameters
+    ----------
+    value : float or None
+        The reference efflux rate.
+    model : str
+        Model name, for messages.
+    allow_none : bool
+        Accept ``None`` (SRTM without the two-step; reference Logan without the ``C_R/k2'``
+        term).
+
+    Returns
+    -------
+    float or None
+
+    Raises
+    ------
+    ModelError
+        Not a positive finite number (a pooling rule must be resolved by the adapter first).
+    """
+    if value is None and allow_none:
         return None
     if isinstance(value, str) and value in ("coupled", "srtm", "mrtm"):
         raise ModelError(
@@ -354,8 +390,9 @@ def _resolved_k2prime(value: Any, model: str) -> float | None:
     try:
         k = float(value)
     except (TypeError, ValueError) as exc:
-        raise ModelError(f"{model}: k2prime must be None, a number (1/min), 'coupled', 'srtm' "
-                         f"or 'mrtm', got {value!r}") from exc
+        allowed = "None, a number" if allow_none else "a number"
+        raise ModelError(f"{model}: k2prime must be {allowed} (1/min), 'coupled', 'srtm' or "
+                         f"'mrtm', got {value!r}") from exc
     if not np.isfinite(k) or k <= 0:
         raise ModelError(
             f"{model}: k2prime must be a positive rate (1/min), got {value!r}; for [11C]UCB-J "
@@ -395,7 +432,7 @@ class SRTM(ReferenceBasisModel):
     def __init__(self, inputs: ModelInputs, options: SRTMOptions) -> None:
         super().__init__(inputs, options)
         self._setup_basis()
-        self.k2prime = _resolved_k2prime(options.k2prime, self.name)
+        self.k2prime = check_k2prime(options.k2prime, self.name, allow_none=True)
         if self.k2prime is None:
             self.n_fitted = 3
             self.ls = BasisLS(self.family, self.thetas, self.weights, r0=np.asarray(self.x1))
@@ -422,7 +459,7 @@ class SRTM(ReferenceBasisModel):
         """
         y, bad = clean_rows(as_rows(tacs, self.frames.n))
         if self.k2prime is not None:
-            return self._solve_two_step(y, bad, self.k2prime, se)
+            return self._solve_fixed_k2prime(y, bad, self.k2prime, se)
         s = self.ls.solve(y)
         w = self.weights
         if self.options.method == "nonlinear":
@@ -448,21 +485,6 @@ class SRTM(ReferenceBasisModel):
         flag = (np.where(edge, FLAG_EDGE, 0) | np.where(bad_det, FLAG_NEG_DENOMINATOR, 0)
                 | np.where(~(r1 > 0) | ~(k2 > 0), FLAG_NEGATIVE, 0))
         return finish(out, flag, bad, int(np.count_nonzero(w > 0)))
-
-    def _solve_two_step(self, y: FloatArray, bad: NDArray[np.bool_], kp: float, se: bool
-                        ) -> dict[str, NDArray[Any]]:
-        """Refit of ``R1`` and ``k2a`` with ``k2'`` fixed (the second step of the two-step)."""
-        k, r1, rss, edge, bad_det = self._fit_fixed_k2prime(self.ls, y, kp)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = {"BPND": r1 * kp / k - 1.0, "R1": r1, "k2": r1 * kp, "k2a": k,
-                   "k2prime": np.full(y.shape[0], kp), "DVR": r1 * kp / k,
-                   "rss": np.where(np.isfinite(rss), rss, np.nan)}
-        if se:
-            out.update(self._fixed_k2prime_se(np.stack([r1, k], 1), out["rss"], kp,
-                                              self.parameters))
-        flag = (np.where(edge, FLAG_EDGE, 0) | np.where(bad_det, FLAG_NEG_DENOMINATOR, 0)
-                | np.where(~(r1 > 0), FLAG_NEGATIVE, 0))
-        return finish(out, flag, bad, int(np.count_nonzero(self.weights > 0)))
 
     def _standard_errors(self, y: FloatArray, theta: FloatArray, rss: FloatArray
                          ) -> dict[str, FloatArray]:

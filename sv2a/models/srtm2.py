@@ -30,11 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import ModelError
 from .base import (
-    FLAG_EDGE,
-    FLAG_NEG_DENOMINATOR,
-    FLAG_NEGATIVE,
     Convolution,
     K2Prime,
     Method,
@@ -43,55 +39,13 @@ from .base import (
     Weights,
     as_rows,
     clean_rows,
-    finish,
 )
-from .basis_ls import BasisLS
-from .lsq import delta_se, gauss_newton_cov
 from .registry import register
-from .srtm import ReferenceBasisModel
+from .srtm import ReferenceBasisModel, check_k2prime
 
 __all__ = ["SRTM2", "SRTM2Options", "check_k2prime"]
 
 FloatArray = NDArray[np.float64]
-
-
-def check_k2prime(value: Any, model: str, *, allow_none: bool = False) -> float | None:
-    """Validate a resolved ``k2'`` (1/min).
-
-    Parameters
-    ----------
-    value : float or None
-        The reference efflux rate.
-    model : str
-        Model name, for messages.
-    allow_none : bool
-        Accept ``None`` (reference Logan without the ``C_R/k2'`` term).
-
-    Returns
-    -------
-    float or None
-
-    Raises
-    ------
-    ModelError
-        Not a positive finite number (a string must be resolved by the adapter first).
-    """
-    if value is None and allow_none:
-        return None
-    if isinstance(value, str):
-        raise ModelError(
-            f"{model}: k2prime={value!r} must be resolved to a number before building the "
-            "solver; sv2a.fit and sv2a.parametric_maps do this")
-    try:
-        k = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"{model}: k2prime must be a number (1/min), 'coupled', 'srtm' or "
-                         f"'mrtm', got {value!r}") from exc
-    if not np.isfinite(k) or k <= 0:
-        raise ModelError(
-            f"{model}: k2prime must be a positive rate (1/min), got {value!r}; for [11C]UCB-J "
-            "with a centrum semiovale reference it is typically 0.02-0.06 /min")
-    return k
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,19 +75,6 @@ class SRTM2Options:
 
 
 Options = SRTM2Options
-
-
-def _srtm2_rss(x1: FloatArray, b: FloatArray, y: FloatArray, w: FloatArray, kp: float,
-               k: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """One-regressor LS ``y ≈ R1 (x1 + (k2' − k) b)`` with one basis per row: rss, R1."""
-    x = x1 + (kp - k)[:, None] * b
-    sxx = (w * x * x).sum(1)
-    sxy = (w * x * y).sum(1)
-    yy = (w * y * y).sum(1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r1 = sxy / sxx
-    rss = yy - r1 * sxy
-    return np.where(np.isfinite(rss) & (sxx > 0), rss, np.inf), r1
 
 
 @register
@@ -171,8 +112,7 @@ class SRTM2(ReferenceBasisModel):
         assert kp is not None
         self.k2prime = kp
         self.n_fitted = 2
-        fam = np.asarray(self.x1)[None, :] + (kp - self.thetas)[:, None] * self.family
-        self.ls = BasisLS(fam, self.thetas, self.weights, r0=None)
+        self.ls = self._fixed_k2prime_ls(kp)
         self.settings["k2prime_used"] = kp
 
     def solve(self, tacs: NDArray[Any], *, se: bool = False) -> dict[str, NDArray[Any]]:
@@ -192,53 +132,4 @@ class SRTM2(ReferenceBasisModel):
             ``n_frames`` and ``flag`` (see :meth:`sv2a.models.base.Model.solve`).
         """
         y, bad = clean_rows(as_rows(tacs, self.frames.n))
-        s = self.ls.solve(y)
-        w = self.weights[None, :]
-        kp = self.k2prime
-        if self.options.method == "nonlinear":
-            def rss_of(k: FloatArray) -> FloatArray:
-                x1, b = self._regressors(k)
-                return _srtm2_rss(x1, b, y, w, kp, k)[0]
-
-            k = self._refine(rss_of, np.asarray(s["index"]))
-            x1, b = self._regressors(k)
-            rss, r1 = _srtm2_rss(x1, b, y, w, kp, k)
-            edge = self._at_grid_edge(k)
-            bad_det = ~np.isfinite(rss)
-        else:
-            k, r1, rss = (np.asarray(s[key], dtype=float) for key in ("theta", "b1", "rss"))
-            edge, bad_det = np.asarray(s["edge"], bool), np.asarray(s["bad_det"], bool)
-        n = y.shape[0]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = {"BPND": r1 * kp / k - 1.0, "R1": r1, "k2": r1 * kp, "k2a": k,
-                   "k2prime": np.full(n, kp), "DVR": r1 * kp / k,
-                   "rss": np.where(np.isfinite(rss), rss, np.nan)}
-        if se:
-            out.update(self._standard_errors(np.stack([r1, k], 1), out["rss"]))
-        flag = (np.where(edge, FLAG_EDGE, 0) | np.where(bad_det, FLAG_NEG_DENOMINATOR, 0)
-                | np.where(~(r1 > 0), FLAG_NEGATIVE, 0))
-        return finish(out, flag, bad, int(np.count_nonzero(self.weights > 0)))
-
-    def _standard_errors(self, theta: FloatArray, rss: FloatArray) -> dict[str, FloatArray]:
-        kp = self.k2prime
-
-        def derive(th: FloatArray) -> dict[str, FloatArray]:
-            r1, k = th[:, 0], th[:, 1]
-            return {"BPND": r1 * kp / k - 1, "R1": r1, "k2": r1 * kp, "k2a": k,
-                    "DVR": r1 * kp / k}
-
-        n = theta.shape[0]
-        out = {f"{p}_se": np.full(n, np.nan) for p in self.parameters}
-        out["k2prime_se"] = np.zeros(n)
-        ok = np.all(np.isfinite(theta), axis=1) & (theta[:, 1] > 0)
-        if ok.any():
-            th = theta[ok]
-            r1, k = th[:, 0], th[:, 1]
-            # C_T = R1 [x1 + (k2' − k) B(k)]: analytic in R1, ∂B/∂k numerically
-            x1, b, db = self._conv_and_derivative(k)
-            jac = np.stack([x1 + (kp - k)[:, None] * b,
-                            r1[:, None] * (-b + (kp - k)[:, None] * db)], axis=2)
-            cov = gauss_newton_cov(jac, self.weights, rss[ok])
-            for key, v in delta_se(derive, th, cov).items():
-                out[key][ok] = v
-        return out
+        return self._solve_fixed_k2prime(y, bad, self.k2prime, se)
