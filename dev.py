@@ -112,7 +112,8 @@ for text in reqs:
 def ensure_installed(extras: set[str]) -> None:
     """pip-install this clone (editable) with ``extras`` unless .venv already has it."""
     ensure_venv()
-    have = subprocess.run([str(venv_python()), "-c", _INSTALLED, str(ROOT),
+    # -I: the clone's own sv2a.egg-info (left by setuptools) must not shadow .venv's record
+    have = subprocess.run([str(venv_python()), "-I", "-c", _INSTALLED, str(ROOT),
                            ",".join(sorted(extras))], capture_output=True)
     if have.returncode == 0:
         return
