@@ -164,7 +164,7 @@ def atlas_label(path: str | os.PathLike[str] | None, override: str | None = None
     return re.sub(r"[^0-9A-Za-z]", "", stem) or "dseg"
 
 
-def tacs_name(stem: str, atlas: str) -> str:
+def tacs_name(stem: str, atlas: str, desc: str | None = None) -> str:
     """File name of the regional TACs.
 
     Parameters
@@ -173,16 +173,18 @@ def tacs_name(stem: str, atlas: str) -> str:
         Scan stem (:func:`scan_stem`).
     atlas : str
         Segmentation label (:func:`atlas_label`).
+    desc : str, optional
+        ``desc`` entity of a processed variant (``"gtm"``: partial-volume corrected).
 
     Returns
     -------
     str
-        ``<stem>_seg-<atlas>_tacs.tsv``.
+        ``<stem>_seg-<atlas>[_desc-<desc>]_tacs.tsv``.
     """
-    return f"{stem}_seg-{atlas}_tacs.tsv"
+    return f"{stem}_seg-{atlas}{_desc(desc)}_tacs.tsv"
 
 
-def kinpar_name(stem: str, atlas: str, model: str) -> str:
+def kinpar_name(stem: str, atlas: str, model: str, desc: str | None = None) -> str:
     """File name of a regional fit.
 
     Parameters
@@ -193,13 +195,19 @@ def kinpar_name(stem: str, atlas: str, model: str) -> str:
         Segmentation label.
     model : str
         Registry name.
+    desc : str, optional
+        ``desc`` entity of the TACs fitted (``"gtm"``: partial-volume corrected).
 
     Returns
     -------
     str
-        ``<stem>_seg-<atlas>_model-<MODEL>_kinpar.tsv``.
+        ``<stem>_seg-<atlas>[_desc-<desc>]_model-<MODEL>_kinpar.tsv``.
     """
-    return f"{stem}_seg-{atlas}_model-{model_label(model)}_kinpar.tsv"
+    return f"{stem}_seg-{atlas}{_desc(desc)}_model-{model_label(model)}_kinpar.tsv"
+
+
+def _desc(desc: str | None) -> str:
+    return f"_desc-{desc}" if desc else ""
 
 
 def map_name(stem: str, model: str, param: str) -> str:

@@ -535,7 +535,7 @@ def _stage_pvc(st: _Scan) -> None:
 
     st.stage = "pvc"
     res = gtm(st.pet, st.atlas, fwhm=cfg.psf_fwhm)
-    rel = st.out_rel / drv.tacs_name(job.stem, st.seg).replace("_tacs.tsv", "_desc-gtm_tacs.tsv")
+    rel = st.out_rel / drv.tacs_name(job.stem, st.seg, desc="gtm")
     drv.write_table_with_sidecar(st.dest(rel), drv.tacs_table(res.tacs), {
         "Description": "Regional time-activity curves corrected for partial-volume effects by "
                        "the geometric transfer matrix (Rousset et al. 1998, J Nucl Med 39:904)",
@@ -681,43 +681,33 @@ def _fit_model(st: _Scan, name: str) -> None:
     if kwargs is None:
         return
     opts = _scan_options(st, model, st.cfg.model_options.get(name, {}))
+    sources = [*st.sources, st.atlas_uri, *(st.blood_uris if "input" in kwargs else [])]
     t1 = time.perf_counter()
     fit = fit_model(st.fit_tacs, model=name, **kwargs, **opts)
     st.fits[name] = fit
     n_bad = int((~fit["converged"].values).sum()) if "converged" in fit else 0
     st.slog.info("fit %s: %d regions in %.2f s%s", name, fit.sizes["region"],
                  time.perf_counter() - t1, f" ({n_bad} not converged)" if n_bad else "")
-    sources = [*st.sources, st.atlas_uri, *(st.blood_uris if "input" in kwargs else [])]
-    rel = st.out_rel / drv.kinpar_name(st.job.stem, st.seg, name)
-    drv.write_table_with_sidecar(st.dest(rel), drv.kinpar_table(fit), {
+    _write_fit(st, name, fit, kwargs, opts, sources, None, {
         "Description": f"Regional {name} fit: {getattr(model, 'description', '')}".strip(),
-        "Model": name, "ModelKind": model.kind, "Corrections": _corrections(st),
-        "Reference": kwargs.get("reference"), "Atlas": st.atlas_uri,
-        "Settings": drv.settings_of(fit), "Units": drv.units_of(fit),
-        **drv.provenance(sources=sources, config_hash=st.job.config_hash,
-                         settings={"model_options": opts}),
-    })
-    st.written.append(rel.with_suffix(".json").as_posix())
-    if st.pvc_tacs is not None:
-        _fit_pvc(st, name, model, kwargs, opts, sources)
+        "Model": name, "ModelKind": model.kind, "Corrections": _corrections(st)})
+    if st.pvc_tacs is not None:  # the same fit of the GTM-corrected TACs, beside it
+        fit = fit_model(st.pvc_tacs, model=name, **kwargs, **opts)
+        st.pvc_fits[name] = fit
+        _write_fit(st, name, fit, kwargs, opts, sources, "gtm", {
+            "Description": f"Regional {name} fit of partial-volume corrected (GTM) TACs",
+            "Model": name, "ModelKind": model.kind, "PartialVolumeCorrection": "GTM",
+            "PSFFWHMmm": st.pvc_tacs.attrs.get("fwhm_mm")})
 
 
-def _fit_pvc(st: _Scan, name: str, model: type[Model], kwargs: dict[str, Any],
-             opts: dict[str, Any], sources: list[str]) -> None:
-    """The same fit on the GTM-corrected TACs, written as ``desc-gtm`` (the uncorrected
-    results stay beside it for comparison)."""
-    from ..models.regional import fit as fit_model
-
-    assert st.pvc_tacs is not None
-    fit = fit_model(st.pvc_tacs, model=name, **kwargs, **opts)
-    st.pvc_fits[name] = fit
-    rel = st.out_rel / drv.kinpar_name(st.job.stem, st.seg, name).replace(
-        "_model-", "_desc-gtm_model-")
+def _write_fit(st: _Scan, name: str, fit: xr.Dataset, kwargs: dict[str, Any],
+               opts: dict[str, Any], sources: list[str], desc: str | None,
+               head: dict[str, Any]) -> None:
+    """Stage one regional fit's kinpar table and its sidecar (``head`` first, then the
+    reference, atlas, settings, units and provenance shared by every fit)."""
+    rel = st.out_rel / drv.kinpar_name(st.job.stem, st.seg, name, desc=desc)
     drv.write_table_with_sidecar(st.dest(rel), drv.kinpar_table(fit), {
-        "Description": f"Regional {name} fit of partial-volume corrected (GTM) TACs",
-        "Model": name, "ModelKind": model.kind, "PartialVolumeCorrection": "GTM",
-        "PSFFWHMmm": st.pvc_tacs.attrs.get("fwhm_mm"),
-        "Reference": kwargs.get("reference"), "Atlas": st.atlas_uri,
+        **head, "Reference": kwargs.get("reference"), "Atlas": st.atlas_uri,
         "Settings": drv.settings_of(fit), "Units": drv.units_of(fit),
         **drv.provenance(sources=sources, config_hash=st.job.config_hash,
                          settings={"model_options": opts}),
@@ -829,8 +819,8 @@ def _stage_summary(st: _Scan) -> None:
         "reference": st.reference, "notes": st.notes,
         "models": {m: str((out_rel / drv.kinpar_name(job.stem, st.seg, m)).as_posix())
                    for m in st.fits},
-        "pvc_models": {m: str((out_rel / drv.kinpar_name(job.stem, st.seg, m).replace(
-            "_model-", "_desc-gtm_model-")).as_posix()) for m in st.pvc_fits},
+        "pvc_models": {m: str((out_rel / drv.kinpar_name(job.stem, st.seg, m, desc="gtm")
+                               ).as_posix()) for m in st.pvc_fits},
         "corrections": _corrections(st),
         "maps": {m: sorted(str(v) for v in mp.data_vars) for m, mp in st.maps.items()},
     })
