@@ -126,8 +126,8 @@ def write_tsv(path: str | os.PathLike[str], table: pd.DataFrame, *, index: bool 
 _GZ_CHUNK = 8 << 20  # bytes per gzip member (fixed, so the output does not depend on cores)
 
 
-def _gzip_members(raw: bytes, compresslevel: int) -> Iterator[bytes]:
-    """Compress ``raw`` as consecutive gzip members of fixed size, in parallel threads.
+def _gzip_members(pieces: list[memoryview], compresslevel: int) -> Iterator[bytes]:
+    """Compress ``pieces`` as consecutive gzip members, in parallel threads.
 
     RFC 1952 allows several members in one file (nibabel, zlib's gzread, FSL and AFNI read
     them); zlib writes each header itself with mtime 0 and no file name, so the same data
@@ -136,11 +136,8 @@ def _gzip_members(raw: bytes, compresslevel: int) -> Iterator[bytes]:
     import zlib
     from concurrent.futures import ThreadPoolExecutor
 
-    view = memoryview(raw)
-    pieces = [view[i:i + _GZ_CHUNK] for i in range(0, len(view), _GZ_CHUNK)] or [view]
-
     def comp(b: memoryview) -> bytes:
-        return zlib.compress(b, compresslevel, wbits=31)  # wbits=31: gzip wrapper
+        return zlib.compress(b, int(compresslevel), wbits=31)  # wbits=31: gzip wrapper
 
     workers = min(len(pieces), os.cpu_count() or 1)
     if workers > 1:
@@ -148,6 +145,37 @@ def _gzip_members(raw: bytes, compresslevel: int) -> Iterator[bytes]:
             yield from ex.map(comp, pieces)
     else:
         yield from map(comp, pieces)
+
+
+def nifti_gz_members(img: Any, compresslevel: int) -> Iterator[bytes]:
+    """The bytes of ``img`` (a ``nibabel.Nifti1Image`` holding an array) as ``.nii.gz``.
+
+    One gzip member for the header, then members of fixed size (8 MiB) of the data, in
+    Fortran order, taken from the array without writing an uncompressed copy of the file
+    first; the same image gives the same bytes on any number of cores.
+
+    Parameters
+    ----------
+    img : nibabel.Nifti1Image
+        Image whose ``dataobj`` is a NumPy array of the on-disk type (scaling, if any, set on
+        the header by the caller).
+    compresslevel : int
+        zlib level 1-9.
+
+    Yields
+    ------
+    bytes
+        Consecutive gzip members; concatenated they are the file.
+    """
+    img.update_header()
+    hdr = img.header
+    hdr["vox_offset"] = 352
+    data = np.asarray(img.dataobj)
+    flat = data.reshape(-1, order="F") if data.flags.f_contiguous else data.T.reshape(-1)
+    view = flat.data.cast("B")
+    pieces = [memoryview(hdr.binaryblock + b"\0" * 4)]
+    pieces += [view[i:i + _GZ_CHUNK] for i in range(0, len(view), _GZ_CHUNK)]
+    yield from _gzip_members(pieces, compresslevel)
 
 
 def write_nifti(path: str | os.PathLike[str], data: npt.ArrayLike, affine: npt.ArrayLike, *,
@@ -186,13 +214,14 @@ def write_nifti(path: str | os.PathLike[str], data: npt.ArrayLike, affine: npt.A
         arr = arr.astype(dtype)
     img = nib.Nifti1Image(arr, np.asarray(affine, dtype=float))
     img.header.set_xyzt_units("mm", "sec")
+    img.header.set_slope_inter(1.0, 0.0)  # values as stored, stated explicitly
     if arr.ndim == 3 and np.issubdtype(arr.dtype, np.integer):
         img.header.set_intent("label")
     p = Path(path)
     with atomic_path(p) as tmp:
         if p.name.endswith(".gz"):
             with open(tmp, "wb") as fh:
-                for block in _gzip_members(img.to_bytes(), compresslevel):
+                for block in nifti_gz_members(img, compresslevel):
                     fh.write(block)
         else:
             nib.save(img, tmp)

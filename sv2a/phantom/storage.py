@@ -29,7 +29,6 @@ __all__ = ["STEP_FRACTION", "storage_step", "quantise", "encode_pet", "write_pet
 
 #: Largest quantisation step as a fraction of the reference voxel noise SD.
 STEP_FRACTION = 0.1
-_GZ_CHUNK = 8 << 20  # bytes per gzip member: fixed, so the bytes do not depend on the cores
 
 
 def storage_step(subject: PhantomSubject, image: np.ndarray | None = None) -> float | None:
@@ -153,33 +152,16 @@ def encode_pet(image: np.ndarray, affine: np.ndarray, *, step: float | None,
     >>> back.get_data_dtype().name, bool(np.array_equal(back.get_fdata(), img))
     ('int16', True)
     """
-    import zlib
-    from concurrent.futures import ThreadPoolExecutor
-
     import nibabel as nib
+
+    from ..atomic import nifti_gz_members
 
     data = quantise(image, step) if step is not None else np.asarray(image, dtype=np.float32)
     img = nib.Nifti1Image(data, np.asarray(affine, dtype=float))
     img.header.set_xyzt_units("mm", "sec")
-    img.update_header()
-    hdr = img.header
     if step is not None:
-        hdr.set_slope_inter(float(step), 0.0)
-    hdr["vox_offset"] = 352
-    # gzip members: the header, then fixed-size pieces of the data, without copying it
-    flat = data.reshape(-1, order="F") if data.flags.f_contiguous else data.T.reshape(-1)
-    view = flat.data.cast("B")
-    pieces = [memoryview(hdr.binaryblock + b"\0" * 4)]
-    pieces += [view[i:i + _GZ_CHUNK] for i in range(0, len(view), _GZ_CHUNK)]
-
-    def comp(b: memoryview) -> bytes:
-        return zlib.compress(b, int(compresslevel), wbits=31)
-
-    workers = min(len(pieces), os.cpu_count() or 1)
-    if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers) as ex:
-            return b"".join(ex.map(comp, pieces))
-    return b"".join(map(comp, pieces))
+        img.header.set_slope_inter(float(step), 0.0)
+    return b"".join(nifti_gz_members(img, compresslevel))
 
 
 def write_pet(path: str | os.PathLike, image: np.ndarray, affine: np.ndarray, *,
