@@ -198,6 +198,10 @@ class PlasmaPlot(Model):
                          "integration": o.integration,
                          **_tstar_settings(o.tstar, o.n_frames, self.tstar)}
 
+    def _tissue(self, y: FloatArray) -> FloatArray:
+        """Tissue TACs without the blood in them: ``(C_PET − vB C_B) / (1 − vB)``."""
+        return (y - self.vb * self.cb) / (1.0 - self.vb) if self.vb > 0 else y
+
     def predict(self, params: Mapping[str, Any]) -> FloatArray:
         """The 1TCM curve implied by ``(VT, intercept)``: ``k2 = −1/b``, ``K1 = −VT/b``.
 
@@ -315,7 +319,7 @@ class LoganPlasma(PlasmaPlot):
         """
         y, bad = clean_rows(as_rows(tacs, self.frames.n))
         m = self.mask
-        ct = (y - self.vb * self.cb) / (1.0 - self.vb) if self.vb > 0 else y
+        ct = self._tissue(y)
         pos = np.all(ct[:, m] > 0, axis=1)
         cm = np.where(pos[:, None], ct[:, m], 1.0)
         ict = (ct @ self.amat.T)[:, m]

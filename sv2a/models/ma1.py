@@ -87,7 +87,7 @@ class MA1(PlasmaPlot):
         y, bad = clean_rows(as_rows(tacs, self.frames.n))
         m = self.mask
         n = y.shape[0]
-        ct = (y - self.vb * self.cb) / (1.0 - self.vb) if self.vb > 0 else y
+        ct = self._tissue(y)
         x2 = (ct @ self.amat.T)[:, m]
         w = np.broadcast_to(self.weights, (n, self.frames.n))[:, m]
         r = wls_batch([self.icp[m], x2], ct[:, m], self.weights[..., m])
