@@ -41,16 +41,14 @@ and species (``parent_fraction=``, ``blood_to_plasma=``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .errors import FrameTimingError, InputFunctionError, RegionError, ShapeMismatchError
-from .phantom.tracers import PRESETS, tracer_id
 
 if TYPE_CHECKING:
     from .pet import DynamicPET
@@ -66,10 +64,19 @@ _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 #: Population blood curves per ``<species>_<tracer>``: parent-fraction plateau ``a``
 #: (unitless), its time constant ``tau`` (min) and the whole-blood / total-plasma ratio.
 #: Design values of the phantom presets (``sv2a.phantom.get_preset``), not measurements.
-POPULATION: Mapping[str, tuple[float, float, float]] = MappingProxyType({
-    key: (p.input.parent_plateau, p.input.parent_tau, p.input.blood_to_plasma)
-    for key, p in PRESETS.items()
-})
+POPULATION: dict[str, tuple[float, float, float]] = {
+    "human_ucbj": (0.20, 9.0, 1.0),
+    "human_synvest1": (0.25, 15.0, 1.0),
+    "human_synvest2": (0.15, 16.0, 1.0),
+    "rat_synvest1": (0.08, 10.5, 0.85),
+    "mouse_ucbj": (0.10, 7.5, 0.85),
+}
+
+_TRACER_ALIASES = {
+    "ucbj": "ucbj", "ucb-j": "ucbj", "synvest1": "synvest1", "synvest-1": "synvest1",
+    "sdm8": "synvest1", "sdm-8": "synvest1", "synvest2": "synvest2", "synvest-2": "synvest2",
+    "sdm2": "synvest2", "sdm-2": "synvest2",
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -366,7 +373,7 @@ def population_key(pet: DynamicPET, *, species: str | None = None) -> str:
     ph = meta.get("sv2aPhantom") if isinstance(meta.get("sv2aPhantom"), dict) else {}
     sp = species or meta.get("species") or (ph or {}).get("species")
     name = str(meta.get("tracer") or meta.get("TracerName") or "")
-    tr = tracer_id(name)
+    tr = _TRACER_ALIASES.get(name.split("]")[-1].strip().lower().replace(" ", ""))
     key = f"{str(sp).strip().lower()}_{tr}"
     if sp is None or tr is None or key not in POPULATION:
         raise InputFunctionError(

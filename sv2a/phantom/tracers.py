@@ -36,7 +36,7 @@ from ..errors import ModelError
 if TYPE_CHECKING:
     from ..frames import FrameSchedule
 
-__all__ = ["FengInput", "TracerPreset", "PRESETS", "get_preset", "available_presets", "tracer_id"]
+__all__ = ["FengInput", "TracerPreset", "PRESETS", "get_preset", "available_presets"]
 
 
 @dataclass(frozen=True)
@@ -470,20 +470,6 @@ _TRACER_ALIASES = {
 _DEFAULT_TRACER = {"human": "ucbj", "rat": "synvest1", "mouse": "ucbj"}
 
 
-def tracer_id(name: str) -> str | None:
-    """The tracer of a name as written in sidecars: ``ucbj``, ``synvest1``, ``synvest2``.
-
-    Case, spaces and an isotope prefix (``[11C]``) are ignored; None for other tracers.
-
-    Examples
-    --------
-    >>> tracer_id("[11C]UCB-J"), tracer_id("SDM-8"), tracer_id("raclopride")
-    ('ucbj', 'synvest1', None)
-    """
-    s = str(name).strip().lower().replace(" ", "")
-    return _TRACER_ALIASES.get(s) or _TRACER_ALIASES.get(s.split("]")[-1])
-
-
 def available_presets() -> list[str]:
     """Keys of the tracer presets.
 
@@ -529,7 +515,8 @@ def get_preset(species: str = "human", tracer: str | None = None) -> TracerPrese
     sp = str(species).strip().lower()
     if sp not in _DEFAULT_TRACER:
         raise ModelError(f"unknown phantom species {species!r}; choose human, rat or mouse")
-    tr = _DEFAULT_TRACER[sp] if tracer is None else tracer_id(tracer)
+    tr = _DEFAULT_TRACER[sp] if tracer is None else _TRACER_ALIASES.get(
+        str(tracer).strip().lower().replace(" ", ""))
     key = f"{sp}_{tr}"
     if tr is None or key not in PRESETS:
         raise ModelError(
