@@ -76,6 +76,25 @@ class Scan:
         """``sub-01/ses-bl`` for messages and logs."""
         return f"sub-{self.subject}" + (f"/ses-{self.session}" if self.session else "")
 
+    def input_files(self) -> list[Path]:
+        """Every existing file of the dataset that feeds this scan's results.
+
+        Returns
+        -------
+        list of Path
+            The PET image and its JSON sidecar, each blood recording and its sidecar, the
+            segmentation and its label table; files that do not exist are left out.
+        """
+        from .sidecar import sidecar_path
+
+        cands: list[Path] = [self.pet, sidecar_path(self.pet)]
+        for rec in self.blood.values():
+            cands += [rec, sidecar_path(rec)]
+        if self.dseg is not None:
+            cands += [self.dseg, self.dseg.with_name(
+                re.sub(r"\.nii(\.gz)?$", ".tsv", self.dseg.name))]
+        return [c for c in dict.fromkeys(cands) if c.is_file()]
+
 
 def scan_prefix(subject: str, session: str | None) -> str:
     """BIDS file-name prefix of a subject/session.
