@@ -24,6 +24,7 @@ from scipy import ndimage
 
 from .errors import DataError, MetadataError, RegionError, ShapeMismatchError, Sv2aWarning
 from .regions import region_name
+from .sidecar import applicable_files, sidecar_places
 
 __all__ = ["Atlas", "load_atlas", "read_label_table"]
 
@@ -361,7 +362,8 @@ def load_atlas(path: str | os.PathLike[str],
         Label image (NIfTI, integer values).
     labels : path or mapping, optional
         ``dseg.tsv`` (``index name``), FreeSurfer LUT, or ``{index: name}``. Default: the
-        ``.tsv`` beside the image (``x_dseg.nii.gz`` -> ``x_dseg.tsv``).
+        ``.tsv`` beside the image (``x_dseg.nii.gz`` -> ``x_dseg.tsv``) or, by BIDS's
+        inheritance principle, the nearest shared one (e.g. ``dseg.tsv`` at the dataset root).
     pet : DynamicPET, optional
         Check the atlas is on this PET's grid (:class:`ShapeMismatchError` otherwise) ...
     resample : bool
@@ -397,14 +399,14 @@ def load_atlas(path: str | os.PathLike[str],
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if labels is None:
-        stem = p.name.split(".nii")[0]
-        cand = p.with_name(stem + ".tsv")
-        if not cand.exists():
+        tables = applicable_files(p, ".tsv")  # BIDS inheritance: the nearest table wins
+        if not tables:
             raise MetadataError(
-                f"{p}: no label table given and {cand} does not exist; pass labels= a dseg.tsv "
-                "or a FreeSurfer LUT"
+                f"{p}: no label table given and {p.name.split('.nii')[0]}.tsv does not exist; "
+                f"expected {sidecar_places(p, '.tsv')}; or pass labels= a dseg.tsv or a "
+                "FreeSurfer LUT"
             )
-        labels = cand
+        labels = tables[-1]
     table = dict(labels) if isinstance(labels, Mapping) else read_label_table(labels)
     present = set(np.unique(data).astype(int).tolist()) - {0}
     unnamed = sorted(present - set(table))

@@ -82,17 +82,24 @@ class Scan:
         Returns
         -------
         list of Path
-            The PET image and its JSON sidecar, each blood recording and its sidecar, the
-            segmentation and its label table; files that do not exist are left out.
-        """
-        from .sidecar import sidecar_path
+            The PET image and its JSON sidecars, each blood recording and its sidecars, the
+            segmentation and its label table; sidecars include those inherited from the
+            session, subject and dataset-root folders (BIDS inheritance principle, top to
+            bottom after their data file); the label table is the nearest applicable one (the
+            one that is read). Files that do not exist are left out.
 
-        cands: list[Path] = [self.pet, sidecar_path(self.pet)]
+        Raises
+        ------
+        MetadataError
+            Two sidecars or label tables apply at one folder level.
+        """
+        from .sidecar import applicable_files
+
+        cands: list[Path] = [self.pet, *applicable_files(self.pet, ".json")]
         for rec in self.blood.values():
-            cands += [rec, sidecar_path(rec)]
+            cands += [rec, *applicable_files(rec, ".json")]
         if self.dseg is not None:
-            cands += [self.dseg, self.dseg.with_name(
-                re.sub(r"\.nii(\.gz)?$", ".tsv", self.dseg.name))]
+            cands += [self.dseg, *applicable_files(self.dseg, ".tsv")[-1:]]
         return [c for c in dict.fromkeys(cands) if c.is_file()]
 
 

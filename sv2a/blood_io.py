@@ -19,7 +19,7 @@ import pandas as pd
 
 from .blood import InputFunction
 from .errors import DataError, InputFunctionError, MetadataError, Sv2aWarning
-from .sidecar import read_json, sidecar_path
+from .sidecar import describe_sources, read_metadata, sidecar_places
 from .units import activity_factor, time_factor
 
 __all__ = ["load_blood", "read_blood_table"]
@@ -37,7 +37,9 @@ def read_blood_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[s
     Parameters
     ----------
     path : str or path-like
-        ``*_blood.tsv``; its JSON sidecar gives the units of each column.
+        ``*_blood.tsv``; its JSON sidecar gives the units of each column (beside it, or
+        shared at the session, subject or dataset level by BIDS's inheritance principle,
+        e.g. ``recording-manual_blood.json``; merged from the root down).
 
     Returns
     -------
@@ -45,14 +47,16 @@ def read_blood_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[s
         Columns ``time`` (min) and those present of ``whole_blood``, ``plasma`` (kBq/mL) and
         ``parent_fraction`` (0..1); ``n/a`` entries are NaN.
     meta : dict
-        The sidecar.
+        The sidecar (merged over the applicable sidecars), with ``sidecar_files`` added: the
+        JSON files it came from, dataset root first.
 
     Raises
     ------
     InputFunctionError
         File missing, no ``time`` column or no blood column.
     MetadataError
-        Sidecar missing or an activity column without ``Units``.
+        Sidecar missing, two sidecars at one folder level, or an activity column without
+        ``Units``.
     DataError
         The TSV cannot be parsed, or a value is neither a number nor ``n/a`` (e.g. a decimal
         comma ``1,25``; the message names the column and line).
@@ -60,12 +64,13 @@ def read_blood_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[s
     path = Path(path)
     if not path.exists():
         raise InputFunctionError(f"blood file not found: {path}")
-    sc = sidecar_path(path)
-    if not sc.exists():
+    meta, files = read_metadata(path, check=_check_units)
+    if not files:
         raise MetadataError(
-            f"{path}: missing blood JSON sidecar; expected {sc} with the units of each column"
+            f"{path}: missing blood JSON sidecar; expected {sidecar_places(path)}, with the "
+            "units of each column"
         )
-    meta = read_json(sc)
+    sc = describe_sources(files)
     try:
         df = pd.read_csv(path, sep="\t", na_values=["n/a", "N/A", "NaN", "nan", ""])
     except Exception as exc:
@@ -96,6 +101,7 @@ def read_blood_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[s
         raise InputFunctionError(
             f"{path}: no blood columns; expected one of {list(_BLOOD_COLUMNS.values())}"
         )
+    meta["sidecar_files"] = [str(f) for f in files]
     return out, meta
 
 
@@ -130,6 +136,13 @@ def _col_unit(meta: Mapping[str, Any], col: str, sc: Path | str = "blood sidecar
             )
         return unit
     return None
+
+
+def _check_units(meta: Mapping[str, Any], source: Path) -> None:
+    """Check the ``Units`` of every column entry of one blood sidecar is text (the message
+    names the file it came from)."""
+    for col in ("time", *_BLOOD_COLUMNS.values()):
+        _col_unit(meta, col, source)
 
 
 def _col_time_factor(meta: Mapping[str, Any], sc: Path | str = "blood sidecar") -> float:

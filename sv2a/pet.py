@@ -20,7 +20,14 @@ import numpy as np
 from .errors import DataError, MetadataError, ShapeMismatchError, Sv2aWarning
 from .frames import FrameSchedule
 from .plausibility import check_activity_units
-from .sidecar import check_types, read_json, sidecar_path
+from .sidecar import (
+    check_types,
+    describe_sources,
+    field_source,
+    read_json,
+    read_metadata,
+    sidecar_places,
+)
 from .units import activity_factor, to_mbq
 
 __all__ = ["DynamicPET", "load_pet"]
@@ -43,7 +50,8 @@ class DynamicPET:
         Voxel index -> scanner coordinates (mm).
     meta : dict
         Sidecar fields plus ``tracer``, ``radionuclide``, ``injected_mbq`` (MBq),
-        ``body_weight_kg`` (kg), ``original_units``.
+        ``body_weight_kg`` (kg), ``original_units`` and ``sidecar_files`` (the JSON files the
+        fields came from, dataset root first).
     path : Path or None
         File it came from.
     scale : float
@@ -297,7 +305,7 @@ class _BlockReader:
         return self.pet._read_block(key)
 
 
-def _require(meta: Mapping[str, Any], key: str, path: Path, hint: str) -> Any:
+def _require(meta: Mapping[str, Any], key: str, path: Path | str, hint: str) -> Any:
     if key not in meta or meta[key] in (None, "", []):
         raise MetadataError(f"{path}: required field '{key}' is missing; {hint}")
     return meta[key]
@@ -312,8 +320,11 @@ def load_pet(path: str | os.PathLike[str], *, sidecar: str | os.PathLike[str] | 
     path : str or path-like
         ``*_pet.nii`` or ``*_pet.nii.gz`` (3D static or 4D dynamic).
     sidecar : str or path-like, optional
-        JSON sidecar (default: beside the image, same stem). ``FrameTimesStart`` and
-        ``FrameDuration`` are in seconds; ``Units`` is the activity unit of the voxels.
+        JSON sidecar. Default: every applicable ``*_pet.json`` by BIDS's inheritance
+        principle (beside the image, or shared at the session, subject or dataset level, e.g.
+        ``pet.json`` or ``trc-UCBJ_pet.json``), merged from the root down.
+        ``FrameTimesStart`` and ``FrameDuration`` are in seconds; ``Units`` is the activity
+        unit of the voxels.
     participants : mapping, optional
         Fields from ``participants.tsv`` for this subject (``weight``, kg, used for SUV when
         the sidecar has no ``BodyWeight``).
@@ -328,7 +339,8 @@ def load_pet(path: str | os.PathLike[str], *, sidecar: str | os.PathLike[str] | 
     Raises
     ------
     MetadataError
-        Sidecar missing (the message names the expected path) or a required field absent.
+        Sidecar missing (the message names where it may lie), two sidecars at one folder
+        level, or a required field absent.
     FrameTimingError
         Timing inconsistent or the number of frames differs from the image.
     UnitsError
@@ -342,14 +354,8 @@ def load_pet(path: str | os.PathLike[str], *, sidecar: str | os.PathLike[str] | 
     p = Path(path)
     if not p.exists():
         raise DataError(f"PET image not found: {p}")
-    sc = Path(sidecar) if sidecar is not None else sidecar_path(p)
-    if not sc.exists():
-        raise MetadataError(
-            f"{p}: missing JSON sidecar; expected {sc} with FrameTimesStart, FrameDuration, "
-            "Units and TracerRadionuclide"
-        )
-    meta = read_json(sc)
-    check_types(meta, sc)
+    meta, files = _read_sidecars(p, sidecar)
+    sc = describe_sources(files)
     try:
         img = nib.load(str(p), keep_file_open=_keep_file_open(p))
     except Exception as exc:  # nibabel raises several types for corrupt headers
@@ -371,7 +377,7 @@ def load_pet(path: str | os.PathLike[str], *, sidecar: str | os.PathLike[str] | 
                       Sv2aWarning, stacklevel=2)
     decay_corrected = bool(meta.get("ImageDecayCorrected", True))
     frames = FrameSchedule.from_bids(fts, fdur, n_volumes=n_vol, radionuclide=nuclide,
-                                     decay_corrected=True, source=str(sc))
+                                     decay_corrected=True, source=_timing_source(files))
     frame_scale = None
     if not decay_corrected:
         if not nuclide:
@@ -381,6 +387,7 @@ def load_pet(path: str | os.PathLike[str], *, sidecar: str | os.PathLike[str] | 
             )
         frame_scale = frames.decay_factors()
     info = dict(meta)
+    info["sidecar_files"] = [str(f) for f in files]
     info["original_units"] = units
     info["tracer"] = meta.get("TracerName")
     info["radionuclide"] = nuclide
@@ -396,6 +403,36 @@ def load_pet(path: str | os.PathLike[str], *, sidecar: str | os.PathLike[str] | 
         if bw is not None:
             info["body_weight_kg"] = bw
     return DynamicPET(img.dataobj, frames, np.asarray(img.affine), info, p, scale, frame_scale)
+
+
+def _read_sidecars(p: Path, sidecar: str | os.PathLike[str] | None
+                   ) -> tuple[dict[str, Any], list[Path]]:
+    """The PET metadata of ``p`` and the files it came from (top to bottom): ``sidecar`` alone
+    when given, else every applicable ``*_pet.json`` (BIDS inheritance), each type-checked."""
+    if sidecar is not None:
+        sc = Path(sidecar)
+        if not sc.exists():
+            raise MetadataError(f"{p}: missing JSON sidecar; expected {sc} with "
+                                "FrameTimesStart, FrameDuration, Units and TracerRadionuclide")
+        meta = read_json(sc)
+        check_types(meta, sc)
+        return meta, [sc]
+    meta, files = read_metadata(p, check=check_types)
+    if not files:
+        raise MetadataError(
+            f"{p}: missing JSON sidecar; expected {sidecar_places(p)}, with FrameTimesStart, "
+            "FrameDuration, Units and TracerRadionuclide"
+        )
+    return meta, files
+
+
+def _timing_source(files: list[Path]) -> str:
+    """The sidecar(s) that gave ``FrameTimesStart`` and ``FrameDuration``, for messages."""
+    if len(files) == 1:
+        return str(files[0])
+    srcs = dict.fromkeys(str(field_source(files, k) or files[-1])
+                         for k in ("FrameTimesStart", "FrameDuration"))
+    return " and ".join(srcs)
 
 
 def _keep_file_open(p: Path) -> bool | None:

@@ -92,10 +92,10 @@ def _label_names(scan: Scan, cfg: PipelineConfig) -> tuple[list[str] | None, str
 def _frames(scan: Scan) -> FrameSchedule | None:
     """The frame schedule from the PET sidecar, or ``None`` when it cannot be read here."""
     from ..frames import FrameSchedule
-    from ..sidecar import read_json, sidecar_path
+    from ..sidecar import read_metadata
 
     try:
-        meta = read_json(sidecar_path(scan.pet))
+        meta, _ = read_metadata(scan.pet)  # inherited sidecars merged, as load_pet does
         return FrameSchedule.from_bids(meta["FrameTimesStart"], meta["FrameDuration"],
                                        source=str(scan.pet))
     except (Sv2aError, KeyError, TypeError, ValueError, OSError):
