@@ -9,10 +9,16 @@ Before any scan runs, the request is checked against every selected scan
 (:func:`~sv2a.pipeline.preflight.check_scans`): problems stop the run with one
 :class:`~sv2a.errors.ConfigError` listing the scans per problem, or, with ``skip_invalid``,
 those scans are skipped and listed in ``logs/failures.tsv``. Finished scans (done-marker with
-the same settings hash and all outputs present, no failed model) are skipped unless
-``force``. Each scan runs :func:`~sv2a.pipeline.participant.process_scan`, which never
-raises; failed scans and failed models are collected in ``logs/failures.tsv`` and the others
-complete.
+the same settings hash, i.e. the same content of every input and the same settings
+(:mod:`sv2a.pipeline.provenance`), all outputs present, no failed model) are skipped unless
+``force``; the log says which input changed for a scan that is redone. Each scan runs
+:func:`~sv2a.pipeline.participant.process_scan`, which never raises; failed scans and failed
+models are collected in ``logs/failures.tsv`` and the others complete.
+
+Several runs may share an output folder: a scan is processed under a per-scan lock
+(:mod:`sv2a.pipeline.locks`), so a scan another live run works on is reported as such and
+not computed twice; ``logs/failures.tsv`` is rebuilt from the per-scan failure records on
+disk, so it reflects every run. Workers of ``nprocs=N`` die with their parent process.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,15 +38,27 @@ from typing import Any
 import pandas as pd
 
 from ..bids import find_scans, read_participants
-from ..errors import BIDSError, ConfigError
+from ..errors import BIDSError, ConfigError, Sv2aError
 from ..io import write_json, write_tsv
 from ..progress import Progress
 from . import derivatives as drv
+from . import locks
 from .config import PipelineConfig
-from .participant import WORK_DIR, ScanJob, is_done, job_from_scan, process_scan
+from .participant import (
+    ScanJob,
+    failure_path,
+    job_from_scan,
+    process_scan,
+    read_marker,
+    refresh_inputs,
+    up_to_date,
+    write_failure_record,
+)
 from .preflight import Problem, check_scans, problems_message
+from .provenance import same_stat
 
-__all__ = ["RunSummary", "run_participant", "run_jobs", "FAILURE_COLUMNS"]
+__all__ = ["RunSummary", "run_participant", "run_jobs", "FAILURE_COLUMNS",
+           "OutputNotWritableError"]
 
 log = logging.getLogger("sv2a.pipeline")
 
@@ -51,14 +70,20 @@ FAILURE_COLUMNS = ["participant_id", "session", "pet", "scan_status", "stage", "
                    "error_type", "message", "log"]
 
 
+class OutputNotWritableError(Sv2aError, OSError):
+    """The output folder cannot be created or written (read-only, no permission)."""
+
+
 @dataclass
 class RunSummary:
-    """Outcome of a participant-level run."""
+    """Outcome of a participant-level run (``busy``: scans another live sv2a run was
+    processing, reported and left to it)."""
 
     done: list[dict] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
     invalid: list[dict] = field(default_factory=list)
+    busy: list[dict] = field(default_factory=list)
     reports: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -87,6 +112,8 @@ class RunSummary:
         """
         part = f" ({len(self.partial)} with failed models)" if self.partial else ""
         bad = f", {len(self.invalid)} invalid (not run)" if self.invalid else ""
+        bad += (f", {len(self.busy)} left to another sv2a run processing them"
+                if self.busy else "")
         s = (f"sv2a participant: {len(self.done)} done{part}, {len(self.skipped)} skipped "
              f"(already up to date), {len(self.failed)} failed{bad} in {self.seconds:.1f} s")
         if not self.ok:
@@ -135,7 +162,7 @@ def run_jobs(jobs: list[ScanJob], *, nprocs: int = 1, dask_scheduler: str | None
 
     def done(i: int, res: dict) -> None:
         results[i] = res
-        bar.update(failed=res["status"] != "done", note=f"{res['stem']} {res['status']}")
+        bar.update(failed=res["status"] == "failed", note=f"{res['stem']} {res['status']}")
         if on_result:
             on_result(res)
 
@@ -178,7 +205,7 @@ def _run_pool(jobs, nprocs, done, crashed) -> None:
 
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(nprocs, len(jobs)), mp_context=ctx,
-                             initializer=_worker_init) as pool:
+                             initializer=_worker_init, initargs=(os.getpid(),)) as pool:
         futs = {pool.submit(process_scan, asdict(j)): i for i, j in enumerate(jobs)}
         for fut in as_completed(futs):
             i = futs[fut]
@@ -188,10 +215,45 @@ def _run_pool(jobs, nprocs, done, crashed) -> None:
                 done(i, crashed(i, exc))
 
 
-def _worker_init() -> None:
-    # one BLAS thread per worker process: the parallelism is over scans
+def _worker_init(parent_pid: int | None = None) -> None:
+    """Set up a pool worker: one BLAS thread (the parallelism is over scans), and death
+    with the parent (:func:`_die_with_parent`) so that a killed run stops computing and
+    committing."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
+
+
+#: ``prctl`` option that sends a signal to this process when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int, interval_s: float = 0.5) -> None:
+    """Make this worker exit when its parent process dies: on Linux the kernel sends it
+    SIGKILL (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread checks every
+    ``interval_s`` seconds whether the parent changed (re-parented to init)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: the thread does it
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid, interval_s), daemon=True,
+                     name="sv2a-watch-parent").start()
+
+
+def _watch_parent(parent_pid: int, interval_s: float) -> None:
+    """Exit the process as soon as its parent is no longer ``parent_pid``."""
+    while True:
+        time.sleep(interval_s)
+        if os.getppid() != parent_pid:
+            os._exit(1)
 
 
 def _run_dask(jobs, client, address, done, crashed) -> None:
@@ -261,6 +323,8 @@ def run_participant(bids_dir: str | os.PathLike[str], out_dir: str | os.PathLike
         lists them per problem) and ``cfg.skip_invalid`` is off. Nothing is processed then.
     BIDSError
         No PET scan matches the selection.
+    OutputNotWritableError
+        ``out_dir`` cannot be created or written (checked before any scan starts).
     """
     t0 = time.perf_counter()
     bids_dir = Path(bids_dir)
@@ -276,9 +340,33 @@ def run_participant(bids_dir: str | os.PathLike[str], out_dir: str | os.PathLike
     if problems and not cfg.skip_invalid:
         raise ConfigError(problems_message(problems, len(scans)))
     invalid = _invalid_results(problems)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "logs").mkdir(exist_ok=True)
-    shutil.rmtree(out / WORK_DIR, ignore_errors=True)  # leftovers of an interrupted run
+    _check_writable(out)
+    locks.clean_work(out)  # leftovers of dead runs (never a live run's staging)
+    try:
+        return _run_participant(bids_dir, out, cfg, scans, invalid, t0, quiet, client)
+    finally:
+        locks.clean_work(out)
+
+
+def _check_writable(out: Path) -> None:
+    """Create ``OUT`` and ``OUT/logs`` and write a file in each, or raise one clear error."""
+    try:
+        for d in (out, out / "logs"):
+            d.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=d, prefix=".sv2a-write-test-")
+            os.close(fd)
+            os.unlink(tmp)
+    except OSError as exc:
+        where = exc.filename or out
+        raise OutputNotWritableError(
+            f"{where}: cannot write in the output folder {out} ({exc.strerror or exc}); make "
+            f"it writable (e.g. chmod -R u+w {out}) or give another OUT_DIR") from None
+
+
+def _run_participant(bids_dir: Path, out: Path, cfg: PipelineConfig, scans: list[Any],
+                     invalid: dict[tuple, dict[str, Any]], t0: float, quiet: bool,
+                     client: Any) -> RunSummary:
+    """:func:`run_participant` once the request is checked and OUT is writable."""
     drv.write_dataset_description(out, bids_dir)
     drv.write_bidsignore(out)
     write_json(out / "sv2a_config.json", {"level": "participant", "bids_dir":
@@ -286,23 +374,26 @@ def run_participant(bids_dir: str | os.PathLike[str], out_dir: str | os.PathLike
                                           **cfg.to_dict()})
     parts = read_participants(bids_dir)
     jobs, summary = [], RunSummary(invalid=list(invalid.values()))
+    t_check = time.perf_counter()
     for s in scans:
         if (s.subject, s.session, str(s.pet)) in invalid:
             log.warning("%s: invalid request, not run: %s", s.label,
                         invalid[(s.subject, s.session, str(s.pet))]["message"])
+            write_failure_record(out, invalid[(s.subject, s.session, str(s.pet))])
             continue
         prow = parts.loc[s.subject].to_dict() if s.subject in parts.index else {}
-        job = job_from_scan(s, cfg, bids_dir, out, prow)
-        if not cfg.force and is_done(job):
-            summary.skipped.append(job.stem)
-            log.info("%s: up to date, skipped", job.label)
+        job = _job_to_run(job_from_scan(s, cfg, bids_dir, out, prow), cfg.force)
+        if job is None:
+            summary.skipped.append(drv.scan_stem(s.pet))
         else:
             jobs.append(job)
-    log.info("%d scan(s): %d to run, %d up to date", len(scans), len(jobs),
-             len(summary.skipped))
+    log.info("%d scan(s): %d to run, %d up to date (checked in %.2f s)", len(scans),
+             len(jobs), len(summary.skipped), time.perf_counter() - t_check)
 
     def on_result(res: dict) -> None:
-        if res["status"] == "done":
+        if res["status"] == "skipped":
+            log.warning("%s: not run here: %s", res["stem"], res["message"])
+        elif res["status"] == "done":
             log.info("%s: done in %.1f s", res["stem"], res["seconds"])
             for n in res.get("notes", []):
                 log.info("  note: %s", n)
@@ -317,13 +408,42 @@ def run_participant(bids_dir: str | os.PathLike[str], out_dir: str | os.PathLike
     results = run_jobs(jobs, nprocs=cfg.nprocs, dask_scheduler=cfg.dask_scheduler,
                        client=client, quiet=quiet, on_result=on_result)
     for r in results:
-        (summary.done if r["status"] == "done" else summary.failed).append(r)
-    _write_failures(out, summary)
-    shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+        if r["status"] == "done":
+            summary.done.append(r)
+        elif r.get("busy"):
+            summary.busy.append(r)
+        elif r["status"] == "skipped":
+            summary.skipped.append(r["stem"])
+        else:
+            summary.failed.append(r)
+    _write_failures(out)
     if cfg.figures:
         summary.reports = _subject_reports(out, sorted({s.subject for s in scans}))
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _job_to_run(job: ScanJob, force: bool) -> ScanJob | None:
+    """The job with the reason it is redone, or ``None`` when it is up to date (its stale
+    failure record removed, new input times recorded after e.g. ``touch``)."""
+    done, reason = up_to_date(job)
+    if force:
+        return dataclasses.replace(job, reason="--force")
+    if done:
+        log.info("%s: up to date, skipped", job.label)
+        failure_path(job.out_dir, job.stem).unlink(missing_ok=True)
+        if not same_stat(_marker_inputs(job), job.inputs):
+            refresh_inputs(job)
+        return None
+    if reason:
+        log.info("redoing %s: %s", job.label, reason)
+    return dataclasses.replace(job, reason=reason)
+
+
+def _marker_inputs(job: ScanJob) -> dict[str, Any] | None:
+    """The input record of a scan's done-marker."""
+    inputs = (read_marker(job) or {}).get("inputs")
+    return inputs if isinstance(inputs, dict) else None
 
 
 def _invalid_results(problems: list[Problem]) -> dict[tuple, dict[str, Any]]:
@@ -363,21 +483,20 @@ def _subject_reports(out: Path, subjects: list[str]) -> list[str]:
     return written
 
 
-def _write_failures(out: Path, summary: RunSummary) -> None:
-    """``logs/failures.tsv``: this run's failed scans, failed models and invalid scans
-    (removed when there are none)."""
+def _write_failures(out: Path) -> None:
+    """``logs/failures.tsv`` from the per-scan failure records on disk (written by whichever
+    run last tried each scan), so that it reflects every run on this folder; removed when
+    no scan has failures."""
+    import json
+
     path = out / "logs" / "failures.tsv"
-
-    def row(r: dict, status: str, f: dict, model: str) -> dict[str, Any]:
-        return {"participant_id": f"sub-{r['subject']}",
-                "session": f"ses-{r['session']}" if r.get("session") else "n/a",
-                "pet": Path(r["pet"]).name, "scan_status": status, "stage": f["stage"],
-                "model": model, "error_type": f["error_type"], "message": f["message"],
-                "log": r["log"]}
-
-    rows = [row(r, "failed", r, r["stage"].partition(":")[2] or "n/a") for r in summary.failed]
-    rows += [row(r, "partial", f, f["model"]) for r in summary.partial for f in r["failures"]]
-    rows += [row(r, "invalid", r, "n/a") for r in summary.invalid]
+    rows: list[dict[str, Any]] = []
+    for rec in sorted((out / "logs").glob(".*_sv2a-failure.json")):
+        try:
+            got = json.loads(rec.read_text(encoding="utf-8")).get("rows", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        rows += [r for r in got if isinstance(r, dict)]
     if not rows:
         path.unlink(missing_ok=True)
         return

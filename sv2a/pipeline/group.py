@@ -45,6 +45,7 @@ from ..atomic import atomic_path
 from ..errors import DataError, DesignError, Sv2aError
 from ..io import write_json, write_tsv
 from . import derivatives as drv
+from .commits import committed_scans, committed_view
 from .config import PipelineConfig
 
 __all__ = ["GroupResult", "run_group"]
@@ -437,15 +438,18 @@ def _within_arm_change(lg: Any, maps: xr.DataArray, baseline: str, ses: str,
 
 def _voxelwise_stats(out: Path, bids_dir: Path, cfg: PipelineConfig, baseline: str,
                      gdir: Path, fig_dir: Path, stem: str, label: str,
-                     reference: dict[str, str]) -> tuple[list[str], list[Path], dict[str, Any]]:
-    """Voxelwise GLM of every coefficient of the formula with permutation FWE."""
+                     reference: dict[str, str], src: Path | None = None
+                     ) -> tuple[list[str], list[Path], dict[str, Any]]:
+    """Voxelwise GLM of every coefficient of the formula with permutation FWE (maps read
+    from ``src``, the committed view of ``out``)."""
     import patsy
 
     from .. import longitudinal as lg
 
     outcome = cfg.outcome
     section: dict[str, Any] = {"id": "voxelwise", "title": f"{label} {outcome}: voxelwise maps"}
-    found = list(out.glob(f"sub-*/**/*_model-{label}_*meas-{outcome}_*mimap.nii*"))
+    src = out if src is None else src
+    found = list(src.glob(f"sub-*/**/*_model-{label}_*meas-{outcome}_*mimap.nii*"))
     if not found:
         msg = (f"voxelwise statistics skipped: no {label} {outcome} parametric maps in {out}; "
                f"run the participant level with --voxelwise (and --voxelwise-model "
@@ -454,7 +458,7 @@ def _voxelwise_stats(out: Path, bids_dir: Path, cfg: PipelineConfig, baseline: s
         section["reading"] = "No voxelwise maps: " + msg
         return [], [], section
     participants = bids_dir / "participants.tsv"
-    maps = lg.load_maps(out, model=cfg.group_model, param=outcome,
+    maps = lg.load_maps(src, model=cfg.group_model, param=outcome,
                         participants=participants if participants.exists() else None)
     formula = cfg.formula or "arm"
     vformula, _ = _voxelwise_formula(maps, formula, reference)
@@ -623,16 +627,22 @@ def run_group(bids_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     if not out.is_dir():
         raise DataError(f"{out}: no derivatives here; run the participant level first "
                         f"(sv2a run {bids_dir} {out} participant)")
+    if not committed_scans(out):
+        raise DataError(f"{out}: no committed participant-level results (no scan with a "
+                        f"valid done-marker); run the participant level first "
+                        f"(sv2a run {bids_dir} {out} participant)")
     res = GroupResult(str(out))
     model, outcome = cfg.group_model, cfg.outcome
     label = drv.model_label(model)
     gdir = out / "group"
     participants = bids_dir / "participants.tsv"
-    with warnings.catch_warnings(record=True) as caught:
+    # only committed scans (valid done-marker, its files), never a half-committed one
+    with warnings.catch_warnings(record=True) as caught, committed_view(out) as view:
         warnings.simplefilter("always")
         sessions = _sessions_table(bids_dir)
-        ds = lg.collect(out, participants=participants if participants.exists() else None,
+        ds = lg.collect(view, participants=participants if participants.exists() else None,
                         sessions=sessions, model=label)
+        ds.attrs["source"] = str(out)
         nc = lg.save(ds, gdir / drv.group_kinpar_name(model))
         res.netcdf = str(nc)
         res.n_subjects, res.n_sessions = ds.sizes["subject"], ds.sizes["session"]
@@ -688,7 +698,7 @@ def run_group(bids_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                 extra.append(sec)
         if cfg.voxelwise_stats:
             res.statmaps, f_v, sec = _voxelwise_stats(out, bids_dir, cfg, baseline, gdir,
-                                                      fig_dir, stem, label, reference)
+                                                      fig_dir, stem, label, reference, view)
             figs += f_v
             extra.append(sec)
         for f in res.statmaps + [res.contrasts, res.association, res.prediction]:

@@ -28,7 +28,6 @@ import os
 import shutil
 import time
 import traceback
-import uuid
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,7 +38,9 @@ import numpy as np
 from .. import __version__
 from ..errors import DataError, RegionError, ShapeMismatchError, Sv2aError
 from . import derivatives as drv
-from .config import PipelineConfig, input_fingerprint
+from . import locks
+from .config import PipelineConfig
+from .provenance import changed_inputs, input_digests
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -50,11 +51,13 @@ if TYPE_CHECKING:
     from ..models.base import Model
     from ..pet import DynamicPET
 
-__all__ = ["ScanJob", "process_scan", "marker_path", "is_done", "read_marker", "job_from_scan"]
+__all__ = ["ScanJob", "process_scan", "marker_path", "is_done", "up_to_date", "read_marker",
+           "job_from_scan", "failure_path", "failure_rows", "write_failure_record",
+           "refresh_inputs"]
 
 log = logging.getLogger("sv2a.pipeline")
 
-WORK_DIR = ".sv2a-work"
+WORK_DIR = locks.WORK_DIR
 
 
 @dataclass
@@ -74,13 +77,19 @@ class ScanJob:
     config : dict
         :meth:`PipelineConfig.to_dict` of the validated configuration.
     config_hash : str
-        :meth:`PipelineConfig.scan_hash` of this scan (settings + input files).
+        :meth:`PipelineConfig.scan_hash` of this scan (settings + content hashes of the
+        inputs).
     participant : dict
         The scan's row of ``participants.tsv`` (e.g. the ``weight`` fallback for SUV).
     command_line : str
         The command that started the run (for provenance).
     progress : bool
         Show a progress bar over voxel chunks (serial runs on a terminal).
+    inputs : dict
+        Content hashes of every input (:func:`~sv2a.pipeline.provenance.input_digests`),
+        recorded in the done-marker.
+    reason : str
+        Why the scan is redone (``"sub-01_ses-bl_pet.json changed"``), for its log.
     """
 
     subject: str
@@ -95,6 +104,8 @@ class ScanJob:
     participant: dict[str, Any] = field(default_factory=dict)
     command_line: str = ""
     progress: bool = False
+    inputs: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
 
     @property
     def stem(self) -> str:
@@ -149,23 +160,43 @@ def job_from_scan(scan: Scan, cfg: PipelineConfig, bids_dir: str | os.PathLike[s
     Returns
     -------
     ScanJob
-        With the scan's settings hash (configuration + input file sizes and times).
+        With the content hashes of every input (:meth:`sv2a.bids.Scan.input_files`, the
+        configured atlas and label table, the subject's ``participants.tsv`` values, the
+        settings; :mod:`sv2a.pipeline.provenance`) and the settings hash made of them. File
+        hashes recorded in the scan's done-marker are reused when size and ``mtime_ns``
+        are unchanged.
     """
-    inputs: list[Any] = [scan.pet, *scan.blood.values(), scan.dseg]
+    part = _participant_values(participant)
+    stem = drv.scan_stem(scan.pet)
+    files: list[Any] = [f for f in scan.input_files()
+                        if f.name != "participants.tsv"]  # its row is hashed, not the file
     if cfg.atlas:
-        inputs += [cfg.atlas, cfg.atlas_labels]
-    h = cfg.scan_hash(input_fingerprint(inputs))
-    part = {}
+        files += [cfg.atlas, cfg.atlas_labels]
+    old = _read_json(_marker_file(out_dir, scan.subject, scan.session, stem))
+    inputs = input_digests(files, bids_dir,
+                           {f"participants.tsv[sub-{scan.subject}]": part,
+                            "configuration": cfg.participant_settings()},
+                           previous=(old or {}).get("inputs"))
+    h = cfg.scan_hash({k: (v or {}).get("blake2b") for k, v in inputs.items()})
+    return ScanJob(scan.subject, scan.session, str(scan.pet),
+                   {k: str(v) for k, v in scan.blood.items()},
+                   str(scan.dseg) if scan.dseg else None, str(bids_dir), str(out_dir),
+                   cfg.to_dict(), h, part, drv.command_line(), inputs=inputs)
+
+
+def _participant_values(participant: dict[str, Any] | None) -> dict[str, Any]:
+    """A ``participants.tsv`` row as plain values: missing ones dropped, numbers as float
+    (so that a column turning from int to float elsewhere does not change this row)."""
+    part: dict[str, Any] = {}
     for k, v in (participant or {}).items():
         if isinstance(v, np.generic):
             v = v.item()
         if isinstance(v, float) and np.isnan(v):
             continue
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            v = float(v)
         part[str(k)] = v
-    return ScanJob(scan.subject, scan.session, str(scan.pet),
-                   {k: str(v) for k, v in scan.blood.items()},
-                   str(scan.dseg) if scan.dseg else None, str(bids_dir), str(out_dir),
-                   cfg.to_dict(), h, part, drv.command_line())
+    return part
 
 
 # --------------------------------------------------------------------------- markers
@@ -182,7 +213,21 @@ def marker_path(job: ScanJob) -> Path:
     Path
         ``OUT/sub-01/ses-bl/pet/.sub-01_ses-bl_sv2a-done.json``.
     """
-    return drv.scan_dir(job.out_dir, job.subject, job.session) / f".{job.stem}_sv2a-done.json"
+    return _marker_file(job.out_dir, job.subject, job.session, job.stem)
+
+
+def _marker_file(out_dir: str | os.PathLike[str], subject: str, session: str | None,
+                 stem: str) -> Path:
+    return drv.scan_dir(out_dir, subject, session) / f".{stem}_sv2a-done.json"
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a file; ``None`` when absent, unreadable or not an object."""
+    try:
+        out = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return out if isinstance(out, dict) else None
 
 
 def read_marker(job: ScanJob) -> dict[str, Any] | None:
@@ -198,14 +243,7 @@ def read_marker(job: ScanJob) -> dict[str, Any] | None:
     dict or None
         Its content (settings hash, outputs, notes, ...); ``None`` when absent or unreadable.
     """
-    p = marker_path(job)
-    if not p.exists():
-        return None
-    try:
-        out = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return out if isinstance(out, dict) else None
+    return _read_json(marker_path(job))
 
 
 def is_done(job: ScanJob) -> bool:
@@ -221,11 +259,145 @@ def is_done(job: ScanJob) -> bool:
     bool
         True when the scan can be skipped.
     """
+    return up_to_date(job)[0]
+
+
+def up_to_date(job: ScanJob) -> tuple[bool, str]:
+    """Whether a scan can be skipped, and if not, why it is redone.
+
+    Parameters
+    ----------
+    job : ScanJob
+        The scan (with its current input hashes).
+
+    Returns
+    -------
+    done : bool
+        True when the done-marker records the same settings hash, no failed model, and
+        every output it lists exists.
+    reason : str
+        Why not (``"sub-01/ses-bl/pet/sub-01_ses-bl_pet.json changed"``, ``"configuration
+        changed"``, ``"output ... is missing"``, failed models); ``""`` when done or never
+        run.
+    """
     m = read_marker(job)
-    if not m or m.get("config_hash") != job.config_hash or m.get("failures"):
-        return False
+    if not m:
+        return False, ""
+    if m.get("failures"):
+        return False, ("model(s) failed in the last run: "
+                       + ", ".join(str(f.get("stage")) for f in m["failures"]))
+    if m.get("config_hash") != job.config_hash:
+        changes = changed_inputs(m.get("inputs"), job.inputs)
+        return False, "; ".join(changes) or "the settings hash changed"
     out = Path(job.out_dir)
-    return all((out / rel).exists() for rel in m.get("outputs", []))
+    for rel in m.get("outputs", []):
+        if not (out / rel).exists():
+            return False, f"output {rel} is missing"
+    return True, ""
+
+
+def refresh_inputs(job: ScanJob) -> None:
+    """Record the current sizes and times of an up-to-date scan's inputs in its done-marker
+    (after e.g. ``touch``), so that the next skip check need not read the files again.
+    Done only when the scan's lock is free; the hashes are unchanged.
+
+    Parameters
+    ----------
+    job : ScanJob
+        An up-to-date scan (:func:`up_to_date`).
+
+    Returns
+    -------
+    None
+    """
+    from ..io import write_json
+
+    fd = locks.acquire(locks.lock_path(job.out_dir, job.stem))
+    if fd is None:
+        return
+    try:
+        m = read_marker(job)
+        if m and m.get("config_hash") == job.config_hash and m.get("inputs") != job.inputs:
+            m["inputs"] = job.inputs
+            write_json(marker_path(job), m)
+    finally:
+        locks.release(fd)
+
+
+# --------------------------------------------------------------------------- failure records
+def failure_path(out_dir: str | os.PathLike[str], stem: str) -> Path:
+    """The failure record of a scan (its failed, partial or invalid state on disk).
+
+    Parameters
+    ----------
+    out_dir : path
+        Derivatives root.
+    stem : str
+        Scan stem.
+
+    Returns
+    -------
+    Path
+        ``OUT/logs/.sub-01_ses-bl_sv2a-failure.json``.
+    """
+    return Path(out_dir) / "logs" / f".{stem}_sv2a-failure.json"
+
+
+def failure_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``logs/failures.tsv`` rows of a scan's status dict.
+
+    Parameters
+    ----------
+    res : dict
+        A status of :func:`process_scan` (``failed``, or ``done`` with ``failures``), or
+        an ``invalid`` status of the preflight.
+
+    Returns
+    -------
+    list of dict
+        One row per failed scan, failed model (``scan_status`` ``partial``) or invalid
+        scan; empty for a scan without failures.
+    """
+    def row(status: str, f: dict[str, Any], model: str) -> dict[str, Any]:
+        return {"participant_id": f"sub-{res['subject']}",
+                "session": f"ses-{res['session']}" if res.get("session") else "n/a",
+                "pet": Path(res["pet"]).name, "scan_status": status, "stage": f["stage"],
+                "model": model, "error_type": f["error_type"], "message": f["message"],
+                "log": res["log"]}
+
+    if res["status"] == "failed":
+        return [row("failed", res, res["stage"].partition(":")[2] or "n/a")]
+    if res["status"] == "invalid":
+        return [row("invalid", res, "n/a")]
+    if res["status"] == "done":
+        return [row("partial", f, f["model"]) for f in res.get("failures") or []]
+    return []
+
+
+def write_failure_record(out_dir: str | os.PathLike[str], res: dict[str, Any]) -> None:
+    """Write (or, for a scan without failures, remove) a scan's failure record.
+
+    Parameters
+    ----------
+    out_dir : path
+        Derivatives root.
+    res : dict
+        The scan's status (:func:`failure_rows`).
+
+    Returns
+    -------
+    None
+    """
+    from ..io import write_json
+
+    path = failure_path(out_dir, res["stem"])
+    rows = failure_rows(res)
+    if not rows:
+        path.unlink(missing_ok=True)
+        return
+    write_json(path, {"stem": res["stem"], "status": rows[0]["scan_status"],
+                      "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(),
+                      "rows": rows})
 
 
 # --------------------------------------------------------------------------- the work
@@ -265,9 +437,36 @@ def process_scan(job: ScanJob | dict[str, Any]) -> dict[str, Any]:
     """
     if isinstance(job, dict):
         job = ScanJob(**job)
+    lock = locks.lock_path(job.out_dir, job.stem)
+    try:
+        fd = locks.acquire(lock)
+    except OSError as exc:
+        return _not_run(job, "failed", f"cannot take the scan lock {lock}: {exc}")
+    if fd is None:
+        return _not_run(job, "skipped", "being processed by another sv2a run "
+                        f"({locks.holder_text(lock)})", busy=True)
+    try:
+        if not job.config.get("force") and is_done(job):
+            return _not_run(job, "skipped", "finished meanwhile by another sv2a run")
+        locks.clean_staging(job.out_dir, job.stem)  # left by a dead run (we hold the lock)
+        return _process_locked(job)
+    finally:
+        locks.release(fd)
+
+
+def _not_run(job: ScanJob, status: str, message: str, busy: bool = False) -> dict[str, Any]:
+    """The status of a scan this process did not run (locked, done meanwhile, no lock)."""
+    return {"stem": job.stem, "subject": job.subject, "session": job.session, "pet": job.pet,
+            "status": status, "stage": "lock", "error_type": "" if status == "skipped"
+            else "OSError", "message": message, "outputs": [], "notes": [], "failures": [],
+            "log": f"logs/{job.stem}.log", "seconds": 0.0, "busy": busy}
+
+
+def _process_locked(job: ScanJob) -> dict[str, Any]:
+    """:func:`process_scan` of a scan whose lock this process holds."""
     t0 = time.perf_counter()
     out = Path(job.out_dir)
-    stage_dir = out / WORK_DIR / f"{job.stem}-{uuid.uuid4().hex[:8]}"
+    stage_dir = locks.staging_dir(out, job.stem)
     rec = _Recorder()
     slog = logging.getLogger(f"sv2a.pipeline.scan.{job.stem}")
     slog.setLevel(logging.DEBUG)
@@ -281,6 +480,8 @@ def process_scan(job: ScanJob | dict[str, Any]) -> dict[str, Any]:
     result["log"] = str(log_rel)
     slog.info("sv2a %s: %s (%s)", __version__, job.label, job.pet)
     slog.info("settings hash %s", job.config_hash)
+    if job.reason:
+        slog.info("redoing %s: %s", job.label, job.reason)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -305,6 +506,8 @@ def process_scan(job: ScanJob | dict[str, Any]) -> dict[str, Any]:
             slog.debug("%s", traceback.format_exc())
         else:
             slog.error("unexpected error (please report):\n%s", traceback.format_exc())
+        with contextlib.suppress(OSError):
+            write_failure_record(out, result)
     finally:
         shutil.rmtree(stage_dir, ignore_errors=True)
         result["seconds"] = round(time.perf_counter() - t0, 3)
@@ -889,29 +1092,38 @@ def _k2prime_from_fit(fit: xr.Dataset) -> float | None:
 def _commit(job: ScanJob, stage_dir: Path, outputs: list[str], notes: list[str],
             seconds: float, failures: list[dict[str, str]] | None = None) -> None:
     """Move staged files into OUT (each an atomic rename), drop stale outputs of an earlier
-    run of this scan, then write the done-marker last (with the failed models, if any, so
-    that :func:`is_done` sends the scan to the next run)."""
+    run of this scan, then write the done-marker last (with the input hashes, and the
+    failed models, if any, so that :func:`is_done` sends the scan to the next run).
+
+    Readers see the scan only through its marker: until the new marker exists the scan is
+    uncommitted (invisible to the group level, redone by the next run). A journal beside
+    the marker lists the old and new outputs while the commit is under way, so a commit
+    interrupted after some moves is cleaned up by the next one."""
     from ..io import write_json
 
     out = Path(job.out_dir)
-    old = read_marker(job)
     mk = marker_path(job)
-    if mk.exists():
-        mk.unlink()  # the scan is "in progress" until the new marker exists
+    journal = mk.with_name(f".{job.stem}_sv2a-commit.json")
+    stale = set((read_marker(job) or {}).get("outputs", []))
+    stale |= set((_read_json(journal) or {}).get("outputs", []))  # an interrupted commit
+    write_json(journal, {"outputs": sorted(stale | set(outputs))})
+    mk.unlink(missing_ok=True)  # the scan is "in progress" until the new marker exists
     for rel in outputs:
         src = stage_dir / rel
         dst = out / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)
-    if old:
-        keep = set(outputs)
-        for rel in old.get("outputs", []):
-            if rel not in keep:
-                (out / rel).unlink(missing_ok=True)
+    for rel in stale - set(outputs):
+        (out / rel).unlink(missing_ok=True)
+    write_failure_record(out, {"stem": job.stem, "subject": job.subject,
+                               "session": job.session, "pet": job.pet, "status": "done",
+                               "failures": list(failures or []),
+                               "log": f"logs/{job.stem}.log"})
     write_json(mk, {
         "stem": job.stem, "subject": job.subject, "session": job.session,
         "config_hash": job.config_hash, "sv2a_version": __version__,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(seconds, 3),
         "outputs": outputs, "notes": notes, "failures": list(failures or []),
-        "job": asdict(job),
+        "inputs": job.inputs, "job": asdict(job),
     })
+    journal.unlink(missing_ok=True)
