@@ -86,20 +86,19 @@ class Scan:
             segmentation and its label table; sidecars include those inherited from the
             session, subject and dataset-root folders (BIDS inheritance principle, top to
             bottom after their data file); the label table is the nearest applicable one (the
-            one that is read). Files that do not exist are left out.
-
-        Raises
-        ------
-        MetadataError
-            Two sidecars or label tables apply at one folder level.
+            one that is read). Where several files apply at one folder level (not allowed;
+            loading the scan fails with a message naming them) all of them are listed. Files
+            that do not exist are left out.
         """
         from .sidecar import applicable_files
 
-        cands: list[Path] = [self.pet, *applicable_files(self.pet, ".json")]
+        cands: list[Path] = [self.pet, *applicable_files(self.pet, ".json", strict=False)]
         for rec in self.blood.values():
-            cands += [rec, *applicable_files(rec, ".json")]
+            cands += [rec, *applicable_files(rec, ".json", strict=False)]
         if self.dseg is not None:
-            cands += [self.dseg, *applicable_files(self.dseg, ".tsv")[-1:]]
+            tables = applicable_files(self.dseg, ".tsv", strict=False)
+            nearest = [t for t in tables if t.parent == tables[-1].parent] if tables else []
+            cands += [self.dseg, *nearest]
         return [c for c in dict.fromkeys(cands) if c.is_file()]
 
 

@@ -109,7 +109,8 @@ def _extension_kind(data: Path, extension: str) -> str:
     return f"_{split[1]}{extension}" if split else ""
 
 
-def applicable_files(data_path: str | os.PathLike[str], extension: str = ".json") -> list[Path]:
+def applicable_files(data_path: str | os.PathLike[str], extension: str = ".json", *,
+                     strict: bool = True) -> list[Path]:
     """The metadata files that apply to a data file by BIDS's inheritance principle.
 
     A file applies when it lies in the data file's folder or a folder above it up to the
@@ -126,6 +127,9 @@ def applicable_files(data_path: str | os.PathLike[str], extension: str = ".json"
         The data file (``*_pet.nii.gz``, ``*_blood.tsv``, ``*_dseg.nii.gz``).
     extension : str
         Extension of the metadata files: ``.json`` (sidecars) or ``.tsv`` (label tables).
+    strict : bool
+        Raise when more than one file applies at one folder level (BIDS forbids it); with
+        False, list them all (to record every file a scan may depend on).
 
     Returns
     -------
@@ -136,7 +140,8 @@ def applicable_files(data_path: str | os.PathLike[str], extension: str = ".json"
     Raises
     ------
     MetadataError
-        More than one file applies at one folder level; the message names them.
+        ``strict`` and more than one file applies at one folder level; the message names
+        them.
 
     Examples
     --------
@@ -147,19 +152,20 @@ def applicable_files(data_path: str | os.PathLike[str], extension: str = ".json"
     split = _split_name(data.name)
     own_name = _exact_name(data, extension)
     found: list[Path] = []
+    own_dir = data.absolute().parent
     for level in _levels(data):
-        hits = [level / own_name] if (level == data.absolute().parent
-                                      and (level / own_name).is_file()) else []
+        own = level / own_name if level == own_dir else None  # applies whatever its name
+        hits = [own] if own is not None and own.is_file() else []
         if split is not None and level.is_dir():
             hits += [c for c in sorted(level.iterdir())
-                     if c.name != own_name and _applies(c, split, extension)]
-        if len(hits) > 1:
+                     if c != own and _applies(c, split, extension)]
+        if strict and len(hits) > 1:
             raise MetadataError(
                 f"{data}: {len(hits)} metadata files apply at one folder level: "
                 f"{', '.join(str(h) for h in hits)}; BIDS allows at most one per level, so "
                 "remove one or add an entity that tells them apart (e.g. trc-<label>)"
             )
-        found += hits
+        found += reversed(hits)  # reversed again below: a level's files in name order
     if not data.is_absolute():  # keep the caller's style: relative in, relative out
         return [Path(os.path.relpath(f)) for f in reversed(found)]
     return [Path(os.path.normpath(f)) for f in reversed(found)]

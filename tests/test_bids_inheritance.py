@@ -132,6 +132,15 @@ def test_subject_level_override_without_scan_sidecar(small_bids):
                                                          "ucbj_pet.json"]
 
 
+def test_scan_sidecar_name_one_level_up_applies(small_bids):
+    """The scan's own sidecar name in the subject folder applies (all entities match)."""
+    pet = small_bids / "sub-01/ses-baseline/pet/sub-01_ses-baseline_trc-ucbj_pet.nii.gz"
+    own = pet.with_name(pet.name.replace(".nii.gz", ".json"))
+    up = small_bids / "sub-01" / own.name
+    shutil.move(own, up)
+    assert sv2a.load_pet(pet).meta["sidecar_files"] == [str(up)]
+
+
 def test_bad_value_names_the_file_it_came_from(small_bids):
     pet = small_bids / "sub-01/ses-baseline/pet/sub-01_ses-baseline_trc-ucbj_pet.nii.gz"
     (small_bids / "pet.json").write_text(json.dumps({"ImageDecayCorrected": "false"}))
@@ -164,6 +173,21 @@ def test_two_applicable_files_at_one_level_is_an_error(small_bids):
     named = {p.file for p in errors if "trc-ucbj_pet.json" in p.message
              and "one folder level" in p.message}
     assert len(named) == 4  # every scan
+
+
+def test_two_files_at_one_level_fail_that_scan_only(inherited_json, tmp_path):
+    """``sv2a run``: the scan with two sidecars at one level fails with the message naming
+    both (both are in its input files); the other scans are processed."""
+    bids = tmp_path / "bids"
+    shutil.copytree(inherited_json, bids)
+    extra = bids / "sub-01" / "sub-01_ses-baseline_pet.json"  # beside sub-01_pet.json
+    extra.write_text(json.dumps({"BodyWeight": 70.0}))
+    scan = next(s for s in find_scans(bids) if s.subject == "01" and s.session == "baseline")
+    assert {bids / "sub-01/sub-01_pet.json", extra} <= set(scan.input_files())
+    cfg = PipelineConfig(models=["suvr"], figures=False).validate()
+    s = _quiet(run_participant, bids, tmp_path / "out", cfg, quiet=True)
+    assert len(s.done) == 3 and [f["stem"] for f in s.failed] == ["sub-01_ses-baseline"]
+    assert "sub-01_pet.json" in s.failed[0]["message"] and extra.name in s.failed[0]["message"]
 
 
 def test_two_label_tables_at_one_level_is_an_error(small_bids):
