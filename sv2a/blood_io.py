@@ -168,7 +168,8 @@ def load_blood(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], 
     ----------
     path : str, path-like or sequence of them
         ``*_recording-manual_blood.tsv`` and/or ``*_recording-autosampler_blood.tsv``; the
-        ``.json`` beside each gives column units (``time`` in s).
+        ``.json`` beside each, or shared higher up (BIDS inheritance, e.g. a root
+        ``recording-manual_blood.json``), gives column units (``time`` in s).
     merge : bool
         With one path, also read the other recording beside it and merge them: autosampler
         whole blood while it runs, then manual samples; plasma from the autosampler when
@@ -187,7 +188,7 @@ def load_blood(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], 
     InputFunctionError
         Missing file, no usable blood values, or recordings that cannot be merged.
     MetadataError
-        Missing sidecar or column units.
+        Missing sidecar or column units, or two sidecars at one folder level.
 
     Notes
     -----
