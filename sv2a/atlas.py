@@ -26,7 +26,8 @@ from .errors import DataError, MetadataError, RegionError, ShapeMismatchError, S
 from .regions import region_name
 from .sidecar import applicable_files, sidecar_places
 
-__all__ = ["Atlas", "load_atlas", "read_label_table"]
+__all__ = ["Atlas", "load_atlas", "read_label_table", "place_on_grid", "same_grid",
+           "grid_difference", "inside_fraction", "MIN_INSIDE_FRACTION"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -264,20 +265,14 @@ class Atlas:
         Raises
         ------
         ShapeMismatchError
-            The shape or the affine differs.
+            The shape or the affine differs; the message says by how much (shape, voxel
+            size, origin offset in mm) and how to fix it.
         """
-        shape = tuple(int(s) for s in shape[:3])
-        if self.labels.shape != shape:
+        if not same_grid(self.labels.shape, self.affine, shape, affine, atol=atol):
             raise ShapeMismatchError(
-                f"{self.source}: atlas grid {self.labels.shape} differs from the PET grid {shape}; "
-                "register/resample the atlas to the PET (or load it with pet=..., resample=True "
-                "for nearest-neighbour resampling)"
-            )
-        if not np.allclose(self.affine, np.asarray(affine, float), atol=atol):
-            raise ShapeMismatchError(
-                f"{self.source}: atlas affine differs from the PET affine (max difference "
-                f"{np.max(np.abs(self.affine - np.asarray(affine))):.3g} mm); the atlas is not in "
-                "PET space. Resample it (resample=True) or fix the header"
+                f"{self.source}: the segmentation is not on the PET grid "
+                f"({grid_difference(self.labels.shape, self.affine, shape, affine)}). "
+                f"{_GRID_FIX}"
             )
 
     def resample_to(self, shape: Sequence[int], affine: npt.ArrayLike) -> Atlas:
@@ -301,6 +296,199 @@ class Atlas:
                                        output_shape=tuple(int(s) for s in shape[:3]), order=0,
                                        mode="constant", cval=0)
         return Atlas(out.astype(self.labels.dtype), self.label_names, target, self.source)
+
+
+#: How to fix a segmentation that is not on the PET grid (the end of every such message).
+_GRID_FIX = ("Register/resample it to the PET yourself (nearest neighbour), fix its header if "
+             "it was drawn on the PET image, or let sv2a resample it with nearest neighbour: "
+             "sv2a run/validate --atlas-resample (config atlas_resample: true; API "
+             "load_atlas(..., pet=pet, resample=True))")
+
+#: With resampling, at least this fraction of the labelled voxels must lie inside the PET
+#: field of view; otherwise the headers disagree or the segmentation belongs to another scan.
+MIN_INSIDE_FRACTION = 0.9
+
+
+def same_grid(shape_a: Sequence[int], affine_a: npt.ArrayLike, shape_b: Sequence[int],
+              affine_b: npt.ArrayLike, *, atol: float = 1e-3) -> bool:
+    """Whether two voxel grids are the same (shape and voxel -> mm affine).
+
+    Parameters
+    ----------
+    shape_a, shape_b : sequence of int
+        Grid shapes (voxels); only the first three entries are used.
+    affine_a, affine_b : array_like, shape (4, 4)
+        Voxel index -> mm.
+    atol : float
+        Largest allowed difference of affine entries (mm).
+
+    Returns
+    -------
+    bool
+        True when the shapes are equal and every affine entry agrees within ``atol``.
+    """
+    return (tuple(int(v) for v in shape_a[:3]) == tuple(int(v) for v in shape_b[:3])
+            and bool(np.allclose(np.asarray(affine_a, float), np.asarray(affine_b, float),
+                                 atol=atol)))
+
+
+def _voxel_size(affine: npt.ArrayLike) -> np.ndarray:
+    """Voxel edge lengths (mm) of an affine."""
+    return np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(axis=0))
+
+
+def _origin_offset(affine_a: npt.ArrayLike, affine_b: npt.ArrayLike) -> np.ndarray:
+    """Position of voxel (0, 0, 0) of grid a minus that of grid b (mm, x y z)."""
+    return np.asarray(affine_a, float)[:3, 3] - np.asarray(affine_b, float)[:3, 3]
+
+
+def grid_difference(shape: Sequence[int], affine: npt.ArrayLike, pet_shape: Sequence[int],
+                    pet_affine: npt.ArrayLike) -> str:
+    """How a segmentation's grid differs from the PET grid, in words.
+
+    Parameters
+    ----------
+    shape, affine : sequence of int, array_like (4, 4)
+        The segmentation's grid shape (voxels) and voxel -> mm affine.
+    pet_shape, pet_affine : sequence of int, array_like (4, 4)
+        The PET grid (only the first three entries of ``pet_shape`` are used).
+
+    Returns
+    -------
+    str
+        Shape, voxel size (mm) and origin offset (mm) of the segmentation against the PET,
+        and whether the axes are oriented differently.
+
+    Examples
+    --------
+    >>> a = np.diag([2.0, 2.0, 2.0, 1.0]); b = a.copy(); b[0, 3] = 30
+    >>> print(grid_difference((6, 5, 4), b, (6, 5, 4), a).split("; ")[2])
+    origin offset 30 mm (x +30, y +0, z +0 mm)
+    """
+    def vox(aff: npt.ArrayLike) -> str:
+        return " x ".join(f"{v:.3g}" for v in _voxel_size(aff))
+
+    off = _origin_offset(affine, pet_affine)
+    s_a = tuple(int(v) for v in shape[:3])
+    s_b = tuple(int(v) for v in pet_shape[:3])
+    text = (f"shape {s_a} vs PET {s_b}; voxel size {vox(affine)} mm vs PET {vox(pet_affine)} "
+            f"mm; origin offset {np.linalg.norm(off):.3g} mm (x {off[0]:+.3g}, y "
+            f"{off[1]:+.3g}, z {off[2]:+.3g} mm)")
+    dir_a = np.asarray(affine, float)[:3, :3] / _voxel_size(affine)
+    dir_b = np.asarray(pet_affine, float)[:3, :3] / _voxel_size(pet_affine)
+    if not np.allclose(dir_a, dir_b, atol=1e-3):
+        text += "; the axes are oriented differently"
+    return text
+
+
+def inside_fraction(atlas: Atlas, shape: Sequence[int], affine: npt.ArrayLike) -> float:
+    """Fraction of an atlas's labelled voxels whose centres lie inside a grid's field of view.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        The segmentation (its own grid).
+    shape : sequence of int
+        Target grid shape (voxels); only the first three entries are used.
+    affine : array_like, shape (4, 4)
+        Target voxel index -> mm.
+
+    Returns
+    -------
+    float
+        In [0, 1]; 1 when the atlas has no labelled voxel.
+    """
+    idx = np.argwhere(atlas.labels != 0)
+    if idx.size == 0:
+        return 1.0
+    vox2vox = np.linalg.solve(np.asarray(affine, float), atlas.affine)  # atlas -> target vox
+    pos = idx @ vox2vox[:3, :3].T + vox2vox[:3, 3]
+    upper = np.asarray([int(v) for v in shape[:3]], float) - 0.5
+    return float(np.all((pos >= -0.5) & (pos < upper), axis=1).mean())
+
+
+def _same_lattice_offset(atlas: Atlas, shape: Sequence[int],
+                         affine: npt.ArrayLike) -> float | None:
+    """Origin offset (mm) when the atlas has the grid's shape, voxel size and orientation
+    (a segmentation drawn on that image whose header moved); ``None`` otherwise."""
+    target = np.asarray(affine, float)
+    if (atlas.labels.shape != tuple(int(v) for v in shape[:3])
+            or not np.allclose(atlas.affine[:3, :3], target[:3, :3], atol=1e-3)):
+        return None
+    return float(np.linalg.norm(_origin_offset(atlas.affine, target)))
+
+
+def place_on_grid(atlas: Atlas, shape: Sequence[int], affine: npt.ArrayLike, *,
+                  resample: bool = False) -> Atlas:
+    """The one geometry policy for a segmentation and a PET image (API, validate and run).
+
+    * Same grid (shape, and affine within 1e-3 mm): the atlas as is.
+    * Another grid and ``resample`` False (the default): refused.
+    * Another grid and ``resample`` True: nearest-neighbour resampling (with a warning),
+      except when the segmentation has the PET's shape, voxel size and orientation but an
+      origin more than one voxel away (a header error: resampling would shift every region
+      by that distance), or when less than :data:`MIN_INSIDE_FRACTION` of its labelled
+      voxels fall inside the PET field of view (headers that disagree, or the segmentation
+      of another scan): both refused.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        The segmentation on its own grid.
+    shape : sequence of int
+        PET grid shape (voxels); only the first three entries are used.
+    affine : array_like, shape (4, 4)
+        PET voxel index -> mm.
+    resample : bool
+        Resample a segmentation on another grid (``--atlas-resample``).
+
+    Returns
+    -------
+    Atlas
+        The segmentation on the PET grid.
+
+    Raises
+    ------
+    ShapeMismatchError
+        Refused as above; the message gives the shape, voxel size and origin offset (mm)
+        against the PET and how to fix it.
+
+    Examples
+    --------
+    >>> lab = np.ones((4, 4, 4), int)
+    >>> off = np.eye(4); off[0, 3] = 30.0
+    >>> place_on_grid(Atlas(lab, {1: "a"}, off), (4, 4, 4), np.eye(4), resample=True)
+    Traceback (most recent call last):
+    ...
+    sv2a.errors.ShapeMismatchError: atlas: the segmentation has the PET's shape and ...
+    """
+    target = np.asarray(affine, float)
+    if not resample:
+        atlas.check_grid(shape, target)
+        return atlas
+    if same_grid(atlas.labels.shape, atlas.affine, shape, target):
+        return atlas
+    diff = grid_difference(atlas.labels.shape, atlas.affine, shape, target)
+    offset = _same_lattice_offset(atlas, shape, target)
+    if offset is not None and offset > float(np.max(atlas.voxel_size)):
+        raise ShapeMismatchError(
+            f"{atlas.source}: the segmentation has the PET's shape and voxel size but its "
+            f"origin is {offset:.3g} mm away ({diff}); it was drawn on this grid and its "
+            f"header disagrees with the PET's, so resampling would shift every region by "
+            f"{offset:.3g} mm. Fix the header (copy the PET's affine) or register it to the PET"
+        )
+    frac = inside_fraction(atlas, shape, target)
+    if frac < MIN_INSIDE_FRACTION:
+        raise ShapeMismatchError(
+            f"{atlas.source}: only {frac:.0%} of the segmentation's labelled voxels lie inside "
+            f"the PET field of view (at least {MIN_INSIDE_FRACTION:.0%} needed to resample; "
+            f"{diff}); the headers disagree or it belongs to another scan. Register it to the "
+            "PET or fix its header"
+        )
+    warnings.warn(f"{atlas.source}: the segmentation was resampled (nearest neighbour) onto "
+                  f"the PET grid ({diff}; {frac:.0%} of its labelled voxels inside the PET "
+                  "field of view)", Sv2aWarning, stacklevel=2)
+    return atlas.resample_to(shape, target)
 
 
 def read_label_table(path: str | os.PathLike[str]) -> dict[int, str]:
@@ -365,9 +553,12 @@ def load_atlas(path: str | os.PathLike[str],
         ``.tsv`` beside the image (``x_dseg.nii.gz`` -> ``x_dseg.tsv``) or, by BIDS's
         inheritance principle, the nearest shared one (e.g. ``dseg.tsv`` at the dataset root).
     pet : DynamicPET, optional
-        Check the atlas is on this PET's grid (:class:`ShapeMismatchError` otherwise) ...
+        Put the atlas on this PET's grid by :func:`place_on_grid`: a segmentation on
+        another grid is refused (:class:`ShapeMismatchError`) ...
     resample : bool
-        ... or, if True, resample it there with nearest neighbour.
+        ... unless True: then it is resampled with nearest neighbour, still refused when
+        its header origin disagrees grossly with the PET's or most of its labelled voxels
+        lie outside the PET field of view.
 
     Returns
     -------
@@ -384,7 +575,7 @@ def load_atlas(path: str | os.PathLike[str],
     RegionError
         Label values without a name.
     ShapeMismatchError
-        ``pet`` is given, ``resample`` is False and the grids differ.
+        ``pet`` is given and :func:`place_on_grid` refuses the geometry.
     """
     p = Path(path)
     if not p.exists():
@@ -420,8 +611,6 @@ def load_atlas(path: str | os.PathLike[str],
                       "image and are left out", Sv2aWarning, stacklevel=2)
     atlas = Atlas(data, {k: v for k, v in table.items() if k in present},
                   np.asarray(img.affine, dtype=float), str(p))
-    if pet is not None:
-        if resample:
-            return atlas.resample_to(pet.shape, pet.affine)
-        atlas.check_grid(pet.shape, pet.affine)
+    if pet is not None:  # the one geometry policy (also sv2a validate and sv2a run)
+        return place_on_grid(atlas, pet.shape, pet.affine, resample=resample)
     return atlas

@@ -3,8 +3,8 @@ import pytest
 from conftest import write_small_dseg, write_small_pet
 
 import sv2a
-from sv2a.atlas import Atlas, read_label_table
-from sv2a.errors import MetadataError, RegionError, ShapeMismatchError
+from sv2a.atlas import Atlas, place_on_grid, read_label_table
+from sv2a.errors import MetadataError, RegionError, ShapeMismatchError, Sv2aWarning
 from sv2a.io import write_nifti
 
 
@@ -73,9 +73,12 @@ def test_grid_mismatch_and_resampling(tmp_path):
     write_nifti(tmp_path / "fine_dseg.nii.gz", lab, np.diag([1, 1, 1, 1.0]) @ np.array(
         [[1, 0, 0, -0.5], [0, 1, 0, -0.5], [0, 0, 1, -0.5], [0, 0, 0, 1]]), dtype=np.int16)
     table = {1: "left", 2: "right"}
-    with pytest.raises(ShapeMismatchError, match="atlas grid .* differs from the PET grid"):
+    with pytest.raises(ShapeMismatchError, match=r"not on the PET grid \(shape \(12, 12, 8\) "
+                       r"vs PET \(6, 6, 4\); voxel size 1 x 1 x 1 mm vs PET 2 x 2 x 2 mm"):
         sv2a.load_atlas(tmp_path / "fine_dseg.nii.gz", labels=table, pet=pet)
-    at = sv2a.load_atlas(tmp_path / "fine_dseg.nii.gz", labels=table, pet=pet, resample=True)
+    with pytest.warns(Sv2aWarning, match="resampled .* 100% of its labelled voxels inside"):
+        at = sv2a.load_atlas(tmp_path / "fine_dseg.nii.gz", labels=table, pet=pet,
+                             resample=True)
     assert at.labels.shape == (6, 6, 4)
     assert (at.labels[:3] == 1).all() and (at.labels[3:] == 2).all()
 
@@ -84,8 +87,63 @@ def test_affine_mismatch(tmp_path):
     p, _ = write_small_pet(tmp_path / "sub-01_pet.nii.gz")
     pet = sv2a.load_pet(p)
     atlas = Atlas(np.ones(pet.shape[:3], int), {1: "brain"}, np.diag([3.0, 3, 3, 1]))
-    with pytest.raises(ShapeMismatchError, match="affine differs"):
+    with pytest.raises(ShapeMismatchError, match="voxel size 3 x 3 x 3 mm vs PET 2 x 2 x 2 mm"):
         atlas.check_grid(pet.shape, pet.affine)
+
+
+def _shifted_dseg(tmp_path, shift_mm, shape=(6, 5, 4)):
+    """The conftest segmentation on the PET's grid, its header origin moved by shift_mm (x)."""
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    aff[0, 3] = shift_mm
+    path = tmp_path / "sub-01_dseg.nii.gz"
+    write_small_dseg(path, shape=shape, affine=aff)
+    return path
+
+
+def test_header_30mm_off_refused_with_and_without_resample(tmp_path):
+    # the tester's case: same matrix and voxel size, origin 30 mm off
+    p, _ = write_small_pet(tmp_path / "sub-01_pet.nii.gz")
+    pet = sv2a.load_pet(p)
+    path = _shifted_dseg(tmp_path, 30.0)
+    with pytest.raises(ShapeMismatchError, match=r"origin offset 30 mm \(x \+30, y \+0, z \+0"):
+        sv2a.load_atlas(path, pet=pet)
+    with pytest.raises(ShapeMismatchError, match="origin is 30 mm away.*shift every region"):
+        sv2a.load_atlas(path, pet=pet, resample=True)
+
+
+def test_small_header_rounding_is_resampled_on_request(tmp_path):
+    # half a voxel off the same lattice: not a gross disagreement, resampled when asked
+    p, _ = write_small_pet(tmp_path / "sub-01_pet.nii.gz")
+    pet = sv2a.load_pet(p)
+    path = _shifted_dseg(tmp_path, 0.9)
+    with pytest.raises(ShapeMismatchError, match="origin offset 0.9 mm"):
+        sv2a.load_atlas(path, pet=pet)
+    with pytest.warns(Sv2aWarning, match="resampled"):
+        at = sv2a.load_atlas(path, pet=pet, resample=True)
+    assert at.labels.shape == pet.shape[:3] and np.allclose(at.affine, pet.affine)
+
+
+def test_segmentation_mostly_outside_the_fov_refused(tmp_path):
+    # another grid (1 mm) whose labelled voxels lie mostly beyond the PET field of view
+    p, _ = write_small_pet(tmp_path / "sub-01_pet.nii.gz", shape=(6, 6, 4))
+    pet = sv2a.load_pet(p)
+    lab = np.ones((12, 12, 8), np.int16)
+    aff = np.eye(4)
+    aff[:3, 3] = [8.0, 0.0, 0.0]  # 8 of 12 mm beyond the PET's x extent
+    write_nifti(tmp_path / "far_dseg.nii.gz", lab, aff, dtype=np.int16)
+    assert place_on_grid.__module__ == "sv2a.atlas"
+    with pytest.raises(ShapeMismatchError, match=r"only 20% of the segmentation's labelled "
+                       "voxels lie inside the PET field of view"):
+        sv2a.load_atlas(tmp_path / "far_dseg.nii.gz", labels={1: "brain"}, pet=pet,
+                        resample=True)
+
+
+def test_same_grid_is_kept_as_is(tmp_path):
+    p, _ = write_small_pet(tmp_path / "sub-01_pet.nii.gz")
+    pet = sv2a.load_pet(p)
+    atlas = Atlas(np.ones(pet.shape[:3], int), {1: "brain"}, pet.affine)
+    assert place_on_grid(atlas, pet.shape, pet.affine) is atlas
+    assert place_on_grid(atlas, pet.shape, pet.affine, resample=True) is atlas
 
 
 def test_duplicate_names_rejected():

@@ -4,6 +4,7 @@ import numpy as np
 
 from sv2a.bids import find_scans, read_participants
 from sv2a.cli import main as cli_main
+from sv2a.pipeline.config import PipelineConfig
 from sv2a.validate import validate_dataset
 
 
@@ -18,11 +19,20 @@ def test_find_scans(small_bids):
     assert read_participants(small_bids).loc["02", "arm"] == "repeated"
 
 
+#: The settings the 38-min scans of ``small_bids`` fit (the default SUVR window is 60-90 min).
+FITS = PipelineConfig(window=(20.0, 38.0)).validate()
+
+
 def test_clean_dataset_validates(small_bids, capsys):
-    problems = validate_dataset(small_bids)
+    problems = validate_dataset(small_bids, config=FITS)
     assert [p for p in problems if p.severity == "error"] == []
-    assert cli_main(["validate", str(small_bids)]) == 0
+    assert cli_main(["validate", str(small_bids), "--window", "20", "38"]) == 0
     assert "0 error(s)" in capsys.readouterr().out
+    # without --window, as sv2a run without it: the SUVR window is past the scan end
+    assert cli_main(["validate", str(small_bids)]) == 1
+    out = capsys.readouterr().out
+    assert "ConfigError (window): suvr window (60, 90) min (fit) is outside the scan" in out
+    assert "4 error(s)" in out
 
 
 def test_every_problem_is_reported(small_bids, capsys):
@@ -47,7 +57,7 @@ def test_every_problem_is_reported(small_bids, capsys):
     del meta2["Units"]
     sc2.write_text(json.dumps(meta2))
 
-    problems = validate_dataset(small_bids)
+    problems = validate_dataset(small_bids, config=FITS)
     errors = [p for p in problems if p.severity == "error"]
     text = "\n".join(str(p) for p in errors)
     assert "frames overlap" in text and "ses-baseline_trc-ucbj_pet.json" in text
@@ -55,7 +65,7 @@ def test_every_problem_is_reported(small_bids, capsys):
     assert "truncated or corrupt" in text
     assert "'Units' is missing" in text
     assert len(errors) == 4
-    assert cli_main(["validate", str(small_bids)]) == 1
+    assert cli_main(["validate", str(small_bids), "--window", "20", "38"]) == 1
     assert "4 error(s)" in capsys.readouterr().out
 
 
@@ -64,8 +74,9 @@ def test_atlas_grid_mismatch_reported(small_bids):
 
     d = small_bids / "sub-02/ses-baseline/anat/sub-02_ses-baseline_desc-regions_dseg.nii.gz"
     write_nifti(d, np.ones((3, 3, 3)), np.eye(4), dtype=np.int16)
-    problems = validate_dataset(small_bids, read_data=False)
-    assert any("differs from the PET grid" in p.message for p in problems)
+    problems = validate_dataset(small_bids, read_data=False, config=FITS)
+    assert any("ShapeMismatchError: " in p.message
+               and "not on the PET grid (shape (3, 3, 3)" in p.message for p in problems)
 
 
 def test_not_a_bids_dir(tmp_path):

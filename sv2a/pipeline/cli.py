@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .config import resolve_config
+from .config import PipelineConfig, resolve_config
 
-__all__ = ["add_arguments", "main", "EXAMPLES"]
+__all__ = ["add_arguments", "add_request_arguments", "add_config_argument",
+           "config_from_args", "main", "EXAMPLES"]
 
 EXAMPLES = """examples:
   # every subject/session: 1TCM where blood exists, SRTM2 and SUVR with the centrum semiovale
@@ -82,59 +83,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     -------
     None
     """
-    regional, voxel = _model_lists()
     S = argparse.SUPPRESS  # noqa: N806 - "not given" so the config file can fill it
     parser.add_argument("bids_dir", help="BIDS dataset root")
     parser.add_argument("out_dir", help="output (derivatives) folder, e.g. BIDS_DIR/"
                         "derivatives/sv2a")
     parser.add_argument("analysis_level", choices=["participant", "group"],
                         help="participant: per subject/session; group: statistics over arms")
-    sel = parser.add_argument_group("selection")
-    sel.add_argument("--participant-label", nargs="+", metavar="LABEL", default=S,
-                     help="subjects to process (with or without 'sub-')")
-    sel.add_argument("--session-label", nargs="+", metavar="LABEL", default=S,
-                     help="sessions to process (with or without 'ses-')")
-    mod = parser.add_argument_group("models")
-    mod.add_argument("--model", nargs="+", dest="models", metavar="MODEL", default=S,
-                     help=f"regional models, any of: {regional} (default: 1tcm srtm2 suvr); "
-                     "plasma-input models run only where blood data exist. At group level: "
-                     "the model to compare (default srtm2)")
-    mod.add_argument("--reference", default=S, metavar="REGION",
-                     help="reference region (default centrum_semiovale)")
-    mod.add_argument("--reference-erode", dest="reference_erode_mm", type=float, default=S,
-                     metavar="MM", help="erode the reference region by MM mm (default 0)")
-    mod.add_argument("--exclude-regions", nargs="+", dest="exclude_regions", metavar="REGION",
-                     default=S, help="atlas regions left out of model fits (e.g. ventricles)")
-    mod.add_argument("--window", nargs=2, type=float, default=S, metavar=("START", "END"),
-                     help="SUVR/SUV window in minutes after injection for suvr and suv fits "
-                     "and maps (default 60 90; window= in model_options)")
-    mod.add_argument("--atlas", default=S, metavar="PATH",
-                     help="label image used for every scan instead of anat/*_dseg")
-    mod.add_argument("--atlas-labels", default=S, metavar="TSV",
-                     help="label table of --atlas (dseg.tsv or FreeSurfer LUT)")
-    mod.add_argument("--atlas-name", default=S, metavar="NAME",
-                     help="seg-<NAME> in output file names (default: from the atlas file)")
-    mod.add_argument("--voxelwise", action="store_true", default=S,
-                     help="also compute parametric maps")
-    mod.add_argument("--voxelwise-model", nargs="+", dest="voxelwise_models", metavar="MODEL",
-                     default=S, help=f"models for the maps, any of: {voxel} (default: srtm2 "
-                     "if requested, else the first requested model that offers maps)")
-    mod.add_argument("--no-figures", dest="figures", action="store_false", default=S,
-                     help="skip figures and HTML reports")
-    cor = parser.add_argument_group("corrections and input")
-    cor.add_argument("--realign", action="store_true", default=S,
-                     help="realign the frames for head motion (rigid, to the late-frame sum)")
-    cor.add_argument("--pvc", choices=["gtm", "rbv"], default=S,
-                     help="partial-volume correction: gtm (regional TACs, written and fitted "
-                     "as desc-gtm beside the uncorrected ones) or rbv (also the maps)")
-    cor.add_argument("--psf-fwhm", dest="psf_fwhm", type=float, default=S, metavar="MM",
-                     help="scanner resolution FWHM (mm) for --pvc and --input idif (default: "
-                     "from the PET sidecar)")
-    cor.add_argument("--input", choices=["blood", "idif"], default=S,
-                     help="plasma input: measured blood (default) or image-derived (rodents)")
-    cor.add_argument("--idif-region", dest="idif_region", default=S, metavar="REGION",
-                     help="atlas region of the blood pool for --input idif (default: found "
-                     "automatically)")
+    add_request_arguments(parser)
     grp = parser.add_argument_group("group level")
     grp.add_argument("--outcome", default=S, help="parameter to compare (default BPND)")
     grp.add_argument("--baseline-session", default=S, metavar="LABEL",
@@ -170,7 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      metavar="P", help="voxelwise cluster-forming threshold, one-sided "
                      "uncorrected p (default 0.001)")
     ex = parser.add_argument_group("execution")
-    ex.add_argument("--config", metavar="FILE", help="settings file (JSON or YAML)")
+    add_config_argument(ex)
     ex.add_argument("--nprocs", type=int, default=S, metavar="N",
                     help="subject/sessions processed in parallel local processes (default 1)")
     ex.add_argument("--dask-scheduler", default=S, metavar="ADDRESS",
@@ -188,6 +143,130 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ex.add_argument("-q", "--quiet", action="store_true", help="no progress bar or info logs")
     ex.add_argument("-v", "--verbose", action="count", default=0,
                     help="more logging (-v info per scan, -vv debug)")
+
+
+
+def add_request_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options that decide what a participant-level run accepts (selection, models,
+    atlas, corrections and input): shared by ``sv2a run`` and ``sv2a validate``.
+
+    Each defaults to "not given" so that :func:`config_from_args` can tell a flag from a
+    configuration-file value.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The sub-command parser.
+
+    Returns
+    -------
+    None
+    """
+    regional, voxel = _model_lists()
+    S = argparse.SUPPRESS  # noqa: N806 - "not given" so the config file can fill it
+    sel = parser.add_argument_group("selection")
+    sel.add_argument("--participant-label", nargs="+", metavar="LABEL", default=S,
+                     help="subjects to process (with or without 'sub-')")
+    sel.add_argument("--session-label", nargs="+", metavar="LABEL", default=S,
+                     help="sessions to process (with or without 'ses-')")
+    mod = parser.add_argument_group("models")
+    mod.add_argument("--model", nargs="+", dest="models", metavar="MODEL", default=S,
+                     help=f"regional models, any of: {regional} (default: 1tcm srtm2 suvr); "
+                     "plasma-input models run only where blood data exist. At group level: "
+                     "the model to compare (default srtm2)")
+    mod.add_argument("--reference", default=S, metavar="REGION",
+                     help="reference region (default centrum_semiovale)")
+    mod.add_argument("--reference-erode", dest="reference_erode_mm", type=float, default=S,
+                     metavar="MM", help="erode the reference region by MM mm (default 0)")
+    mod.add_argument("--exclude-regions", nargs="+", dest="exclude_regions", metavar="REGION",
+                     default=S, help="atlas regions left out of model fits (e.g. ventricles)")
+    mod.add_argument("--window", nargs=2, type=float, default=S, metavar=("START", "END"),
+                     help="SUVR/SUV window in minutes after injection for suvr and suv fits "
+                     "and maps (default 60 90; window= in model_options)")
+    mod.add_argument("--atlas", default=S, metavar="PATH",
+                     help="label image used for every scan instead of anat/*_dseg")
+    mod.add_argument("--atlas-labels", default=S, metavar="TSV",
+                     help="label table of --atlas (dseg.tsv or FreeSurfer LUT)")
+    mod.add_argument("--atlas-resample", action="store_true", default=S,
+                     help="resample a segmentation that is not on the PET grid (nearest "
+                     "neighbour); by default it is refused. Even then a segmentation whose "
+                     "header origin disagrees grossly with the PET's, or whose labelled voxels "
+                     "lie mostly outside the PET field of view, is refused")
+    mod.add_argument("--atlas-name", default=S, metavar="NAME",
+                     help="seg-<NAME> in output file names (default: from the atlas file)")
+    mod.add_argument("--voxelwise", action="store_true", default=S,
+                     help="also compute parametric maps")
+    mod.add_argument("--voxelwise-model", nargs="+", dest="voxelwise_models", metavar="MODEL",
+                     default=S, help=f"models for the maps, any of: {voxel} (default: srtm2 "
+                     "if requested, else the first requested model that offers maps)")
+    mod.add_argument("--no-figures", dest="figures", action="store_false", default=S,
+                     help="skip figures and HTML reports")
+    cor = parser.add_argument_group("corrections and input")
+    cor.add_argument("--realign", action="store_true", default=S,
+                     help="realign the frames for head motion (rigid, to the late-frame sum)")
+    cor.add_argument("--pvc", choices=["gtm", "rbv"], default=S,
+                     help="partial-volume correction: gtm (regional TACs, written and fitted "
+                     "as desc-gtm beside the uncorrected ones) or rbv (also the maps)")
+    cor.add_argument("--psf-fwhm", dest="psf_fwhm", type=float, default=S, metavar="MM",
+                     help="scanner resolution FWHM (mm) for --pvc and --input idif (default: "
+                     "from the PET sidecar)")
+    cor.add_argument("--input", choices=["blood", "idif"], default=S,
+                     help="plasma input: measured blood (default) or image-derived (rodents)")
+    cor.add_argument("--idif-region", dest="idif_region", default=S, metavar="REGION",
+                     help="atlas region of the blood pool for --input idif (default: found "
+                     "automatically)")
+
+
+def add_config_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Add ``--config FILE`` (the settings file of ``sv2a run`` and ``sv2a validate``).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser or argument group
+        Where to add it.
+
+    Returns
+    -------
+    None
+    """
+    parser.add_argument("--config", metavar="FILE", help="settings file (JSON or YAML)")
+
+
+#: Parsed arguments that are not settings of :class:`~sv2a.pipeline.config.PipelineConfig`.
+_NOT_SETTINGS = ("bids_dir", "out_dir", "analysis_level", "config", "quiet", "verbose",
+                 "command", "_module", "quick")
+
+
+def config_from_args(args: argparse.Namespace, level: str = "participant") -> PipelineConfig:
+    """The validated configuration of parsed ``sv2a run``/``sv2a validate`` arguments:
+    defaults < ``--config`` file < flags.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed arguments (flags not given are absent).
+    level : str
+        ``"participant"`` or ``"group"`` (at group level ``--model`` names the one model
+        whose fits are compared).
+
+    Returns
+    -------
+    PipelineConfig
+        The validated configuration.
+
+    Raises
+    ------
+    ConfigError
+        A bad setting.
+    """
+    given = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
+    if level == "group" and "models" in given:
+        models = given.pop("models")
+        if len(models) != 1:
+            raise ConfigError("at group level give one --model (the model whose fits are "
+                              f"compared), got {models}")
+        given["group_model"] = models[0]
+    return resolve_config(given, getattr(args, "config", None))
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -238,16 +317,7 @@ def main(args: argparse.Namespace) -> int:
         A bad setting (reported by ``sv2a`` as one line, exit status 1).
     """
     _setup_logging(args.quiet, args.verbose)
-    given = {k: v for k, v in vars(args).items()
-             if k not in ("bids_dir", "out_dir", "analysis_level", "config", "quiet",
-                          "verbose", "command", "_module")}
-    if args.analysis_level == "group" and "models" in given:
-        models = given.pop("models")
-        if len(models) != 1:
-            raise ConfigError("at group level give one --model (the model whose fits are "
-                              f"compared), got {models}")
-        given["group_model"] = models[0]
-    cfg = resolve_config(given, args.config)
+    cfg = config_from_args(args, args.analysis_level)
     if not Path(args.bids_dir).is_dir():
         raise ConfigError(f"BIDS_DIR {args.bids_dir} is not a directory")
     if args.analysis_level == "participant":

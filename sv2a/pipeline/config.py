@@ -30,7 +30,7 @@ __all__ = ["PipelineConfig", "load_config_file", "resolve_config", "input_finger
 
 #: Settings that change participant-level outputs (they enter the per-scan hash).
 PARTICIPANT_KEYS = ("models", "reference", "reference_erode_mm", "exclude_regions", "atlas",
-                    "atlas_labels",
+                    "atlas_labels", "atlas_resample",
                     "atlas_name", "voxelwise", "voxelwise_models", "model_options",
                     "voxelwise_options", "figures", "realign", "pvc", "psf_fwhm", "input",
                     "idif_region")
@@ -77,9 +77,15 @@ class PipelineConfig:
         counts) are left out automatically with a note in the log and the report.
     atlas, atlas_labels : str or None
         Label image (and its ``index name`` table) used for every scan instead of the scan's
-        ``anat/*_dseg`` segmentation; resampled to the PET grid (nearest neighbour) if needed.
+        ``anat/*_dseg`` segmentation.
     atlas_name : str or None
         ``seg-<label>`` in output names (default: from the segmentation file name).
+    atlas_resample : bool
+        Resample a segmentation that is not on the PET grid (nearest neighbour,
+        ``--atlas-resample``); by default such a segmentation is refused. Even with it, a
+        segmentation whose header origin disagrees grossly with the PET's or whose labelled
+        voxels lie mostly outside the PET field of view is refused
+        (:func:`sv2a.atlas.place_on_grid`).
     voxelwise : bool
         Also compute parametric maps.
     voxelwise_models : list of str or None
@@ -170,6 +176,7 @@ class PipelineConfig:
     atlas: str | None = None
     atlas_labels: str | None = None
     atlas_name: str | None = None
+    atlas_resample: bool = False
     voxelwise: bool = False
     voxelwise_models: list[str] | None = None
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -222,7 +229,7 @@ class PipelineConfig:
         ConfigError
             A bad value; the message says which setting, what is valid and how to fix it.
         """
-        for key in ("voxelwise", "figures", "force", "skip_invalid"):
+        for key in ("voxelwise", "figures", "force", "skip_invalid", "atlas_resample"):
             setattr(self, key, _flag(getattr(self, key), key))
         self.models = _model_names(_str_list(self.models, "models"), "region", "models")
         if not self.models:

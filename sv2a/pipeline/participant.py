@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import __version__
-from ..errors import DataError, RegionError, ShapeMismatchError, Sv2aError
+from ..errors import DataError, RegionError, Sv2aError
 from . import derivatives as drv
 from . import locks
 from .config import PipelineConfig
@@ -640,7 +640,8 @@ def _stage_realign(st: _Scan) -> None:
 
 
 def _stage_atlas(st: _Scan) -> None:
-    """Load the segmentation on the PET grid; check and optionally erode the reference."""
+    """Load the segmentation on the PET grid (refused on another grid unless
+    ``atlas_resample``); check and optionally erode the reference."""
     from ..atlas import load_atlas
 
     st.stage = "atlas"
@@ -655,12 +656,9 @@ def _stage_atlas(st: _Scan) -> None:
             f"{job.label}: no segmentation found (expected anat/{job.stem}*_dseg.nii.gz with a "
             "_dseg.tsv beside it); give one for all scans with --atlas PATH --atlas-labels TSV"
         )
-    atlas = load_atlas(path, labels=labels)
-    try:
-        atlas.check_grid(st.pet.shape, st.pet.affine)
-    except ShapeMismatchError as exc:
-        st.slog.warning("atlas not on the PET grid (%s); resampled with nearest neighbour", exc)
-        atlas = atlas.resample_to(st.pet.shape, st.pet.affine)
+    # the one geometry policy (sv2a.atlas.place_on_grid): another grid is refused unless
+    # --atlas-resample, and even then a gross header disagreement is refused
+    atlas = load_atlas(path, labels=labels, pet=st.pet, resample=cfg.atlas_resample)
     st.seg = drv.atlas_label(path, cfg.atlas_name)
     st.atlas_uri = drv.bids_uri(path, job.bids_dir)
     st.atlas = _reference_region(st, atlas, path)

@@ -68,6 +68,7 @@ def _label_names(scan: Scan, cfg: PipelineConfig) -> tuple[list[str] | None, str
     problem."""
     from ..atlas import read_label_table
     from ..regions import region_name
+    from ..sidecar import applicable_files, sidecar_places
 
     if cfg.atlas:
         image = Path(cfg.atlas)
@@ -77,11 +78,16 @@ def _label_names(scan: Scan, cfg: PipelineConfig) -> tuple[list[str] | None, str
     else:
         return None, ("no segmentation found (expected anat/<scan>_dseg.nii.gz with its "
                       "_dseg.tsv); give one for all scans with --atlas PATH --atlas-labels TSV")
-    if table is None:
-        table = image.with_name(image.name.split(".nii")[0] + ".tsv")
+    if table is None:  # the table load_atlas reads: beside the image or inherited (BIDS)
+        tables = applicable_files(image, ".tsv")
+        if not tables:
+            return None, (f"the atlas label table {image.name.split('.nii')[0]}.tsv is missing "
+                          f"(expected {sidecar_places(image, '.tsv')}); add it (columns index, "
+                          "name) or give --atlas-labels TSV")
+        table = tables[-1]
     if not table.exists():
-        return None, (f"the atlas label table {table.name} is missing beside {image.name}; add "
-                      "it (columns index, name) or give --atlas-labels TSV")
+        return None, (f"the atlas label table {table.name} is missing; add it (columns index, "
+                      "name) or give --atlas-labels TSV")
     try:
         names = read_label_table(table)
     except Sv2aError as exc:
