@@ -141,7 +141,7 @@ def test_demo_data_is_the_documented_cohort():
     from sv2a.pipeline.demo import DEMO_SETTINGS, find_demo_data
 
     root = find_demo_data()
-    assert root is not None, "demo_data/ missing: run python demo_data/make_demo.py"
+    assert root is not None, "demo_data/ missing: run python demo_data/code/make_demo.py"
     scans = find_scans(root)
     parts = read_participants(root)
     assert len(scans) == 12 and parts["arm"].value_counts().tolist() == [3, 3]
@@ -149,7 +149,7 @@ def test_demo_data_is_the_documented_cohort():
     assert all(s.dseg is not None for s in scans)
     size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     assert size <= 25 * 2**20
-    assert (root / "truth.tsv").exists() and (root / "make_demo.py").exists()
+    assert (root / "truth.tsv").exists() and (root / "code" / "make_demo.py").exists()
 
 
 # --------------------------------------------------------------------------- the model registry

@@ -5,7 +5,7 @@ binding, between-subject variability, test-retest variability, an optional flow 
 simulates every scan with :func:`~sv2a.phantom.subject.make_subject` and writes::
 
     OUT/dataset_description.json, README, participants.tsv/.json (participant_id arm
-        [factor columns] age sex weight), truth.tsv, design.json
+        [factor columns] age sex weight), truth.tsv, design.json, .bidsignore
     OUT/phenotype/<measure>.tsv + .json                  (participant_id session_id score)
     OUT/sub-01/sub-01_sessions.tsv                        (session_id, time_since_dose in h)
     OUT/sub-01/ses-baseline/pet/sub-01_ses-baseline_pet.nii.gz + .json
@@ -34,6 +34,11 @@ region (regional fraction). Effects multiply VS (1TCM: ``VT = VND + VS``, ``k2 =
 2TCM: ``k3``); flow effects multiply K1 (and k2 for the 2TCM, keeping VND). Every scan's true
 parameters after all of this are in ``truth.tsv``.
 
+The files that released BIDS raw data does not define (ground truth, segmentations beside the
+PET, true motion, session-level phenotype tables) are listed in ``.bidsignore``
+(:mod:`sv2a.phantom.bidsignore`), so that the official bids-validator reports no error on
+them; ``tests/test_bids_validator.py`` runs it on phantom datasets.
+
 Random streams: ``default_rng([seed, stream, subject, session])``, so a scan's data depend only
 on the seed and its position, and the same seed gives byte-identical files.
 """
@@ -54,6 +59,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BIDSError, ConfigError, DesignError, ModelError
+from .bidsignore import write_bidsignore
 from .geometry import make_anatomy
 from .scores import SCORE_FORMULA, draw_scores, normalise_scores, write_phenotype
 from .simulate import complete_params, region_table
@@ -1039,6 +1045,7 @@ def make_cohort(
         "sv2a_version": __version__,
     }
     write_json(root / "design.json", design_out)
+    write_bidsignore(root)
     return Cohort(root, design_out, participants, truth, scans)
 
 

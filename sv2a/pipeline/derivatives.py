@@ -54,10 +54,16 @@ __all__ = [
 ]
 
 BIDS_VERSION = "1.9.0"
-#: Files that are not BIDS derivatives proper (reports, logs, configuration, group tables).
-BIDSIGNORE = ["logs/", "group/", "figures/", "*.html", "sv2a_config*.json", ".sv2a-work/",
-              "*_tacs.tsv", "*_tacs.json", "*_kinpar.tsv", "*_kinpar.json", "*_mimap.nii.gz",
-              "*_mimap.json"]
+#: Files that are not BIDS derivatives at all: logs, figures, HTML reports, the run's
+#: configuration, the work folder and the group-level tables (BIDS names no group-level
+#: files). The per-scan outputs are *not* listed: the validator must see them.
+BIDSIGNORE = ["logs/", "group/", "figures/", "*.html", "sv2a_config*.json", ".sv2a-work/"]
+#: Suffixes of the per-scan outputs that BIDS proposals define but no released BIDS version
+#: has yet (PET preprocessing and kinetic-modelling derivatives): regional TACs, regional
+#: kinetic parameters and parametric maps. The official bids-validator reports them as
+#: ``NOT_INCLUDED``; the configuration :func:`sv2a.resources.bids_validator_config` turns
+#: exactly these into warnings.
+PROPOSAL_SUFFIXES = ("tacs", "kinpar", "mimap")
 
 
 # --------------------------------------------------------------------------- names
@@ -306,7 +312,24 @@ def bids_uri(path: str | os.PathLike[str], bids_dir: str | os.PathLike[str]) -> 
 
 def write_dataset_description(out_dir: str | os.PathLike[str],
                               bids_dir: str | os.PathLike[str]) -> Path:
-    """Write ``OUT/dataset_description.json``.
+    """Write ``OUT/dataset_description.json`` (and ``OUT/README`` when there is none).
+
+    The description is that of a BIDS derivative dataset: ``DatasetType: derivative``,
+    ``GeneratedBy`` (sv2a, its version and code URL), ``SourceDatasets`` and ``DatasetLinks``
+    (``raw``: the input dataset, which the ``bids:raw:`` URIs of the sidecars refer to).
+
+    Checking and indexing the derivatives:
+
+    * the official bids-validator (``bids-validator-deno``, on PyPI) with
+      ``--config`` :func:`sv2a.resources.bids_validator_config` reports no error; its only
+      warnings are the ``NOT_INCLUDED`` of the outputs whose suffixes BIDS proposals define
+      but no released BIDS version has yet (:data:`PROPOSAL_SUFFIXES`), and the hint
+      ``TOO_FEW_AUTHORS`` (sv2a cannot know who ran it);
+    * pybids indexes the outputs with
+      ``BIDSLayout(OUT, validate=False, config=["bids", "derivatives",``
+      :func:`sv2a.resources.pybids_config` ``])``, which adds the ``meas`` entity of the maps
+      (``meas-BPND``) to pybids' own entities (``model``, ``segmentation`` = ``seg-``,
+      ``desc``): ``layout.get(suffix="mimap", meas="BPND")``.
 
     Parameters
     ----------
@@ -318,7 +341,7 @@ def write_dataset_description(out_dir: str | os.PathLike[str],
     Returns
     -------
     Path
-        The file (DatasetType derivative, GeneratedBy, SourceDatasets, DatasetLinks).
+        The ``dataset_description.json`` written.
     """
     root = Path(bids_dir).resolve()
     src: dict[str, Any] = {"URL": root.as_uri()}
@@ -348,11 +371,40 @@ def write_dataset_description(out_dir: str | os.PathLike[str],
         "SourceDatasets": [src],
         "DatasetLinks": {"raw": root.as_uri()},
     }
+    _write_readme(Path(out_dir), root)
     return write_json(Path(out_dir) / "dataset_description.json", desc)
 
 
+def _write_readme(out: Path, raw: Path) -> None:
+    """``OUT/README`` (BIDS recommends one) unless the user already put one there."""
+    if any((out / name).exists() for name in ("README", "README.md", "README.rst",
+                                               "README.txt")):
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    suffixes = ", ".join(f"_{s}" for s in PROPOSAL_SUFFIXES)
+    text = (
+        f"SV2A PET derivatives written by sv2a {__version__} from the BIDS dataset {raw}.\n\n"
+        "Per scan (sub-<label>[/ses-<label>]/pet/): regional time-activity curves "
+        "(_tacs.tsv), regional kinetic parameters per model (_model-<MODEL>_kinpar.tsv) and "
+        "parametric maps (_model-<MODEL>_meas-<PARAMETER>_mimap.nii.gz), each with a JSON "
+        "sidecar giving units, model settings and the source files. Their suffixes "
+        f"({suffixes}) come from BIDS proposals for PET derivatives, not yet in a released "
+        "BIDS version.\n"
+        "Not BIDS (listed in .bidsignore): logs/, group/ (group-level tables), figures/, "
+        "the HTML reports and sv2a_config.json (the settings of the run).\n")
+    from ..io import atomic_path
+
+    with atomic_path(out / "README") as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def write_bidsignore(out_dir: str | os.PathLike[str]) -> Path:
-    """Write ``OUT/.bidsignore`` listing the non-BIDS outputs (idempotent).
+    """Write ``OUT/.bidsignore`` listing the outputs that are not BIDS at all (idempotent).
+
+    Logs, figures, HTML reports, the run's configuration, the work folder and the
+    group-level tables (:data:`BIDSIGNORE`). The per-scan outputs (TACs, kinetic parameters,
+    parametric maps) are deliberately not listed, so that the bids-validator and pybids see
+    them (see :func:`write_dataset_description`).
 
     Parameters
     ----------
@@ -367,8 +419,10 @@ def write_bidsignore(out_dir: str | os.PathLike[str]) -> Path:
     p = Path(out_dir) / ".bidsignore"
     from ..io import atomic_path
 
+    head = ["# sv2a: files that are not BIDS derivatives (logs, figures, reports, settings,",
+            "# group-level tables); the per-scan outputs are left visible on purpose."]
     with atomic_path(p) as tmp:
-        tmp.write_text("\n".join(BIDSIGNORE) + "\n", encoding="utf-8")
+        tmp.write_text("\n".join(head + BIDSIGNORE) + "\n", encoding="utf-8")
     return p
 
 
