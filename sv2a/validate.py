@@ -171,8 +171,8 @@ def validate_dataset(bids_dir: str | os.PathLike[str], *, read_data: bool = True
             checks = {p.check for p in request if p.pet == str(scan.pet)}
             _catch(problems, str(scan.pet), _check_scan, problems, scan, parts, read_data,
                    cfg, checks)
-            bar.update(failed=sum(p.severity == "error" for p in problems) > n_err,
-                       note=scan.pet.name)
+            bar.update(failed=bool(checks) or sum(p.severity == "error" for p in problems)
+                       > n_err, note=scan.pet.name)
     return problems
 
 
