@@ -16,7 +16,8 @@ Checks, and the function that decides each (shared with ``sv2a run``):
 * the segmentation on the PET grid: :func:`sv2a.atlas.load_atlas` with
   :func:`sv2a.atlas.place_on_grid` (``run``: atlas stage; refused on another grid unless
   ``--atlas-resample``), then the reference region has voxels (and survives
-  ``--reference-erode``);
+  ``--reference-erode``), and with voxel data the regional TACs
+  (:func:`sv2a.tacs.extract_tacs`, ``run``: TAC stage);
 * blood recordings when a requested plasma-input model uses them: :func:`sv2a.blood_io.
   load_blood` (``run``: blood stage) and coverage of the scan (``run``: the model fails);
   recordings no requested model uses give warnings only;
@@ -241,24 +242,29 @@ def _check_scan(problems: list[Problem], scan: Scan, parts: Any, read_data: bool
     if "injected_mbq" not in pet.meta:
         problems.append(Problem("warning", pfile, "InjectedRadioactivity missing in the "
                                 "sidecar; SUV cannot be computed"))
-    if read_data:
-        _check_data(problems, pfile, pet)
+    readable = _check_data(problems, pfile, pet) if read_data else False
     _check_blood(problems, scan, pet, cfg)
-    if "atlas" not in request_checks:
-        _check_atlas(problems, scan, pet, cfg, request_checks)
+    atlas = None if "atlas" in request_checks else _check_atlas(problems, scan, pet, cfg,
+                                                                  request_checks)
+    if readable and atlas is not None:  # run's TAC stage: empty regions, unusable frames
+        from .tacs import extract_tacs
+
+        _catch(problems, pfile, extract_tacs, pet, atlas)
 
 
-def _check_data(problems: list[Problem], pfile: str, pet: Any) -> None:
-    """The voxel data: readable, not all zero; NaNs counted (warning)."""
+def _check_data(problems: list[Problem], pfile: str, pet: Any) -> bool:
+    """The voxel data: readable, not all zero; NaNs counted (warning). Returns whether the
+    data could be read."""
     data = _catch(problems, pfile, lambda: pet.data)
     if data is None:
-        return
+        return False
     n_nan = int(np.isnan(data).sum())
     if n_nan:
         problems.append(Problem("warning", pfile, f"{n_nan} NaN voxel values "
                                 "(excluded from regional means)"))
     if not np.any(data):
         problems.append(Problem("error", pfile, "DataError: the image is all zero"))
+    return True
 
 
 def _check_blood(problems: list[Problem], scan: Scan, pet: Any, cfg: PipelineConfig) -> None:
@@ -285,9 +291,10 @@ def _check_blood(problems: list[Problem], scan: Scan, pet: Any, cfg: PipelineCon
 
 
 def _check_atlas(problems: list[Problem], scan: Scan, pet: Any, cfg: PipelineConfig,
-                 request_checks: set[str]) -> None:
+                 request_checks: set[str]) -> Any:
     """The segmentation as ``run`` loads it (:func:`sv2a.atlas.load_atlas` on the PET grid,
-    the one geometry policy), then the reference region's voxels."""
+    the one geometry policy), then the reference region's voxels; returns the atlas as
+    ``run`` extracts TACs from it (reference eroded), or ``None`` after an error."""
     from .atlas import load_atlas
 
     if cfg.atlas:
@@ -295,11 +302,11 @@ def _check_atlas(problems: list[Problem], scan: Scan, pet: Any, cfg: PipelineCon
     elif scan.dseg is not None:
         path, labels = Path(scan.dseg), None
     else:
-        return  # reported by the request check
+        return None  # reported by the request check
     atlas = _catch(problems, str(path), load_atlas, path, labels, pet=pet,
                    resample=cfg.atlas_resample)
     if atlas is None or "reference" in request_checks or not _reference_used(cfg):
-        return
+        return atlas
     from .regions import region_name
 
     ref = region_name(cfg.reference)
@@ -308,8 +315,10 @@ def _check_atlas(problems: list[Problem], scan: Scan, pet: Any, cfg: PipelineCon
                                 f"'{cfg.reference}' has no voxel in {path.name} on the PET "
                                 f"grid; available: {', '.join(atlas.names)}. Choose one with "
                                 "--reference"))
-    elif cfg.reference_erode_mm > 0:
-        _catch(problems, str(path), atlas.erode, ref, cfg.reference_erode_mm)
+        return None
+    if cfg.reference_erode_mm > 0:
+        return _catch(problems, str(path), atlas.erode, ref, cfg.reference_erode_mm)
+    return atlas
 
 
 def _reference_used(cfg: PipelineConfig) -> bool:

@@ -32,7 +32,7 @@ ANAT = "sub-02/ses-baseline/anat/sub-02_ses-baseline_desc-regions_dseg"
 def _validate(bids: Path, opts: list[str], capsys) -> tuple[int, set[str], str]:
     """Exit status, error classes and the output of ``sv2a validate``."""
     capsys.readouterr()
-    rc = cli_main(["validate", str(bids), "--quick", *opts])
+    rc = cli_main(["validate", str(bids), *opts])
     out = capsys.readouterr().out
     classes = set(re.findall(r"^ERROR +.*?: (?:unexpected )?(\w+Error)\b", out, re.M))
     return rc, classes, out
