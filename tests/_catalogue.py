@@ -1,0 +1,863 @@
+"""The bad-input catalogue: one valid phantom scan, and one corruption of it per case.
+
+Each :class:`Case` names what is broken, how to break a copy of the valid scan (a function
+of the case's :class:`Files`), and what sv2a must do about it at each of the three levels
+that ``tests/test_bad_input_catalogue.py`` checks:
+
+* ``api``: the public loaders and fitters (:func:`api_chain`: ``sv2a.load_pet`` ->
+  ``.data`` -> ``sv2a.load_atlas(pet=)`` -> ``sv2a.extract_tacs`` -> ``sv2a.fit`` SRTM ->
+  ``sv2a.load_blood`` with its coverage check -> ``sv2a.fit`` Logan); the step named by
+  ``stage`` must raise the exact class, the steps before it must not;
+* ``validate``: :func:`sv2a.validate.validate_dataset`;
+* ``run``: ``sv2a run`` (:func:`sv2a.pipeline.run_participant`) and its ``logs/failures.tsv``.
+
+An expectation is an :mod:`sv2a.errors` class name (the input is refused with that class),
+``"ok"`` (the input is legal: the scan is processed, with the result of the valid copy where
+``same_result``) or ``"warn"`` (usable, with a warning that says ``says``). Where today's
+code does not do what the catalogue asks, ``xfail`` holds the reason per level; the test
+marks that level ``xfail(strict=True)``, so it flips to a failure when the code is fixed and
+the mark must then go.
+
+Every case of :data:`CASES` is one subject of one corrupted dataset (``sub-c01`` ...), so the
+whole catalogue costs one ``validate`` and one ``run``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+#: Session of every catalogue scan, the regions kept from the phantom atlas, the models run.
+SES = "bl"
+REGIONS = {1: "frontal_cortex", 12: "putamen", 17: "centrum_semiovale"}
+REFERENCE = "centrum_semiovale"
+MODELS = ["srtm", "logan"]
+MODEL_OPTIONS = {"logan": {"tstar": 30.0}}  # min; the noise-free first frame is 0
+VALID = "ref"  # the label of the untouched copy in the corrupted dataset
+DROP = object()  # sidecar value that removes the field
+
+
+# --------------------------------------------------------------------------- files of a scan
+@dataclass(frozen=True)
+class Files:
+    """The files of one catalogue subject (``sub-<label>/ses-bl``)."""
+
+    root: Path
+    label: str
+    ses: str = SES
+
+    @property
+    def prefix(self) -> str:
+        return f"sub-{self.label}_ses-{self.ses}"
+
+    @property
+    def sub_dir(self) -> Path:
+        return self.root / f"sub-{self.label}"
+
+    @property
+    def pet(self) -> Path:
+        return self.sub_dir / f"ses-{self.ses}" / "pet" / f"{self.prefix}_pet.nii.gz"
+
+    @property
+    def pet_json(self) -> Path:
+        return self.pet.with_name(f"{self.prefix}_pet.json")
+
+    @property
+    def blood(self) -> Path:
+        return self.pet.with_name(f"{self.prefix}_recording-manual_blood.tsv")
+
+    @property
+    def blood_json(self) -> Path:
+        return self.blood.with_suffix(".json")
+
+    @property
+    def dseg(self) -> Path:
+        return self.sub_dir / f"ses-{self.ses}" / "anat" / f"{self.prefix}_dseg.nii.gz"
+
+    @property
+    def dseg_tsv(self) -> Path:
+        return self.dseg.with_name(f"{self.prefix}_dseg.tsv")
+
+
+# --------------------------------------------------------------------------- the valid scan
+def make_template(where: Path) -> Files:
+    """Write the one valid scan every case starts from: a noise-free 8 mm human [11C]UCB-J
+    phantom (24 x 28 x 24 voxels, 39 frames over 90 min, manual arterial blood) with three
+    regions kept (frontal cortex, putamen and the centrum semiovale reference).
+
+    Parameters
+    ----------
+    where : Path
+        An empty folder; the phantom is simulated in ``where/phantom`` and the template
+        written as subject ``sub-ref`` of ``where/template``.
+
+    Returns
+    -------
+    Files
+        The template's files.
+    """
+    from sv2a.phantom import make_cohort
+
+    ph = where / "phantom"
+    make_cohort(ph, design="ketamine-human", seed=1, n_subjects=1, voxel_mm=8.0, noise=0,
+                fwhm=0, blood="all", scores=False)
+    src = ph / "sub-01" / "ses-baseline"
+    f = Files(where / "template", VALID)
+    for d in (f.pet.parent, f.dseg.parent):
+        d.mkdir(parents=True)
+    old = "sub-01_ses-baseline"
+    for name in ("_pet.nii.gz", "_pet.json", "_recording-manual_blood.tsv",
+                 "_recording-manual_blood.json"):
+        shutil.copy(src / "pet" / f"{old}{name}", f.pet.parent / f"{f.prefix}{name}")
+    seg = nib.load(src / "anat" / f"{old}_dseg.nii.gz")
+    lab = np.asarray(seg.dataobj).astype(np.int16)
+    lab[~np.isin(lab, list(REGIONS))] = 0
+    _save(f.dseg, lab, seg.affine, np.int16)
+    write_table(f.dseg_tsv, REGIONS)
+    return f
+
+
+def write_table(path: Path, table: dict[int, str]) -> None:
+    """A ``dseg.tsv`` label table."""
+    path.write_text("index\tname\n" + "".join(f"{k}\t{v}\n" for k, v in table.items()))
+
+
+def _save(path: Path, data: np.ndarray, affine: np.ndarray, dtype: Any = np.float32) -> None:
+    img = nib.Nifti1Image(np.asarray(data, dtype=dtype), np.asarray(affine, float))
+    img.set_data_dtype(dtype)
+    nib.save(img, str(path))
+
+
+def add_subject(template: Files, root: Path, label: str, ses: str = SES) -> Files:
+    """Copy the template scan into ``root`` as ``sub-<label>/ses-<ses>``.
+
+    Parameters
+    ----------
+    template : Files
+        :func:`make_template`'s scan.
+    root : Path
+        The dataset root.
+    label, ses : str
+        The new subject and session labels.
+
+    Returns
+    -------
+    Files
+        The copy's files.
+    """
+    f = Files(root, label, ses)
+    for src_dir, dst_dir in ((template.pet.parent, f.pet.parent),
+                             (template.dseg.parent, f.dseg.parent)):
+        dst_dir.mkdir(parents=True, exist_ok=True)
+        for p in src_dir.iterdir():
+            shutil.copy(p, dst_dir / p.name.replace(template.prefix, f.prefix))
+    return f
+
+
+def write_dataset_files(root: Path, rows: dict[str, dict[str, Any]]) -> None:
+    """``dataset_description.json`` and ``participants.tsv`` (one row per label).
+
+    Parameters
+    ----------
+    root : Path
+        The dataset root.
+    rows : dict
+        ``{label: {column: value}}``; every row has the same columns.
+    """
+    (root / "dataset_description.json").write_text(json.dumps(
+        {"Name": "sv2a bad-input catalogue", "BIDSVersion": "1.9.0", "DatasetType": "raw"}))
+    cols = list(next(iter(rows.values())))
+    lines = ["\t".join(["participant_id", *cols])]
+    lines += ["\t".join([f"sub-{k}", *(str(v[c]) for c in cols)]) for k, v in rows.items()]
+    (root / "participants.tsv").write_text("\n".join(lines) + "\n")
+
+
+PARTICIPANT = {"arm": "A", "age": 42, "weight": 86.2}
+
+
+# --------------------------------------------------------------------------- corruptions
+Corrupt = Callable[[Files], None]
+
+
+def _meta(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def sidecar(**changes: Any) -> Corrupt:
+    """Set (or, with :data:`DROP`, remove) fields of the PET sidecar."""
+    def corrupt(f: Files) -> None:
+        meta = _meta(f.pet_json)
+        for k, v in changes.items():
+            if v is DROP:
+                meta.pop(k, None)
+            else:
+                meta[k] = v
+        f.pet_json.write_text(json.dumps(meta))
+    return corrupt
+
+
+def frames(fn: Callable[[list[float], list[float]], tuple[list, list]]) -> Corrupt:
+    """Rewrite ``FrameTimesStart`` and ``FrameDuration`` (seconds) with ``fn(starts, durs)``."""
+    def corrupt(f: Files) -> None:
+        meta = _meta(f.pet_json)
+        meta["FrameTimesStart"], meta["FrameDuration"] = fn(
+            list(meta["FrameTimesStart"]), list(meta["FrameDuration"]))
+        f.pet_json.write_text(json.dumps(meta))
+    return corrupt
+
+
+def text(attr: str, content: str) -> Corrupt:
+    """Replace a file's content."""
+    def corrupt(f: Files) -> None:
+        getattr(f, attr).write_text(content)
+    return corrupt
+
+
+def delete(attr: str) -> Corrupt:
+    """Remove a file."""
+    def corrupt(f: Files) -> None:
+        getattr(f, attr).unlink()
+    return corrupt
+
+
+def truncate(attr: str) -> Corrupt:
+    """Cut a file to half its bytes (a copy interrupted half way)."""
+    def corrupt(f: Files) -> None:
+        p = getattr(f, attr)
+        raw = p.read_bytes()
+        p.write_bytes(raw[: len(raw) // 2])
+    return corrupt
+
+
+def image(fn: Callable[[np.ndarray], np.ndarray], attr: str = "pet",
+          affine: Callable[[np.ndarray], np.ndarray] | None = None,
+          dtype: Any = np.float32) -> Corrupt:
+    """Rewrite an image's voxels (``fn(data) -> data``) and optionally its affine."""
+    def corrupt(f: Files) -> None:
+        p = getattr(f, attr)
+        img = nib.load(p)
+        data = np.asarray(img.dataobj)
+        aff = np.asarray(img.affine, float)
+        _save(p, fn(data), affine(aff) if affine else aff, dtype)
+    return corrupt
+
+
+def blood_rows(fn: Callable[[list[str], list[list[str]]], tuple[list[str], list[list[str]]]]
+               ) -> Corrupt:
+    """Rewrite the blood table (header cells, rows of cells) with ``fn``."""
+    def corrupt(f: Files) -> None:
+        lines = f.blood.read_text().splitlines()
+        header, rows = fn(lines[0].split("\t"), [ln.split("\t") for ln in lines[1:]])
+        f.blood.write_text("\n".join("\t".join(r) for r in [header, *rows]) + "\n")
+    return corrupt
+
+
+def blood_cell(row: int, col: str, value: str) -> Corrupt:
+    """Set one cell of the blood table (row index after the header, column name)."""
+    def fn(header: list[str], rows: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+        rows[row][header.index(col)] = value
+        return header, rows
+    return blood_rows(fn)
+
+
+def blood_column(col: str, fn: Callable[[str], str]) -> Corrupt:
+    """Rewrite every cell of one blood column with ``fn(cell)``."""
+    def rows_fn(header: list[str], rows: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+        i = header.index(col)
+        for r in rows:
+            r[i] = fn(r[i])
+        return header, rows
+    return blood_rows(rows_fn)
+
+
+def blood_meta(fn: Callable[[dict[str, Any]], None]) -> Corrupt:
+    """Edit the blood sidecar in place with ``fn(meta)``."""
+    def corrupt(f: Files) -> None:
+        meta = _meta(f.blood_json)
+        fn(meta)
+        f.blood_json.write_text(json.dumps(meta))
+    return corrupt
+
+
+def both(*fns: Corrupt) -> Corrupt:
+    """Apply several corruptions in order."""
+    def corrupt(f: Files) -> None:
+        for fn in fns:
+            fn(f)
+    return corrupt
+
+
+def _shuffle_rows(header: list[str], rows: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+    order = np.random.default_rng(3).permutation(len(rows))
+    return header, [rows[i] for i in order]
+
+
+def _scaled(fn: Callable[[float], float]) -> Callable[[str], str]:
+    return lambda cell: cell if cell == "n/a" else repr(fn(float(cell)))
+
+
+def _swap(i: int, j: int) -> Callable[[list[float], list[float]], tuple[list, list]]:
+    def fn(s: list[float], d: list[float]) -> tuple[list, list]:
+        s[i], s[j] = s[j], s[i]
+        d[i], d[j] = d[j], d[i]
+        return s, d
+    return fn
+
+
+def _set_duration(i: int, value: float) -> Callable[[list[float], list[float]], tuple]:
+    def fn(s: list[float], d: list[float]) -> tuple[list, list]:
+        d[i] = value
+        return s, d
+    return fn
+
+
+def _gap(s: list[float], d: list[float]) -> tuple[list, list]:
+    return s[:30] + [v + 60.0 for v in s[30:]], d
+
+
+def _cumulative(s: list[float], d: list[float]) -> tuple[list, list]:
+    return s, [a + b for a, b in zip(s, d, strict=True)]
+
+
+def _one_frame_sidecar(f: Files) -> None:
+    meta = _meta(f.pet_json)
+    meta["FrameTimesStart"] = meta["FrameTimesStart"][-1:]
+    meta["FrameDuration"] = meta["FrameDuration"][-1:]
+    f.pet_json.write_text(json.dumps(meta))
+
+
+def _nan_frame(d: np.ndarray) -> np.ndarray:
+    d = d.astype(np.float32)
+    d[..., 20] = np.nan
+    return d
+
+
+def _nan_voxels(f: Files) -> None:
+    """Three voxels of the frontal cortex NaN in every frame (a reconstruction mask)."""
+    inside = np.argwhere(np.asarray(nib.load(f.dseg).dataobj) == 1)[:3]
+    def fn(d: np.ndarray) -> np.ndarray:
+        d = d.astype(np.float32)
+        d[tuple(inside.T)] = np.nan
+        return d
+    image(fn)(f)
+
+
+def _shift(mm: float) -> Callable[[np.ndarray], np.ndarray]:
+    def fn(a: np.ndarray) -> np.ndarray:
+        a = a.copy()
+        a[0, 3] += mm
+        return a
+    return fn
+
+
+def _coarser(a: np.ndarray) -> np.ndarray:
+    a = a.copy()
+    a[:3, :3] *= 2.0
+    return a
+
+
+def _drop_label(label: int) -> Corrupt:
+    """Remove a region: its voxels become background and its table row goes."""
+    return both(image(lambda d: np.where(d == label, 0, d), "dseg", dtype=np.int16),
+                text("dseg_tsv", "index\tname\n" + "".join(
+                    f"{k}\t{v}\n" for k, v in REGIONS.items() if k != label)))
+
+
+def _move_pet(new_name: str) -> Corrupt:
+    """Rename the PET image and its sidecar (``{prefix}`` in ``new_name`` is the subject's)."""
+    def corrupt(f: Files) -> None:
+        name = new_name.format(prefix=f.prefix, label=f.label)
+        f.pet.rename(f.pet.with_name(f"{name}_pet.nii.gz"))
+        f.pet_json.rename(f.pet.with_name(f"{name}_pet.json"))
+    return corrupt
+
+
+def _rename_subject(new: str) -> Corrupt:
+    """Rename the subject folder (and the file names in it) to ``sub-<new>``."""
+    def corrupt(f: Files) -> None:
+        name = new.format(label=f.label)
+        for p in sorted(f.sub_dir.rglob("*"), reverse=True):
+            if p.is_file():
+                p.rename(p.with_name(p.name.replace(f"sub-{f.label}", f"sub-{name}")))
+        f.sub_dir.rename(f.root / f"sub-{name}")
+    return corrupt
+
+
+def _rename_session(new: str) -> Corrupt:
+    """Rename the session folder (and the file names in it) to ``ses-<new>``."""
+    def corrupt(f: Files) -> None:
+        ses = f.sub_dir / f"ses-{f.ses}"
+        for p in sorted(ses.rglob("*"), reverse=True):
+            if p.is_file():
+                p.rename(p.with_name(p.name.replace(f"_ses-{f.ses}", f"_ses-{new}")))
+        ses.rename(f.sub_dir / f"ses-{new}")
+    return corrupt
+
+
+def _no_session_level(f: Files) -> None:
+    """Move the scan up to ``sub-<label>/pet`` and ``anat`` (a dataset without sessions for
+    this subject; legal BIDS)."""
+    ses = f.sub_dir / f"ses-{f.ses}"
+    for d in ("pet", "anat"):
+        (ses / d).rename(f.sub_dir / d)
+        for p in (f.sub_dir / d).iterdir():
+            p.rename(p.with_name(p.name.replace(f"_ses-{f.ses}", "")))
+    ses.rmdir()
+
+
+# --------------------------------------------------------------------------- the cases
+@dataclass(frozen=True)
+class Case:
+    """One bad input and what sv2a must do about it.
+
+    Attributes
+    ----------
+    area : str
+        timing, units, image, sidecar, blood, atlas or layout.
+    what : str
+        The corruption, in words.
+    corrupt : callable
+        Applies it to a copy of the valid scan.
+    expect : str
+        Error class name, ``"ok"`` or ``"warn"``, at every level unless overridden.
+    stage : str
+        The step of :func:`api_chain` that must raise (or warn).
+    says : str
+        A regular expression the error message (or warning) must match at every level.
+    api, validate, run : str or None
+        Per-level expectation overriding ``expect`` (``"skip"``: the level does not apply).
+    xfail : dict
+        ``{level: reason}`` where today's code does not meet the expectation.
+    participant : dict
+        Changes to the subject's ``participants.tsv`` row.
+    same_result : bool
+        ``"ok"`` cases: the results must equal those of the valid copy (within 1e-6).
+    """
+
+    area: str
+    what: str
+    corrupt: Corrupt
+    expect: str
+    stage: str = "pet"
+    says: str = ""
+    api: str | None = None
+    validate: str | None = None
+    run: str | None = None
+    xfail: dict[str, str] = field(default_factory=dict)
+    participant: dict[str, Any] = field(default_factory=dict)
+    same_result: bool = False
+
+    def at(self, level: str) -> str:
+        """The expectation at ``api``, ``validate`` or ``run``."""
+        return getattr(self, level) or self.expect
+
+
+_T = "timing"
+_U = "units"
+_I = "image"
+_S = "sidecar"
+_B = "blood"
+_A = "atlas"
+_L = "layout"
+_FTE = "FrameTimingError"
+_LOG_ONLY = ("run writes the warning only to the scan log: the scan's notes (run summary, "
+             "subject report) and failures.tsv do not mention it")
+_SKIPPED = ("run skips it with a Python warning only (stderr); logs/failures.tsv does not list "
+            "it, so a batch user does not learn that the scan was left out")
+_MDE = "MetadataError"
+
+CASE_LIST: list[Case] = [
+    # ---------------------------------------------------------------- timing
+    Case(_T, "frame times in minutes labelled as seconds",
+         frames(lambda s, d: ([v / 60 for v in s], [v / 60 for v in d])), _FTE,
+         says="look like minutes"),
+    Case(_T, "overlapping frames", frames(_set_duration(3, 20.0)), _FTE, says="overlap"),
+    Case(_T, "unsorted frames", frames(_swap(20, 21)), _FTE, says="not sorted"),
+    Case(_T, "FrameDuration and FrameTimesStart one frame short of the image",
+         frames(lambda s, d: (s[:-1], d[:-1])), _FTE,
+         says="38 frames but the image has 39"),
+    Case(_T, "FrameDuration one value shorter than FrameTimesStart",
+         frames(lambda s, d: (s, d[:-1])), _FTE, says="FrameTimesStart has 39 values"),
+    Case(_T, "negative frame duration", frames(_set_duration(5, -10.0)), _FTE,
+         says="zero or negative"),
+    Case(_T, "zero frame duration", frames(_set_duration(5, 0.0)), _FTE,
+         says="zero or negative"),
+    Case(_T, "FrameTimesStart missing", sidecar(FrameTimesStart=DROP), _MDE,
+         says="'FrameTimesStart' is missing"),
+    Case(_T, "FrameDuration missing", sidecar(FrameDuration=DROP), _MDE,
+         says="'FrameDuration' is missing"),
+    Case(_T, "FrameDuration holds cumulative end times", frames(_cumulative), _FTE,
+         says="cumulative"),
+    Case(_T, "null inside FrameTimesStart",
+         frames(lambda s, d: (s[:3] + [None] + s[4:], d)), _MDE, says="FrameTimesStart"),
+    Case(_T, "a 60 s gap between frames 29 and 30", frames(_gap), "warn",
+         says="gaps between frames",
+         xfail={"run": _LOG_ONLY}),
+    # ---------------------------------------------------------------- units
+    Case(_U, "kBq/mL data labelled Bq/mL", sidecar(Units="Bq/mL"), "UnitsError",
+         stage="data", says="'Bq/mL'"),
+    Case(_U, "Bq/mL data labelled kBq/mL", image(lambda d: d * 1000.0), "UnitsError",
+         stage="data", says="Bq/mL"),
+    Case(_U, "unknown activity unit", sidecar(Units="counts"), "UnitsError", says="'counts'"),
+    Case(_U, "injected dose in kBq labelled MBq", sidecar(InjectedRadioactivityUnits="kBq"),
+         "UnitsError", stage="data", says="InjectedRadioactivity"),
+    Case(_U, "unknown InjectedRadioactivityUnits",
+         sidecar(InjectedRadioactivityUnits="Curies please"), "UnitsError",
+         says="Curies please"),
+    Case(_U, "body weight in grams", sidecar(BodyWeight=86200.0), "UnitsError",
+         stage="data", says="BodyWeight"),
+    Case(_U, "unknown radionuclide", sidecar(TracerRadionuclide="C12"), "UnitsError",
+         says="C12"),
+    Case(_U, "participants.tsv weight with a decimal comma (no BodyWeight in the sidecar)",
+         sidecar(BodyWeight=DROP), _MDE, says="86,2", participant={"weight": "86,2"}),
+    Case(_U, "blood plasma Units missing",
+         blood_meta(lambda m: m["plasma_radioactivity"].pop("Units")), _MDE,
+         stage="blood", says="plasma_radioactivity"),
+    Case(_U, "unknown blood activity unit",
+         blood_meta(lambda m: m["plasma_radioactivity"].update(Units="counts")),
+         "UnitsError", stage="blood", says="counts"),
+    Case(_U, "unknown blood time unit",
+         blood_meta(lambda m: m["time"].update(Units="fortnights")), "UnitsError",
+         stage="blood", says="fortnights"),
+    Case(_U, "blood plasma in kBq/mL labelled Bq/mL (whole blood kBq/mL)",
+         blood_meta(lambda m: m["plasma_radioactivity"].update(Units="Bq/mL")),
+         "UnitsError", stage="blood", says="plasma",
+         xfail=dict.fromkeys(("api", "validate", "run"), "no plausibility check of blood "
+                             "units: plasma 1000 times below whole blood is accepted and "
+                             "Logan VT comes out 1000 times too high (17553 vs 17.55)")),
+    Case(_U, "blood times in minutes labelled seconds",
+         blood_column("time", _scaled(lambda t: t / 60.0)), "InputFunctionError",
+         stage="blood", says="ends at"),
+    # ---------------------------------------------------------------- image
+    Case(_I, "truncated .nii.gz", truncate("pet"), "DataError", stage="data",
+         says="truncated or corrupt"),
+    Case(_I, "not a NIfTI file", text("pet", "this is not an image\n"), "DataError",
+         says="not a readable NIfTI"),
+    Case(_I, "one frame all NaN", image(_nan_frame), "DataError", stage="data",
+         says="NaN",
+         xfail={"api": "extract_tacs raises RegionError 'no region ... has voxels inside the "
+                       "PET image' (the wrong cause); nothing names the empty frame",
+                "validate": "only a warning ('16128 NaN voxel values'), though run fails",
+                "run": "fails at the tacs stage with RegionError 'no region ... has voxels "
+                       "inside the PET image', the wrong cause"}),
+    Case(_I, "a few NaN voxels", _nan_voxels, "warn", stage="data", says="NaN",
+         xfail={"run": _LOG_ONLY}),
+    Case(_I, "all-zero image", image(np.zeros_like), "DataError", stage="data",
+         says="all zero",
+         xfail=dict.fromkeys(("api", "validate", "run"), "the activity-unit plausibility "
+                             "check comes first and calls an all-zero image a units problem "
+                             "(UnitsError: SUV 0, 'probably in a unit 1000 times larger')")),
+    Case(_I, "3-D image (one frame) for dynamic models",
+         both(image(lambda d: d[..., -1]), _one_frame_sidecar), "FitError", stage="srtm",
+         says="frame",
+         xfail={"validate": "validate does not check that the requested dynamic models "
+                            "(srtm, logan) cannot fit a one-frame image; run fails both with "
+                            "FitError"}),
+    Case(_I, "4th dimension one frame short of the sidecar", image(lambda d: d[..., :-1]),
+         _FTE, says="39 frames but the image has 38"),
+    Case(_I, "5-D image", image(lambda d: np.stack([d, d], axis=-1)), "DataError",
+         says="3D or 4D"),
+    # ---------------------------------------------------------------- sidecar types
+    Case(_S, '"false" (a string) for ImageDecayCorrected', sidecar(ImageDecayCorrected="false"),
+         _MDE, says="ImageDecayCorrected"),
+    Case(_S, "0 (a number) for ImageDecayCorrected", sidecar(ImageDecayCorrected=0),
+         _MDE, says="ImageDecayCorrected"),
+    Case(_S, "InjectedRadioactivity as text", sidecar(InjectedRadioactivity="609.16"),
+         _MDE, says="InjectedRadioactivity"),
+    Case(_S, "InjectedRadioactivity as a list", sidecar(InjectedRadioactivity=[609.16]),
+         _MDE, says="InjectedRadioactivity"),
+    Case(_S, "BodyWeight as text with a unit", sidecar(BodyWeight="86.2 kg"), _MDE,
+         says="BodyWeight"),
+    Case(_S, "BodyWeight as a boolean", sidecar(BodyWeight=True), _MDE, says="BodyWeight"),
+    Case(_S, "Units as a number", sidecar(Units=1000), _MDE, says="'Units'"),
+    Case(_S, "FrameDuration as strings",
+         frames(lambda s, d: (s, [str(v) for v in d])), _MDE, says="FrameDuration"),
+    Case(_S, "FrameTimesStart as a scalar", sidecar(FrameTimesStart=0), _MDE,
+         says="FrameTimesStart"),
+    Case(_S, "TracerRadionuclide as a list", sidecar(TracerRadionuclide=["C11"]), _MDE,
+         says="TracerRadionuclide"),
+    Case(_S, "DecayCorrectionFactor as text", sidecar(DecayCorrectionFactor="1.0"), _MDE,
+         says="DecayCorrectionFactor"),
+    Case(_S, "invalid JSON", text("pet_json", '{"Units": "kBq/mL",'), _MDE,
+         says="invalid JSON"),
+    Case(_S, "a JSON array instead of an object", text("pet_json", "[1, 2]"), _MDE,
+         says="JSON object"),
+    Case(_S, "Units missing", sidecar(Units=DROP), _MDE, says="'Units' is missing"),
+    Case(_S, "PET sidecar missing", delete("pet_json"), _MDE, says="sidecar"),
+    Case(_S, "not decay corrected and no TracerRadionuclide",
+         sidecar(ImageDecayCorrected=False, TracerRadionuclide=DROP), _MDE,
+         says="TracerRadionuclide"),
+    Case(_S, "blood column Units as a number",
+         blood_meta(lambda m: m["plasma_radioactivity"].update(Units=1000)), _MDE,
+         stage="blood", says="requires a string"),
+    Case(_S, "blood sidecar invalid JSON", text("blood_json", "{time: s}"), _MDE,
+         stage="blood", says="invalid JSON"),
+    # ---------------------------------------------------------------- blood
+    Case(_B, "decimal comma in a plasma value", blood_cell(5, "plasma_radioactivity", "35,2"),
+         "DataError", stage="blood", says="decimal comma"),
+    Case(_B, "text with a unit in a blood value",
+         blood_cell(5, "whole_blood_radioactivity", "35 kBq"), "DataError", stage="blood",
+         says="35 kBq"),
+    Case(_B, "rows in random order (legal BIDS)", blood_rows(_shuffle_rows), "ok",
+         stage="logan", same_result=True),
+    Case(_B, "parent fraction above 1", blood_cell(8, "metabolite_parent_fraction", "1.2"),
+         "InputFunctionError", stage="blood", says=r"\[0, 1\]"),
+    Case(_B, "parent fraction in percent labelled unitless",
+         blood_column("metabolite_parent_fraction", _scaled(lambda v: v * 100.0)),
+         "InputFunctionError", stage="blood", says="divided by 100"),
+    Case(_B, "blood ends at 30 min of a 90 min scan",
+         blood_rows(lambda h, r: (h, [x for x in r if float(x[0]) <= 1800])),
+         "InputFunctionError", stage="blood", says="ends at"),
+    Case(_B, "no time column",
+         blood_rows(lambda h, r: (["sample_time", *h[1:]], r)), "InputFunctionError",
+         stage="blood", says="'time'"),
+    Case(_B, "no activity column",
+         blood_rows(lambda h, r: ([h[0], h[3]], [[x[0], x[3]] for x in r])),
+         "InputFunctionError", stage="blood", says="neither plasma nor whole blood"),
+    Case(_B, "every plasma and whole-blood value n/a",
+         both(blood_column("plasma_radioactivity", lambda c: "n/a"),
+              blood_column("whole_blood_radioactivity", lambda c: "n/a")),
+         "InputFunctionError", stage="blood", says="neither plasma nor whole blood"),
+    Case(_B, "negative plasma value", blood_cell(6, "plasma_radioactivity", "-40"),
+         "InputFunctionError", stage="blood", says="negative"),
+    Case(_B, "repeated sample time", blood_cell(6, "time", "60"), "InputFunctionError",
+         stage="blood", says="repeated sample times"),
+    Case(_B, "blood sidecar missing", delete("blood_json"), _MDE, stage="blood",
+         says="sidecar"),
+    Case(_B, "header only, no rows", blood_rows(lambda h, r: (h, [])),
+         "InputFunctionError", stage="blood", says="neither plasma nor whole blood"),
+    # ---------------------------------------------------------------- atlas
+    Case(_A, "segmentation header 30 mm off the PET",
+         image(lambda d: d, "dseg", affine=_shift(30.0), dtype=np.int16),
+         "ShapeMismatchError", stage="atlas", says="30"),
+    Case(_A, "segmentation on another grid (16 mm voxels)",
+         image(lambda d: d[::2, ::2, ::2], "dseg", affine=_coarser, dtype=np.int16),
+         "ShapeMismatchError", stage="atlas", says="grid|shape"),
+    Case(_A, "label table missing", delete("dseg_tsv"), _MDE, stage="atlas",
+         says="dseg.tsv|label table",
+         xfail=dict.fromkeys(("validate", "run"), "preflight reports a missing label table as "
+                             "ConfigError (an invalid request); the API (load_atlas) raises "
+                             "MetadataError")),
+    Case(_A, "label table with a duplicate index",
+         text("dseg_tsv", "index\tname\n1\tfrontal_cortex\n12\tputamen\n12\tcaudate\n"
+              "17\tcentrum_semiovale\n"), _MDE, stage="atlas", says="12",
+         xfail=dict.fromkeys(("api", "validate", "run"), "read_label_table keeps the last of "
+                             "two rows with index 12 without a word: the putamen is named "
+                             "'caudate' in every output")),
+    Case(_A, "label table with a duplicate name",
+         text("dseg_tsv", "index\tname\n1\tputamen\n12\tputamen\n17\tcentrum_semiovale\n"),
+         "RegionError", stage="atlas", says="putamen"),
+    Case(_A, "region in the table without voxels",
+         text("dseg_tsv", "index\tname\n1\tfrontal_cortex\n9\thippocampus\n12\tputamen\n"
+              "17\tcentrum_semiovale\n"), "warn", stage="atlas", says="hippocampus",
+         xfail={"run": _LOG_ONLY}),
+    Case(_A, "label value without a name", image(lambda d: np.where(d == 12, 99, d), "dseg",
+                                                 dtype=np.int16),
+         "RegionError", stage="atlas", says="99"),
+    Case(_A, "label table without a name column",
+         text("dseg_tsv", "index\tlabel\n1\tfrontal_cortex\n12\tputamen\n"
+              "17\tcentrum_semiovale\n"), _MDE, stage="atlas", says="'name'",
+         xfail=dict.fromkeys(("validate", "run"), "preflight reports a label table without a "
+                             "'name' column as ConfigError (an invalid request); the API "
+                             "(load_atlas) raises MetadataError")),
+    Case(_A, "non-integer label values",
+         image(lambda d: np.where(d == 12, 12.5, d), "dseg"), "DataError", stage="atlas",
+         says="non-integer"),
+    Case(_A, "reference region absent from the atlas", _drop_label(17), "RegionError",
+         stage="srtm", says="centrum_semiovale", validate="ConfigError", run="ConfigError"),
+    Case(_A, "reference region in the table but without voxels",
+         image(lambda d: np.where(d == 17, 0, d), "dseg", dtype=np.int16), "RegionError",
+         stage="srtm", says="centrum_semiovale"),
+    Case(_A, "truncated segmentation", truncate("dseg"), "DataError", stage="atlas",
+         says="cannot read"),
+    # ---------------------------------------------------------------- layout
+    Case(_L, "subject label with an underscore", _rename_subject("{label}_x"), "warn",
+         stage="discover", says=r"'{label}_x' is not a valid BIDS sub label",
+         run="BIDSError", xfail={"run": _SKIPPED}),
+    Case(_L, "session label with a dot", _rename_session("b.l"), "warn", stage="discover",
+         says=r"'b\.l' is not a valid BIDS ses label", run="BIDSError", xfail={"run": _SKIPPED}),
+    Case(_L, "PET file named for another subject", _move_pet("sub-zz{label}_ses-" + SES),
+         "warn", stage="discover",
+         says="names sub-zz{label}_ses-bl but it lies in the folder of sub-{label}_ses-bl",
+         run="BIDSError", xfail={"run": _SKIPPED}),
+    Case(_L, "PET file name not in the BIDS pattern", _move_pet("sub-{label}.ses-" + SES),
+         "warn", stage="discover",
+         says=r"sub-{label}\.ses-bl_pet\.nii\.gz: the file name does not follow the BIDS",
+         run="BIDSError", xfail={"run": _SKIPPED}),
+    Case(_L, "no session level for this subject (legal BIDS)", _no_session_level, "ok",
+         stage="logan", same_result=True),
+]
+
+#: The cases by subject label (``c01`` ...), in table order.
+CASES: dict[str, Case] = {f"c{i + 1:02d}": c for i, c in enumerate(CASE_LIST)}
+
+
+def build_catalogue(template: Files, root: Path, cases: dict[str, Case]) -> dict[str, Files]:
+    """Write the corrupted dataset: the valid copy ``sub-ref`` and one subject per case.
+
+    Parameters
+    ----------
+    template : Files
+        The valid scan.
+    root : Path
+        Dataset root to create.
+    cases : dict
+        ``{label: Case}``.
+
+    Returns
+    -------
+    dict
+        ``{label: Files}`` of every subject (before any layout rename).
+    """
+    root.mkdir(parents=True)
+    rows = {VALID: dict(PARTICIPANT)}
+    files = {VALID: add_subject(template, root, VALID)}
+    for label, case in cases.items():
+        f = add_subject(template, root, label)
+        rows[label] = {**PARTICIPANT, **case.participant}
+        files[label] = f
+    write_dataset_files(root, rows)
+    for label, case in cases.items():
+        case.corrupt(files[label])
+    return files
+
+
+# --------------------------------------------------------------------------- the three levels
+#: The steps of :func:`api_step`, in order.
+API_STAGES = ("discover", "pet", "data", "atlas", "tacs", "srtm", "blood", "logan")
+
+
+def api_step(stage: str, st: dict[str, Any]) -> None:
+    """One step of the public-API chain on one subject; results go into ``st``.
+
+    ``st`` starts as ``{"root": dataset root, "label": subject label, "participant": its
+    participants.tsv row}``.
+    """
+    import sv2a
+    from sv2a.bids import find_scans
+
+    if stage == "discover":
+        mine = [s for s in find_scans(st["root"]) if s.subject == st["label"]]
+        st["scan"] = mine[0] if mine else None
+    elif stage == "pet":
+        st["pet"] = sv2a.load_pet(st["scan"].pet, participants=st["participant"])
+    elif stage == "data":
+        _ = st["pet"].data
+    elif stage == "atlas":
+        st["atlas"] = sv2a.load_atlas(st["scan"].dseg, pet=st["pet"])
+    elif stage == "tacs":
+        st["tacs"] = sv2a.extract_tacs(st["pet"], st["atlas"])
+    elif stage == "srtm":
+        st["srtm"] = sv2a.fit(st["tacs"], model="srtm", reference=REFERENCE)
+    elif stage == "blood":
+        inp = sv2a.load_blood(st["scan"].blood["manual"])
+        inp.check_covers(float(st["pet"].frames.end[-1]), what=st["scan"].pet.name)
+        st["input"] = inp
+    elif stage == "logan":
+        st["logan"] = sv2a.fit(st["tacs"], model="logan", input=st["input"],
+                               **MODEL_OPTIONS["logan"])
+    else:  # pragma: no cover - a typo in the case table
+        raise ValueError(stage)
+
+
+def participant_row(root: Path, label: str) -> dict[str, Any]:
+    """The subject's ``participants.tsv`` row as ``sv2a run`` passes it (NaN dropped)."""
+    from sv2a.bids import read_participants
+
+    parts = read_participants(root)
+    if label not in parts.index:
+        return {}
+    return {str(k): v for k, v in parts.loc[label].to_dict().items()
+            if not (isinstance(v, float) and np.isnan(v))}
+
+
+def subject_re(label: str) -> str:
+    """Regular expression of a subject's folder or file names (``sub-c07``, ``sub-c07_x``;
+    not ``sub-c070``)."""
+    return rf"sub-{label}(?![0-9A-Za-z])"
+
+
+# --------------------------------------------------------------------------- dataset level
+def _no_description(root: Path) -> None:
+    (root / "dataset_description.json").unlink()
+
+
+def _participants_text(content: str) -> Callable[[Path], None]:
+    def corrupt(root: Path) -> None:
+        (root / "participants.tsv").write_text(content)
+    return corrupt
+
+
+@dataclass(frozen=True)
+class DatasetCase:
+    """A corruption of a dataset-level file, checked on its own one-subject dataset (subject
+    ``sub-d``); fields as in :class:`Case` (``api``: ``sv2a.bids.find_scans`` and
+    ``sv2a.bids.read_participants``; ``run``: :func:`sv2a.pipeline.run_participant` raises the
+    class, or processes the scan for ``"ok"``)."""
+
+    what: str
+    corrupt: Callable[[Path], None]
+    expect: str
+    says: str = ""
+    api: str | None = None
+    validate: str | None = None
+    run: str | None = None
+    xfail: dict[str, str] = field(default_factory=dict)
+
+    def at(self, level: str) -> str:
+        """The expectation at ``api``, ``validate`` or ``run``."""
+        return getattr(self, level) or self.expect
+
+
+DATASET_CASES: dict[str, DatasetCase] = {
+    "d1": DatasetCase("dataset_description.json missing", _no_description, "ok",
+                      says="dataset_description.json", validate="warn"),
+    "d2": DatasetCase("participants.tsv without a participant_id column",
+                      _participants_text("subject\tarm\tweight\nsub-d\tA\t86.2\n"), "BIDSError",
+                      says="participant_id"),
+    "d3": DatasetCase("participants.tsv lists the subject twice",
+                      _participants_text("participant_id\tarm\tweight\nsub-d\tA\t86.2\n"
+                                         "sub-d\tB\t70\n"), "BIDSError", says="sub-d",
+                      xfail=dict.fromkeys(("api", "validate", "run"), "accepted without a "
+                                          "word: which row's arm and weight apply is "
+                                          "undefined")),
+}
+
+
+# --------------------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class ConfigCase:
+    """A bad ``sv2a run`` setting: ``file`` is the content of a ``--config`` JSON file (or
+    ``None``), ``cli`` the same settings as :func:`sv2a.pipeline.resolve_config` takes them
+    from the command line and ``flags`` as ``sv2a run``/``sv2a validate`` options. Every level
+    must raise :class:`~sv2a.errors.ConfigError` with a message matching ``says``."""
+
+    what: str
+    says: str
+    file: str | None = None
+    cli: dict[str, Any] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+    xfail: dict[str, str] = field(default_factory=dict)
+
+
+CONFIG_CASES: dict[str, ConfigCase] = {
+    "k1": ConfigCase("unknown model", "srtm3", cli={"models": ["srtm3"]},
+                     flags=("--model", "srtm3")),
+    "k2": ConfigCase("unknown key in the config file", "modles", file='{"modles": ["srtm"]}'),
+    "k3": ConfigCase('"false" (a string) for voxelwise', "voxelwise",
+                     file='{"voxelwise": "false"}'),
+    "k4": ConfigCase("text for a number", "reference_erode",
+                     file='{"reference_erode": "2 mm"}'),
+    "k5": ConfigCase("config file that is not valid JSON", "cannot parse",
+                     file='{"models": ["srtm"],,}'),
+    "k6": ConfigCase("unknown model option", "k2", file='{"model_options": {"srtm": {"k2": 1}}}'),
+    "k7": ConfigCase("zero worker processes", "nprocs", file='{"nprocs": 0}'),
+    "k8": ConfigCase("a list instead of a mapping of settings", "mapping", file='["srtm"]'),
+}
