@@ -246,17 +246,17 @@ def test_without_dataset_root_only_the_own_folder_counts(tmp_path):
 
 
 # --------------------------------------------------------- (d) validate and run, same numbers
-def test_validate_reports_no_error_on_inherited_dataset(inherited_json):
-    problems = validate_dataset(inherited_json)
+def test_validate_reports_no_error_on_inherited_dataset(inherited):
+    problems = validate_dataset(inherited)
     assert [p for p in problems if p.severity == "error"] == []
-    found = discover(inherited_json)
+    found = discover(inherited)
     assert len(found.scans) == 4 and found.skipped == []
 
 
-def test_run_gives_the_same_numbers(phantom, inherited_json, tmp_path):
+def test_run_gives_the_same_numbers(phantom, inherited, tmp_path):
     """``sv2a run`` (SUVR, and 1TCM with the shared blood sidecar) on the inherited dataset
     gives the regional values of the per-file one."""
-    bids = inherited_json
+    bids = inherited
     cfg = PipelineConfig(models=["suvr", "1tcm"], figures=False).validate()
     outs = {}
     for name, root in (("per_file", phantom), ("inherited", bids)):

@@ -79,7 +79,10 @@ def _label_names(scan: Scan, cfg: PipelineConfig) -> tuple[list[str] | None, str
         return None, ("no segmentation found (expected anat/<scan>_dseg.nii.gz with its "
                       "_dseg.tsv); give one for all scans with --atlas PATH --atlas-labels TSV")
     if table is None:  # the table load_atlas reads: beside the image or inherited (BIDS)
-        tables = applicable_files(image, ".tsv")
+        try:
+            tables = applicable_files(image, ".tsv")
+        except Sv2aError as exc:  # two tables apply at one level
+            return None, str(exc)
         if not tables:
             return None, (f"the atlas label table {image.name.split('.nii')[0]}.tsv is missing "
                           f"(expected {sidecar_places(image, '.tsv')}); add it (columns index, "
