@@ -468,7 +468,7 @@ _A = "atlas"
 _L = "layout"
 _FTE = "FrameTimingError"
 _LOG_ONLY = ("run writes the warning only to the scan log: the scan's notes (run summary, "
-             "subject report) and failures.tsv do not mention it")
+             "subject report) do not mention it")
 _SKIPPED = ("run skips it with a Python warning only (stderr); logs/failures.tsv does not list "
             "it, so a batch user does not learn that the scan was left out")
 _MDE = "MetadataError"

@@ -184,12 +184,14 @@ def test_api(dataset, api_valid, label):
                 api_step(stage, st)
                 if st.get("scan", True) is None:
                     break  # discovery left the scan out, with the warning
-        assert any(re.search(says, str(w.message)) for w in rec), [str(w.message) for w in rec]
+        assert any(re.search(says, str(w.message)) for w in rec), (
+            case.what, [str(w.message) for w in rec])
         return
-    with pytest.raises(Sv2aError) as exc:
+    with warnings.catch_warnings(), pytest.raises(Sv2aError) as exc:
+        warnings.simplefilter("ignore")
         api_step(case.stage, st)
-    assert type(exc.value).__name__ == exp, exc.value
-    assert re.search(says, str(exc.value)), str(exc.value)
+    assert type(exc.value).__name__ == exp, f"{case.what}: {exc.value!r}"
+    assert re.search(says, str(exc.value)), f"{case.what}: {exc.value}"
 
 
 def _assert_same_fit(a: Any, b: Any) -> None:
@@ -212,14 +214,16 @@ def test_validate(validated, label):
     exp, says = case.at("validate"), _pattern(case.says, label)
     mine = _problems_of(validated, label)
     errors = [p for p in mine if p.severity == "error"]
+    shown = (case.what, [str(p) for p in mine])
     if exp in ("ok", "warn"):
-        assert errors == []
+        assert errors == [], shown
         if exp == "warn":
-            assert any(p.severity == "warning" and re.search(says, p.message) for p in mine), mine
+            assert any(p.severity == "warning" and re.search(says, p.message)
+                       for p in mine), shown
         return
     # an error of this subject's files, naming the class sv2a raises for it and the cause
     assert any(re.search(rf"\b{exp}\b", p.message) and re.search(says, p.message)
-               for p in errors), [str(p) for p in mine]
+               for p in errors), shown
 
 
 # --------------------------------------------------------------------------- run
@@ -245,20 +249,20 @@ def test_run(ran, label):
     exp, says = case.at("run"), _pattern(case.says, label)
     rows = _failure_rows(ran, label)
     if exp in ("ok", "warn"):
-        assert rows.empty, rows.to_dict("records")
+        assert rows.empty, (case.what, rows.to_dict("records"))
         done = _done(ran, label)
-        assert done is not None and not done.get("failures")
+        assert done is not None and not done.get("failures"), case.what
         if exp == "warn":  # the warning reaches the scan's notes (summary and report)
-            assert any(re.search(says, n) for n in done["notes"]), done["notes"]
+            assert any(re.search(says, n) for n in done["notes"]), (case.what, done["notes"])
         if case.same_result:
             got, want = _kinpar(ran, label), _kinpar(ran, VALID)
             assert sorted(got) == sorted(want) == ["LOGAN", "SRTM"]
             for model, table in got.items():
                 pd.testing.assert_frame_equal(table, want[model], rtol=1e-6)
         return
-    assert not rows.empty, f"sub-{label} is not in failures.tsv"
-    assert set(rows["error_type"]) == {exp}, rows.to_dict("records")
-    assert any(re.search(says, m) for m in rows["message"]), list(rows["message"])
+    assert not rows.empty, f"{case.what}: sub-{label} is not in failures.tsv"
+    assert set(rows["error_type"]) == {exp}, (case.what, rows.to_dict("records"))
+    assert any(re.search(says, m) for m in rows["message"]), (case.what, list(rows["message"]))
 
 
 # --------------------------------------------------------------------------- dataset level
