@@ -130,6 +130,8 @@ def test_phantom_datasets_pass_the_validator(dataset, request):
     subjects = sorted(p.name[4:] for p in root.glob("sub-*") if p.is_dir())
     assert sorted(report["summary"]["subjects"]) == subjects == ["01", "02"]
     assert "pet" in report["summary"]["dataTypes"]
+    # every column of participants.tsv / sessions.tsv has a data dictionary
+    assert not [w for w in issues(report, "warning") if w[0] == "TSV_ADDITIONAL_COLUMNS_UNDEFINED"]
     assert_no_errors(report, f"sv2a phantom ({dataset})")
 
 

@@ -7,7 +7,7 @@ simulates every scan with :func:`~sv2a.phantom.subject.make_subject` and writes:
     OUT/dataset_description.json, README, participants.tsv/.json (participant_id arm
         [factor columns] age sex weight), truth.tsv, design.json, .bidsignore
     OUT/phenotype/<measure>.tsv + .json                  (participant_id session_id score)
-    OUT/sub-01/sub-01_sessions.tsv                        (session_id, time_since_dose in h)
+    OUT/sessions.json, OUT/sub-01/sub-01_sessions.tsv     (session_id, time_since_dose in h)
     OUT/sub-01/ses-baseline/pet/sub-01_ses-baseline_pet.nii.gz + .json
     OUT/sub-01/ses-baseline/pet/sub-01_ses-baseline_recording-manual_blood.tsv + .json
     OUT/sub-01/ses-baseline/anat/sub-01_ses-baseline_dseg.nii.gz + _dseg.tsv
@@ -69,6 +69,14 @@ from .truth import TIED, effect_factor, score_z, true_contrasts, true_effects, w
 
 __all__ = ["make_cohort", "Cohort", "DESIGNS", "normalise_design", "scan_parameters",
            "estimate_cohort", "CohortEstimate", "raw_bytes"]
+
+#: Data dictionary of the ``sub-*_sessions.tsv`` columns, written once at the root
+#: (``sessions.json``, inherited by every subject's table).
+SESSIONS_SIDECAR = {
+    "session_id": {"Description": "session label"},
+    "time_since_dose": {"Description": "time from the treatment dose to the scan (n/a: no "
+                                       "dose before this session)", "Units": "h"},
+}
 
 _HUMAN_VAR = {"between_subject_cv": 0.12, "within_subject_sd": 0.075, "regional_fraction": 0.3,
               "vnd_cv": 0.08, "k1_cv": 0.10}
@@ -1013,6 +1021,7 @@ def make_cohort(
             "session_id": [f"ses-{s}" for s in ses],
             "time_since_dose": [tsd.get(s) if tsd.get(s) is not None else np.nan for s in ses],
         }))
+    write_json(root / "sessions.json", SESSIONS_SIDECAR)  # applies to every sessions.tsv
     write_tsv(root / "truth.tsv", truth)
     phenotype = []
     if scores and d["scores"]:
