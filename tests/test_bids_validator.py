@@ -25,7 +25,7 @@ import pytest
 
 from sv2a.phantom import make_cohort
 from sv2a.phantom.bidsignore import bidsignore_lines
-from sv2a.pipeline import PipelineConfig, run_participant
+from sv2a.pipeline import PipelineConfig, run_group, run_participant
 from sv2a.pipeline import derivatives as drv
 from sv2a.resources import bids_validator_config, demo_data_dir, pybids_config
 
@@ -79,10 +79,10 @@ def proposal_stage(location: str) -> bool:
 # --------------------------------------------------------------------------- datasets
 @pytest.fixture(scope="module")
 def human(tmp_path_factory) -> Path:
-    """2 subjects x 2 sessions, exact data, 8 mm voxels, blood for sub-01, head motion
-    (true motion files) and MADRS scores (session-level phenotype)."""
+    """4 subjects (2 arms) x 2 sessions, exact data, 8 mm voxels, blood for sub-01, head
+    motion (true motion files) and MADRS scores (session-level phenotype)."""
     root = tmp_path_factory.mktemp("human") / "bids"
-    make_cohort(root, "ketamine-human", seed=1, n_subjects=2, noise=0, fwhm=0, voxel_mm=8.0,
+    make_cohort(root, "ketamine-human", seed=1, n_subjects=4, noise=0, fwhm=0, voxel_mm=8.0,
                 blood=["sub-01"], motion=0.5)
     return root
 
@@ -101,13 +101,14 @@ def rodent(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def derivatives(human, tmp_path_factory) -> Path:
-    """``sv2a run`` participant level on the human phantom: TACs, 1TCM/SRTM2/SUVR tables,
-    voxelwise SRTM2 maps, no figures."""
+    """``sv2a run`` participant and group level on the human phantom: TACs, 1TCM/SRTM2/SUVR
+    tables, voxelwise SRTM2 maps, figures and reports, group tables."""
     out = tmp_path_factory.mktemp("deriv") / "sv2a"
-    cfg = PipelineConfig(models=["1tcm", "srtm2", "suvr"], voxelwise=True,
-                         figures=False).validate()
+    cfg = PipelineConfig(models=["1tcm", "srtm2", "suvr"], voxelwise=True).validate()
     summary = run_participant(human, out, cfg, quiet=True)
-    assert summary.ok and len(summary.done) == 4
+    assert summary.ok and len(summary.done) == 8
+    run_group(human, out, cfg)
+    assert any((out / "group").iterdir()) and any((out / "sub-01" / "figures").iterdir())
     return out
 
 
@@ -128,7 +129,8 @@ def test_phantom_datasets_pass_the_validator(dataset, request):
     report = run_validator(root)
     # the PET, blood and participants files were validated, not ignored
     subjects = sorted(p.name[4:] for p in root.glob("sub-*") if p.is_dir())
-    assert sorted(report["summary"]["subjects"]) == subjects == ["01", "02"]
+    assert sorted(report["summary"]["subjects"]) == subjects
+    assert len(subjects) == {"human": 4, "rodent": 2}[dataset]
     assert "pet" in report["summary"]["dataTypes"]
     # every column of participants.tsv / sessions.tsv has a data dictionary
     assert not [w for w in issues(report, "warning") if w[0] == "TSV_ADDITIONAL_COLUMNS_UNDEFINED"]
@@ -204,11 +206,11 @@ def test_pybids_indexes_the_derivatives(derivatives):
     bids = pytest.importorskip("bids", reason="pybids is not installed (dev extras)")
     layout = bids.BIDSLayout(derivatives, validate=False,
                              config=["bids", "derivatives", str(pybids_config())])
-    assert layout.get_subjects() == ["01", "02"]
+    assert layout.get_subjects() == ["01", "02", "03", "04"]
     maps = layout.get(suffix="mimap", meas="BPND", model="SRTM2", extension=".nii.gz")
-    assert len(maps) == 4  # one per scan
+    assert len(maps) == 8  # one per scan
     ent = maps[0].get_entities()
-    assert ent["meas"] == "BPND" and ent["datatype"] == "pet" and ent["subject"] in ("01", "02")
+    assert ent["meas"] == "BPND" and ent["datatype"] == "pet" and ent["subject"] == "01"
     assert {f.get_entities()["meas"] for f in layout.get(suffix="mimap", extension=".nii.gz")
             } >= {"BPND", "R1", "k2"}
     kinpar = layout.get(suffix="kinpar", extension=".tsv")

@@ -56,8 +56,11 @@ __all__ = [
 BIDS_VERSION = "1.9.0"
 #: Files that are not BIDS derivatives at all: logs, figures, HTML reports, the run's
 #: configuration, the work folder and the group-level tables (BIDS names no group-level
-#: files). The per-scan outputs are *not* listed: the validator must see them.
-BIDSIGNORE = ["logs/", "group/", "figures/", "*.html", "sv2a_config*.json", ".sv2a-work/"]
+#: files). The per-scan outputs are *not* listed: the validator must see them. ``group`` and
+#: ``figures`` have no trailing slash: the bids-validator tests a folder's own path without
+#: one, so ``group/`` would hide the files but report the folder (``logs`` is a folder name
+#: BIDS derivatives know).
+BIDSIGNORE = ["logs/", "group", "figures", "*.html", "sv2a_config*.json", ".sv2a-work"]
 #: Suffixes of the per-scan outputs that BIDS proposals define but no released BIDS version
 #: has yet (PET preprocessing and kinetic-modelling derivatives): regional TACs, regional
 #: kinetic parameters and parametric maps. The official bids-validator reports them as
