@@ -101,10 +101,12 @@ def rodent(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def derivatives(human, tmp_path_factory) -> Path:
-    """``sv2a run`` participant and group level on the human phantom: TACs, 1TCM/SRTM2/SUVR
-    tables, voxelwise SRTM2 maps, figures and reports, group tables."""
+    """``sv2a run`` participant and group level on the human phantom: realignment (motion
+    tables), TACs with and without GTM partial-volume correction, 1TCM/SRTM2/SUVR tables,
+    voxelwise SRTM2 maps, figures and reports, group tables."""
     out = tmp_path_factory.mktemp("deriv") / "sv2a"
-    cfg = PipelineConfig(models=["1tcm", "srtm2", "suvr"], voxelwise=True).validate()
+    cfg = PipelineConfig(models=["1tcm", "srtm2", "suvr"], voxelwise=True, realign=True,
+                         pvc="gtm").validate()
     summary = run_participant(human, out, cfg, quiet=True)
     assert summary.ok and len(summary.done) == 8
     run_group(human, out, cfg)
@@ -178,7 +180,7 @@ def test_shipped_validator_config_covers_exactly_the_proposal_suffixes():
     # the naming helpers produce those suffixes
     stem = "sub-01_ses-bl"
     for name in (drv.tacs_name(stem, "dseg"), drv.kinpar_name(stem, "dseg", "srtm2"),
-                 drv.map_name(stem, "srtm2", "BPND")):
+                 drv.map_name(stem, "srtm2", "BPND"), f"{stem}_desc-motion_timeseries.tsv"):
         assert proposal_stage(name), name
 
 
@@ -215,8 +217,11 @@ def test_pybids_indexes_the_derivatives(derivatives):
             } >= {"BPND", "R1", "k2"}
     kinpar = layout.get(suffix="kinpar", extension=".tsv")
     assert {f.get_entities()["model"] for f in kinpar} == {"1TCM", "SRTM2", "SUVR"}
-    assert len(layout.get(suffix="kinpar", model="1TCM", extension=".tsv")) == 2  # sub-01
+    # 1TCM: sub-01 only (blood), both sessions, with and without partial-volume correction
+    assert len(layout.get(suffix="kinpar", model="1TCM", extension=".tsv")) == 4
     tacs = layout.get(suffix="tacs", extension=".tsv", subject="02", session="baseline")
-    assert len(tacs) == 1 and tacs[0].get_entities()["segmentation"] == "dseg"
+    assert len(tacs) == 2 and {f.get_entities()["segmentation"] for f in tacs} == {"dseg"}
+    assert len(layout.get(suffix="tacs", desc="gtm", extension=".tsv")) == 8
+    assert len(layout.get(suffix="timeseries", desc="motion", extension=".tsv")) == 8
     # the sidecar metadata reaches pybids (units of the map)
     assert layout.get_metadata(maps[0].path)["Units"] == "1"

@@ -62,11 +62,12 @@ BIDS_VERSION = "1.9.0"
 #: BIDS derivatives know).
 BIDSIGNORE = ["logs/", "group", "figures", "*.html", "sv2a_config*.json", ".sv2a-work"]
 #: Suffixes of the per-scan outputs that BIDS proposals define but no released BIDS version
-#: has yet (PET preprocessing and kinetic-modelling derivatives): regional TACs, regional
-#: kinetic parameters and parametric maps. The official bids-validator reports them as
-#: ``NOT_INCLUDED``; the configuration :func:`sv2a.resources.bids_validator_config` turns
-#: exactly these into warnings.
-PROPOSAL_SUFFIXES = ("tacs", "kinpar", "mimap")
+#: has yet for PET (PET preprocessing and kinetic-modelling derivatives): regional TACs,
+#: regional kinetic parameters, parametric maps and the head-motion table of ``--realign``
+#: (``_desc-motion_timeseries``; released BIDS has ``_timeseries`` for fMRI only). The
+#: official bids-validator reports them as ``NOT_INCLUDED``; the configuration
+#: :func:`sv2a.resources.bids_validator_config` turns exactly these into warnings.
+PROPOSAL_SUFFIXES = ("tacs", "kinpar", "mimap", "timeseries")
 
 
 # --------------------------------------------------------------------------- names
@@ -389,8 +390,9 @@ def _write_readme(out: Path, raw: Path) -> None:
         f"SV2A PET derivatives written by sv2a {__version__} from the BIDS dataset {raw}.\n\n"
         "Per scan (sub-<label>[/ses-<label>]/pet/): regional time-activity curves "
         "(_tacs.tsv), regional kinetic parameters per model (_model-<MODEL>_kinpar.tsv) and "
-        "parametric maps (_model-<MODEL>_meas-<PARAMETER>_mimap.nii.gz), each with a JSON "
-        "sidecar giving units, model settings and the source files. Their suffixes "
+        "parametric maps (_model-<MODEL>_meas-<PARAMETER>_mimap.nii.gz) and, with "
+        "realignment, the head motion per frame (_desc-motion_timeseries.tsv), each with a "
+        "JSON sidecar giving units, settings and the source files. Their suffixes "
         f"({suffixes}) come from BIDS proposals for PET derivatives, not yet in a released "
         "BIDS version.\n"
         "Not BIDS (listed in .bidsignore): logs/, group/ (group-level tables), figures/, "
