@@ -520,20 +520,35 @@ def read_label_table(path: str | os.PathLike[str]) -> dict[int, str]:
         cols = {c.lower(): c for c in df.columns}
         if "name" not in cols:
             raise MetadataError(f"{p}: a dseg.tsv needs columns 'index' and 'name'")
-        return {int(i): str(n) for i, n in zip(df[cols["index"]], df[cols["name"]], strict=True)}
+        rows = [(ln_no, str(i), str(n)) for ln_no, i, n in zip(
+            range(2, len(df) + 2), df[cols["index"]], df[cols["name"]], strict=True)]
+    else:
+        rows = []
+        for ln_no, line in enumerate(text.splitlines(), 1):
+            s = line.strip()
+            if not s or s.startswith("#"):
+                continue
+            parts = s.split()
+            if len(parts) < 2:
+                raise MetadataError(f"{p}: line {ln_no} is not 'index name [R G B A]' "
+                                    "(FreeSurfer LUT) nor a dseg.tsv row")
+            rows.append((ln_no, parts[0], parts[1]))
     table: dict[int, str] = {}
-    for ln_no, line in enumerate(text.splitlines(), 1):
-        s = line.strip()
-        if not s or s.startswith("#"):
-            continue
-        parts = s.split()
+    for ln_no, index, name in rows:
         try:
-            table[int(parts[0])] = parts[1]
-        except (ValueError, IndexError) as exc:
-            raise MetadataError(
-                f"{p}: line {ln_no} is not 'index name [R G B A]' (FreeSurfer LUT) nor a "
-                "dseg.tsv row"
-            ) from exc
+            value = float(index)
+            if value != int(value):
+                raise ValueError(index)
+        except (ValueError, OverflowError) as exc:
+            raise MetadataError(f"{p}: line {ln_no}: index {index!r} is not an integer label "
+                                "value; every row needs the integer the label image uses"
+                                ) from exc
+        key = int(value)
+        if key in table:
+            raise MetadataError(f"{p}: line {ln_no}: index {key} is listed twice ("
+                                f"'{table[key]}' and '{name}'); which name the voxels carry "
+                                "would be a guess: keep one row per index")
+        table[key] = name
     if not table:
         raise MetadataError(f"{p}: no labels found")
     return table

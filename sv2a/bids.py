@@ -317,7 +317,7 @@ def read_participants(bids_dir: str | os.PathLike[str]) -> pd.DataFrame:
     Raises
     ------
     BIDSError
-        The first column is not ``participant_id``.
+        The first column is not ``participant_id``, or a participant has more than one row.
     """
     p = Path(bids_dir) / "participants.tsv"
     if not p.exists():
@@ -326,4 +326,9 @@ def read_participants(bids_dir: str | os.PathLike[str]) -> pd.DataFrame:
     if "participant_id" not in df.columns:
         raise BIDSError(f"{p}: first column must be 'participant_id'")
     df["participant_id"] = df["participant_id"].map(lambda s: strip_prefix(s, "sub"))
+    dup = sorted(set(df.loc[df["participant_id"].duplicated(), "participant_id"]))
+    if dup:
+        raise BIDSError(f"{p}: participant(s) {['sub-' + d for d in dup]} are listed more than "
+                        "once; which row's arm, weight or covariates apply would be a guess: "
+                        "keep one row per participant")
     return df.set_index("participant_id")

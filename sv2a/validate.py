@@ -10,9 +10,13 @@ Checks, and the function that decides each (shared with ``sv2a run``):
 * the request against every scan -- segmentation and label table present, reference region
   and ``--idif-region`` in the label table, SUVR/SUV window inside the scan, blood for
   plasma-input models: :func:`sv2a.pipeline.preflight.check_scans` (``run`` stops before any
-  scan, or skips the scans with ``--skip-invalid``); an error named ``ConfigError``;
+  scan, or skips the scans with ``--skip-invalid``); each error named by the class ``run``
+  records for it (``MetadataError`` for an unreadable label table, ``ConfigError`` for
+  settings that do not fit the scan);
 * the PET image and sidecar (frame timing, units, dose, plausibility): :func:`sv2a.pet.
-  load_pet` (``run``: load stage), and with voxel data the readable voxels;
+  load_pet` (``run``: load stage), and with voxel data the readable voxels; a scan with fewer
+  frames than any dynamic model needs (:data:`sv2a.models.base.MIN_DYNAMIC_FRAMES`) is an
+  error (``FitError``) for each requested dynamic model (``run``: the model fails);
 * the segmentation on the PET grid: :func:`sv2a.atlas.load_atlas` with
   :func:`sv2a.atlas.place_on_grid` (``run``: atlas stage; refused on another grid unless
   ``--atlas-resample``), then the reference region has voxels (and survives
@@ -208,13 +212,14 @@ def _check_participants(problems: list[Problem], root: Path, parts: Any,
 def _request_problems(problems: list[Problem], root: Path, scans: list[Scan],
                       cfg: PipelineConfig) -> list[Any]:
     """The up-front check of ``sv2a run`` (:func:`sv2a.pipeline.preflight.check_scans`),
-    each problem recorded as a ``ConfigError`` of its scan; returns them."""
+    each problem recorded as an error of its scan named by the class ``run`` gives it;
+    returns them."""
     from .pipeline.preflight import check_scans
 
     request = _catch(problems, str(root), check_scans, scans, cfg) or []
     skip = (" (sv2a run stops before any scan; with --skip-invalid it skips this scan)")
     for p in request:
-        problems.append(Problem("error", p.pet, f"ConfigError ({p.check}): {p.message}{skip}"))
+        problems.append(Problem("error", p.pet, f"{p.error} ({p.check}): {p.message}{skip}"))
     return list(request)
 
 
@@ -242,6 +247,7 @@ def _check_scan(problems: list[Problem], scan: Scan, parts: Any, read_data: bool
     if "injected_mbq" not in pet.meta:
         problems.append(Problem("warning", pfile, "InjectedRadioactivity missing in the "
                                 "sidecar; SUV cannot be computed"))
+    _check_frames(problems, pfile, pet, cfg)
     readable = _check_data(problems, pfile, pet) if read_data else False
     _check_blood(problems, scan, pet, cfg)
     atlas = None if "atlas" in request_checks else _check_atlas(problems, scan, pet, cfg,
@@ -250,6 +256,23 @@ def _check_scan(problems: list[Problem], scan: Scan, parts: Any, read_data: bool
         from .tacs import extract_tacs
 
         _catch(problems, pfile, extract_tacs, pet, atlas)
+
+
+def _check_frames(problems: list[Problem], pfile: str, pet: Any, cfg: PipelineConfig) -> None:
+    """Dynamic models on a scan with too few frames: ``run`` fails each such model with a
+    ``FitError`` (:func:`sv2a.models.base.check_enough_frames`)."""
+    from .models import registry
+    from .models.base import MIN_DYNAMIC_FRAMES
+
+    n = int(pet.n_frames)
+    if n >= MIN_DYNAMIC_FRAMES:
+        return
+    names = [*cfg.models, *(cfg.resolved_voxelwise_models() if cfg.voxelwise else [])]
+    for name in dict.fromkeys(names):
+        if registry.get(name).predicts:
+            problems.append(Problem("error", pfile, f"FitError: {name} is a dynamic model and "
+                                    f"needs at least {MIN_DYNAMIC_FRAMES} frames; the scan has "
+                                    f"{n}: use SUV/SUVR (--model suvr) for a static image"))
 
 
 def _check_data(problems: list[Problem], pfile: str, pet: Any) -> bool:

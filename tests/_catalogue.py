@@ -581,10 +581,7 @@ CASE_LIST: list[Case] = [
                              "(UnitsError: SUV 0, 'probably in a unit 1000 times larger')")),
     Case(_I, "3-D image (one frame) for dynamic models",
          both(image(lambda d: d[..., -1]), _one_frame_sidecar), "FitError", stage="srtm",
-         says="frame",
-         xfail={"validate": "validate does not check that the requested dynamic models "
-                            "(srtm, logan) cannot fit a one-frame image; run fails both with "
-                            "FitError"}),
+         says="frame"),
     Case(_I, "4th dimension one frame short of the sidecar", image(lambda d: d[..., :-1]),
          _FTE, says="39 frames but the image has 38"),
     Case(_I, "5-D image", image(lambda d: np.stack([d, d], axis=-1)), "DataError",
@@ -674,15 +671,13 @@ CASE_LIST: list[Case] = [
          "ShapeMismatchError", stage="atlas", says="grid|shape"),
     Case(_A, "label table missing", delete("dseg_tsv"), _MDE, stage="atlas",
          says="dseg.tsv|label table",
-         xfail=dict.fromkeys(("validate", "run"), "preflight reports a missing label table as "
+         xfail=dict.fromkeys(("run",), "preflight reports a missing label table as "
                              "ConfigError (an invalid request); the API (load_atlas) raises "
                              "MetadataError")),
     Case(_A, "label table with a duplicate index",
          text("dseg_tsv", "index\tname\n1\tfrontal_cortex\n12\tputamen\n12\tcaudate\n"
               "17\tcentrum_semiovale\n"), _MDE, stage="atlas", says="12",
-         xfail=dict.fromkeys(("api", "validate", "run"), "read_label_table keeps the last of "
-                             "two rows with index 12 without a word: the putamen is named "
-                             "'caudate' in every output")),
+         xfail=dict.fromkeys(("run",), "preflight problems are ConfigError in failures.tsv")),
     Case(_A, "label table with a duplicate name",
          text("dseg_tsv", "index\tname\n1\tputamen\n12\tputamen\n17\tcentrum_semiovale\n"),
          "RegionError", stage="atlas", says="putamen"),
@@ -696,7 +691,7 @@ CASE_LIST: list[Case] = [
     Case(_A, "label table without a name column",
          text("dseg_tsv", "index\tlabel\n1\tfrontal_cortex\n12\tputamen\n"
               "17\tcentrum_semiovale\n"), _MDE, stage="atlas", says="'name'",
-         xfail=dict.fromkeys(("validate", "run"), "preflight reports a label table without a "
+         xfail=dict.fromkeys(("run",), "preflight reports a label table without a "
                              "'name' column as ConfigError (an invalid request); the API "
                              "(load_atlas) raises MetadataError")),
     Case(_A, "non-integer label values",
@@ -859,10 +854,7 @@ DATASET_CASES: dict[str, DatasetCase] = {
                       says="participant_id"),
     "d3": DatasetCase("participants.tsv lists the subject twice",
                       _participants_text("participant_id\tarm\tweight\nsub-d\tA\t86.2\n"
-                                         "sub-d\tB\t70\n"), "BIDSError", says="sub-d",
-                      xfail=dict.fromkeys(("api", "validate", "run"), "accepted without a "
-                                          "word: which row's arm and weight apply is "
-                                          "undefined")),
+                                         "sub-d\tB\t70\n"), "BIDSError", says="sub-d"),
 }
 
 

@@ -561,6 +561,12 @@ def check_reference(reference: Any, n_frames: int) -> FloatArray:
     return r
 
 
+#: Fewest frames any dynamic model can be fitted to: every model with a forward model fits at
+#: least two parameters per TAC and needs one frame more than it fits
+#: (:func:`check_enough_frames` applies the exact count of a prepared solver).
+MIN_DYNAMIC_FRAMES = 3
+
+
 def check_enough_frames(solver: Model) -> None:
     """Refuse a fit with no more frames than fitted parameters (nothing to estimate from).
 

@@ -49,6 +49,11 @@ class Problem:
         ``"blood"``).
     message : str
         What is wrong and how to fix it; the same text for every scan with the same problem.
+    error : str
+        Name of the :class:`~sv2a.errors.Sv2aError` subclass that processing the scan would
+        raise for it (``"MetadataError"`` for an unreadable label table, ``"RegionError"``
+        without a segmentation, ``"ConfigError"`` for settings that do not fit the scan), as
+        written to ``logs/failures.tsv`` and by ``sv2a validate``.
     """
 
     subject: str
@@ -56,6 +61,7 @@ class Problem:
     pet: str
     check: str
     message: str
+    error: str = "ConfigError"
 
     @property
     def label(self) -> str:
@@ -63,9 +69,10 @@ class Problem:
         return f"sub-{self.subject}" + (f"/ses-{self.session}" if self.session else "")
 
 
-def _label_names(scan: Scan, cfg: PipelineConfig) -> tuple[list[str] | None, str | None]:
+def _label_names(scan: Scan, cfg: PipelineConfig
+                 ) -> tuple[list[str] | None, tuple[str, str] | None]:
     """Region names (snake_case) of the scan's atlas label table, or ``None`` and the
-    problem."""
+    problem (message, name of the error class the atlas stage would raise)."""
     from ..atlas import read_label_table
     from ..regions import region_name
     from ..sidecar import applicable_files, sidecar_places
@@ -77,24 +84,25 @@ def _label_names(scan: Scan, cfg: PipelineConfig) -> tuple[list[str] | None, str
         image, table = Path(scan.dseg), None
     else:
         return None, ("no segmentation found (expected anat/<scan>_dseg.nii.gz with its "
-                      "_dseg.tsv); give one for all scans with --atlas PATH --atlas-labels TSV")
+                      "_dseg.tsv); give one for all scans with --atlas PATH --atlas-labels TSV",
+                      "RegionError")
     if table is None:  # the table load_atlas reads: beside the image or inherited (BIDS)
         try:
             tables = applicable_files(image, ".tsv")
         except Sv2aError as exc:  # two tables apply at one level
-            return None, str(exc)
+            return None, (str(exc), type(exc).__name__)
         if not tables:
             return None, (f"the atlas label table {image.name.split('.nii')[0]}.tsv is missing "
                           f"(expected {sidecar_places(image, '.tsv')}); add it (columns index, "
-                          "name) or give --atlas-labels TSV")
+                          "name) or give --atlas-labels TSV", "MetadataError")
         table = tables[-1]
     if not table.exists():
         return None, (f"the atlas label table {table.name} is missing; add it (columns index, "
-                      "name) or give --atlas-labels TSV")
+                      "name) or give --atlas-labels TSV", "MetadataError")
     try:
         names = read_label_table(table)
     except Sv2aError as exc:
-        return None, f"the atlas label table cannot be read: {exc}"
+        return None, (f"the atlas label table cannot be read: {exc}", type(exc).__name__)
     return [region_name(n) for n in names.values()], None
 
 
@@ -167,12 +175,14 @@ def check_scans(scans: Sequence[Scan], cfg: PipelineConfig) -> list[Problem]:
                 for m in maps if m.name in WINDOW_MODELS]
     out: list[Problem] = []
     for scan in scans:
-        def add(check: str, message: str, scan: Scan = scan) -> None:
-            out.append(Problem(scan.subject, scan.session, str(scan.pet), check, message))
+        def add(check: str, message: str, error: str = "ConfigError", scan: Scan = scan
+                ) -> None:
+            out.append(Problem(scan.subject, scan.session, str(scan.pet), check, message,
+                               error))
 
         names, problem = _label_names(scan, cfg)
         if problem is not None:
-            add("atlas", problem)
+            add("atlas", *problem)
         elif names is not None:
             if needs_ref and region_name(cfg.reference) not in names:
                 add("reference", f"reference region '{cfg.reference}' is not in the atlas "
