@@ -140,7 +140,9 @@ class FrameSchedule:
         ------
         FrameTimingError
             Lengths differ, the frame count differs from ``n_volumes``, durations are not
-            positive, look cumulative, or the frames are unsorted or overlap.
+            positive, look cumulative, the frames are unsorted or overlap, the times look like
+            minutes read as seconds, or the scan ends more than 20 half-lives after injection
+            (e.g. times in milliseconds).
         UnitsError
             Unknown ``time_unit`` or radionuclide.
         """
@@ -166,6 +168,7 @@ class FrameSchedule:
         f = time_factor(time_unit)
         hl = _half_life(radionuclide) if radionuclide else None
         _check_minutes_as_seconds(fts, fdur, f, hl, source)
+        _check_scan_length(fts, fdur, f, hl, source)
         return cls(fts * f, (fts + fdur) * f, half_life=hl, decay_corrected=decay_corrected,
                    source=source)
 
@@ -339,27 +342,68 @@ def _check_cumulative(fts: np.ndarray, fdur: np.ndarray, source: str) -> None:
         )
 
 
+#: A dynamic scan read as seconds that ends by this time (s) is too short for a radionuclide
+#: of :data:`_LONG_LIVED_MIN` or more: under 0.15 half-lives of C-11.
+_SHORTEST_SCAN_S = 180.0
+#: Radionuclides living at least this long (min: C-11, F-18, Ga-68, ...) have no dynamic
+#: protocol of a few minutes; O-15, Rb-82 and N-13 do and are not judged.
+_LONG_LIVED_MIN = 20.0
+#: After this many half-lives 2^-20 ~ 1e-6 of the dose is left: nothing to image.
+_MAX_HALF_LIVES = 20.0
+
+
 def _check_minutes_as_seconds(fts: np.ndarray, fdur: np.ndarray, factor: float,
                               half_life_min: float | None, source: str) -> None:
     """Detect frame times written in minutes but read as seconds.
 
     Fires only when all hold: the times are read as seconds; the radionuclide lives at least
-    20 min (C-11, F-18, Ga-68, ...: not O-15 or Rb-82, whose real dynamic scans last a few
-    minutes); at least 10 frames; every duration is at most 10; the scan ends between 10 and
-    180 in the given numbers. Read as seconds that is a dynamic scan of at most 3 min, under
-    0.15 half-lives of C-11 — no kinetic protocol for such tracers; read as minutes it is an
-    ordinary 10–180 min protocol of frames up to 10 min.
+    20 min (C-11, F-18, Ga-68, ...: not O-15, N-13 or Rb-82, whose real dynamic scans last a
+    few minutes); at least 2 frames (a dynamic scan); every duration is at most 10; the scan
+    ends between 10 and 180 in the given numbers; and, for fewer than 10 frames, the first
+    frame starts at 10 or later. Read as seconds that is a dynamic scan that ends within
+    3 min of injection, under 0.15 half-lives of C-11 — no kinetic protocol for such tracers
+    (and a short one that also starts 10 s or more after injection misses the bolus it could
+    only have been meant to catch); read as minutes it is an ordinary 10–180 min protocol of
+    frames up to 10 min (e.g. a late 40–90 min window of 5-min frames).
     """
-    if half_life_min is None or half_life_min < 20.0 or abs(factor - 1 / 60) > 1e-12:
+    if half_life_min is None or half_life_min < _LONG_LIVED_MIN or abs(factor - 1 / 60) > 1e-12:
         return
     end = float(np.max(fts + fdur))
-    if fts.size >= 10 and np.all(fdur <= 10.0) and 10.0 <= end <= 180.0:
+    short_ok = fts.size >= 10 or (fts.size >= 2 and float(fts.min()) >= 10.0)
+    if short_ok and np.all(fdur <= 10.0) and 10.0 <= end <= _SHORTEST_SCAN_S:
         raise FrameTimingError(
             f"{source}: the frame times look like minutes, not seconds: {fts.size} frames "
             f"ending at {end:g} would be a {end:g} s dynamic scan with frames of at most "
             f"{float(fdur.max()):g} s for a tracer with a {half_life_min:.4g} min half-life; "
             "BIDS FrameTimesStart and FrameDuration are in seconds: multiply both by 60"
         )
+
+
+def _check_scan_length(fts: np.ndarray, fdur: np.ndarray, factor: float,
+                       half_life_min: float | None, source: str) -> None:
+    """Refuse a scan that ends more than :data:`_MAX_HALF_LIVES` half-lives after injection.
+
+    After 20 half-lives 2^-20 (about one millionth) of the dose is left: 6.8 h of C-11,
+    37 h of F-18, 65 days of Zr-89; the longest real protocols (late F-18 or Zr-89 imaging)
+    end after a few half-lives. A 90 min scan written in milliseconds ends after 1500 h; the
+    message says "milliseconds" when the end divided by 1000 is a scan of 1 min or more
+    within the limit.
+    """
+    if half_life_min is None:
+        return
+    end_min = float(np.max(fts + fdur)) * factor
+    limit = _MAX_HALF_LIVES * half_life_min
+    if end_min <= limit:
+        return
+    hint = ("the times look like milliseconds: divide FrameTimesStart and FrameDuration by "
+            "1000 (BIDS wants seconds)" if 1.0 <= end_min / 1000.0 <= limit else
+            "check the unit of FrameTimesStart and FrameDuration (BIDS: seconds)")
+    raise FrameTimingError(
+        f"{source}: the scan ends {end_min / 60.0:.4g} h after injection, "
+        f"{end_min / half_life_min:.3g} half-lives of a {half_life_min:.4g} min radionuclide "
+        f"(at most {_MAX_HALF_LIVES:g} are plausible: then about a millionth of the dose is "
+        f"left); {hint}"
+    )
 
 
 def frames_from_counts(n_by_seconds: Iterable[tuple[int, float]],

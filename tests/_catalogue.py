@@ -485,18 +485,10 @@ CASE_LIST: list[Case] = [
          frames(lambda s, d: ([v / 60 for v in s], [v / 60 for v in d])), _FTE,
          says="look like minutes"),
     Case(_T, "frame times in minutes labelled as seconds, a 9-frame 40-90 min scan",
-         _last_frames_in_minutes, _FTE, says="minutes",
-         xfail=dict.fromkeys(("api", "validate", "run"), "the minutes-as-seconds check needs "
-                             "at least 10 frames: nine 5-min frames are loaded as a 50 s "
-                             "[11C]UCB-J scan; SRTM fits it, only Logan fails (FitError, no "
-                             "frame after t*)")),
+         _last_frames_in_minutes, _FTE, says="minutes"),
     Case(_T, "frame times in milliseconds labelled as seconds",
          frames(lambda s, d: ([v * 1000 for v in s], [v * 1000 for v in d])), _FTE,
-         says="millisecond",
-         xfail=dict.fromkeys(("api", "validate", "run"), "a 1500 h scan of an isotope with a "
-                             "20 min half-life is loaded; SRTM fits it and only the blood "
-                             "coverage check stops Logan (InputFunctionError, the wrong "
-                             "cause)")),
+         says="millisecond"),
     Case(_T, "overlapping frames", frames(_set_duration(3, 20.0)), _FTE, says="overlap"),
     Case(_T, "unsorted frames", frames(_swap(20, 21)), _FTE, says="not sorted"),
     Case(_T, "FrameDuration and FrameTimesStart one frame short of the image",

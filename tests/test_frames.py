@@ -121,3 +121,50 @@ def test_decay_factors_need_half_life():
 def test_overlap_weights():
     fs = FrameSchedule.from_durations([30, 30, 30])
     np.testing.assert_allclose(fs.overlap_weights(45, 80), [0, 15, 20])
+
+
+# ------------------------------------------------- plausibility of the scan length (issue 14)
+LATE_MIN = [45.0 + 5 * i for i in range(9)]  # a late 45-90 min window of nine 5-min frames
+
+
+def test_short_late_window_in_minutes_read_as_seconds_is_caught():
+    with pytest.raises(FrameTimingError, match="look like minutes.*multiply both by 60"):
+        FrameSchedule.from_bids(LATE_MIN, [5.0] * 9, radionuclide="C11")
+    fs = FrameSchedule.from_bids(np.multiply(LATE_MIN, 60), [300.0] * 9, radionuclide="C11")
+    assert fs.end[-1] == pytest.approx(90.0)
+
+
+@pytest.mark.parametrize("fts, fdur, nuclide", [
+    ([0, 5], [5, 5], "C11"),                 # starts at injection: not judged under 10 frames
+    ([2400, 3000], [600, 600], "C11"),        # a late static window in seconds
+    ([60], [5], "F18"),                       # one frame: not a dynamic scan
+    (LATE_MIN, [5.0] * 9, "O15"),             # short-lived: minute-long scans are real
+    (LATE_MIN, [5.0] * 9, None),              # radionuclide unknown: not judged
+])
+def test_short_schedules_that_are_plausible_pass(fts, fdur, nuclide):
+    assert FrameSchedule.from_bids(fts, fdur, radionuclide=nuclide).n == len(fts)
+
+
+def test_times_in_milliseconds_are_caught_with_the_fix():
+    fts = np.array([0, 600, 1200, 2400, 3600]) * 1000.0
+    fdur = np.array([600, 600, 1200, 1200, 1800]) * 1000.0
+    with pytest.raises(FrameTimingError) as exc:
+        FrameSchedule.from_bids(fts, fdur, radionuclide="C11")
+    msg = str(exc.value)
+    assert "1500 h" in msg and "milliseconds" in msg and "divide" in msg and "by 1000" in msg
+    assert FrameSchedule.from_bids(fts / 1000, fdur / 1000, radionuclide="C11").end[-1] == 90
+
+
+def test_scan_length_limit_is_twenty_half_lives():
+    # a 4 h delayed F-18 scan and a 6.5 h C-11 scan are fine
+    FrameSchedule.from_bids([4 * 3600.0], [1200.0], radionuclide="F18")
+    FrameSchedule.from_bids([19.5 * HALF_LIFE_MIN["C11"] * 60 - 600], [600], radionuclide="C11")
+    # 20.5 half-lives of F-18 (37.5 h) could be a 2.25 min scan in milliseconds
+    end_s = 20.5 * HALF_LIFE_MIN["F18"] * 60
+    with pytest.raises(FrameTimingError, match="37.5 h.*20.5 half-lives.*milliseconds"):
+        FrameSchedule.from_bids([end_s - 600], [600], radionuclide="F18")
+    # 10 h of C-11 is not milliseconds (0.6 min): the message asks to check the unit
+    with pytest.raises(FrameTimingError, match="29.5 half-lives.*check the unit"):
+        FrameSchedule.from_bids([36000 - 600], [600], radionuclide="C11")
+    # without a radionuclide there is no clock to judge by
+    assert FrameSchedule.from_bids([0], [5.4e6]).n == 1
