@@ -204,6 +204,43 @@ def test_derivatives_pass_the_validator(derivatives):
     assert_no_errors(report, "sv2a derivatives")
 
 
+@needs_validator
+def test_every_naming_helper_gives_a_name_the_validator_accepts(tmp_path):
+    # One file per helper, for scans with and without session and with a trc entity: the
+    # released-BIDS names (the image-derived blood table) pass outright, the proposal-stage
+    # ones are warnings under the shipped configuration, nothing is an error.
+    import nibabel as nib
+    import numpy as np
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "dataset_description.json").write_text('{"Name": "raw", "BIDSVersion": "1.9.0"}')
+    out = tmp_path / "out"
+    drv.write_dataset_description(out, raw)
+    drv.write_bidsignore(out)
+    table = "time\twhole_blood_radioactivity\tplasma_radioactivity\n0\t1.0\t1.1\n"
+    for sub, ses, pet in (("01", "bl", "sub-01_ses-bl_pet.nii.gz"), ("02", None,
+                                                                     "sub-02_trc-UCBJ_pet.nii.gz")):
+        stem = drv.scan_stem(pet)
+        folder = drv.scan_dir(out, sub, ses)
+        folder.mkdir(parents=True)
+        names = [drv.tacs_name(stem, "dseg"), drv.tacs_name(stem, "dseg", desc="gtm"),
+                 drv.kinpar_name(stem, "dseg", "logan_ref"), drv.motion_name(stem),
+                 drv.idif_name(stem)]
+        for name in names:
+            (folder / name).write_text(table)
+            (folder / name.replace(".tsv", ".json")).write_text('{"Description": "x"}')
+        img = folder / drv.map_name(stem, "srtm2", "BPND")
+        nib.save(nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4)), img)
+        (folder / img.name.replace(".nii.gz", ".json")).write_text('{"Units": "1"}')
+    report = run_validator(out, bids_validator_config())
+    assert not issues(report, "error"), issues(report, "error")
+    flagged = {loc for c, loc in issues(report, "warning") if c == "NOT_INCLUDED"}
+    assert flagged and all(proposal_stage(loc) for loc in flagged)
+    assert not [loc for loc in flagged if "_blood" in loc]  # released BIDS: not flagged
+    assert len(flagged) == 2 * 10  # 5 proposal-stage files (+ sidecars) per scan
+
+
 def test_pybids_indexes_the_derivatives(derivatives):
     bids = pytest.importorskip("bids", reason="pybids is not installed (dev extras)")
     layout = bids.BIDSLayout(derivatives, validate=False,

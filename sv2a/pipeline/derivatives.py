@@ -41,6 +41,8 @@ __all__ = [
     "tacs_name",
     "kinpar_name",
     "map_name",
+    "idif_name",
+    "motion_name",
     "group_kinpar_name",
     "comparison_name",
     "write_dataset_description",
@@ -239,6 +241,41 @@ def map_name(stem: str, model: str, param: str) -> str:
     """
     meas = re.sub(r"[^0-9A-Za-z]", "", param)
     return f"{stem}_model-{model_label(model)}_meas-{meas}_mimap.nii.gz"
+
+
+def idif_name(stem: str) -> str:
+    """File name of a scan's image-derived input function.
+
+    Parameters
+    ----------
+    stem : str
+        Scan stem.
+
+    Returns
+    -------
+    str
+        ``<stem>_recording-IDIF_desc-idif_blood.tsv``: a BIDS blood table, whose
+        ``recording`` entity BIDS requires (``IDIF``: derived from the image, as
+        ``manual`` / ``autosampler`` name measured samples).
+    """
+    return f"{stem}_recording-IDIF_desc-idif_blood.tsv"
+
+
+def motion_name(stem: str) -> str:
+    """File name of a scan's head-motion table (``--realign``).
+
+    Parameters
+    ----------
+    stem : str
+        Scan stem.
+
+    Returns
+    -------
+    str
+        ``<stem>_desc-motion_timeseries.tsv`` (``_timeseries`` is one of
+        :data:`PROPOSAL_SUFFIXES` for PET).
+    """
+    return f"{stem}_desc-motion_timeseries.tsv"
 
 
 def group_kinpar_name(model: str) -> str:
