@@ -29,7 +29,9 @@ from sv2a.pipeline import PipelineConfig, run_group, run_participant
 from sv2a.pipeline import derivatives as drv
 from sv2a.resources import bids_validator_config, demo_data_dir, pybids_config
 
-VALIDATOR = shutil.which("bids-validator-deno")
+#: On PATH, or beside this Python (a virtual environment used without activating it).
+VALIDATOR = shutil.which("bids-validator-deno") or shutil.which(
+    "bids-validator-deno", path=str(Path(sys.executable).parent))
 needs_validator = pytest.mark.skipif(
     VALIDATOR is None, reason="bids-validator-deno is not installed (pip install "
     "bids-validator-deno, part of sv2a's dev extras)")
