@@ -196,7 +196,8 @@ class DynamicPET:
             return
         check_activity_units(frame, injected_mbq=float(dose), body_weight_kg=float(bw),
                              units=str(self.meta.get("original_units", "?")),
-                             source=str(self.path), frame_index=i)
+                             source=str(self.path), frame_index=i,
+                             tracer=self.meta.get("tracer"))
         self._cache["units_checked"] = True  # after the check: a failure repeats on each read
 
     @property

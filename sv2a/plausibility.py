@@ -6,6 +6,9 @@ uptake value SUV = C [kBq/mL] · W [kg] / D [MBq] of a late frame tells: the hig
 of any PET tracer lies between about 0.5 and 20 (decay corrected, after the first minutes), so
 a high percentile of the frame outside 0.01–1000 means the unit is off by about 1000.
 
+For the SV2A tracers the range is narrower (:data:`TRACER_SUV_RANGES`), so that a unit off by
+the ratio of two common units — 27 between kBq/mL and nCi/mL (1 nCi = 37 Bq) — is caught too.
+
 Examples
 --------
 >>> import numpy as np
@@ -16,16 +19,48 @@ Examples
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import numpy.typing as npt
 
 from .errors import UnitsError
+from .units import activity_factor
 
-__all__ = ["SUV_RANGE", "MIN_VOXELS", "suv_percentile", "check_activity_units"]
+__all__ = ["SUV_RANGE", "TRACER_SUV_RANGES", "SMALL_ANIMAL_KG", "MIN_VOXELS", "suv_percentile",
+           "suv_range", "check_activity_units"]
 
-#: Plausible range of a late frame's high-percentile SUV (dimensionless); outside it the
-#: activity unit is off by about a factor 1000.
+#: Plausible range of a late frame's high-percentile SUV (dimensionless) for any tracer;
+#: outside it the activity unit is off by about a factor 1000.
 SUV_RANGE = (0.01, 1000.0)
+
+#: Plausible range of a late frame's 99.5th-percentile SUV per SV2A tracer (key: the
+#: normalised TracerName, see :func:`suv_range`). Brain SUV of [11C]UCB-J, [18F]SynVesT-1
+#: (SDM-8) and [11C]UCB-H at 45–90 min lies at about 1–15 (grey matter; 3.7–7.0 in the
+#: human and rat phantom presets and the demo, 2.6–4.6 in the mouse UCB-J preset); the floor
+#: 0.6 lies below that with a margin of 1.7 (4 for the data at hand), and 15 / 27 = 0.56 is
+#: under it, so any such scan labelled nCi/mL (or nCi/cc) while holding kBq/mL is refused.
+#: [18F]SynVesT-2 washes out faster (late SUV 0.8–2.1 in the phantom presets): floor 0.2,
+#: a factor 4 below, while 2.1 / 27 = 0.08 falls under it. The ceiling stays at 100 (head
+#: and body fields of view also hold excretion organs); it still catches nCi/mL data
+#: labelled kBq/mL (x 27) of any brain above SUV 3.7.
+TRACER_SUV_RANGES: dict[str, tuple[float, float]] = {
+    "ucbj": (0.6, 100.0),
+    "synvest1": (0.6, 100.0),
+    "sdm8": (0.6, 100.0),
+    "ucbh": (0.6, 100.0),
+    "synvest2": (0.2, 100.0),
+    "sdm2": (0.2, 100.0),
+}
+
+#: Below this body weight (kg) the subject is a small animal (mouse, rat): the floor of
+#: :data:`TRACER_SUV_RANGES` is halved, since partial-volume loss in a brain of a few mm
+#: (scanner resolution about 1.5 mm) lowers the highest voxels; SUV itself already scales
+#: the dose by the body weight, so the ranges hold across species otherwise.
+SMALL_ANIMAL_KG = 5.0
+
+#: Common units tried when a value is implausible, to name the one that fits (kBq/mL each).
+_CANDIDATE_UNITS = ("kBq/mL", "Bq/mL", "MBq/mL", "nCi/mL", "uCi/mL")
 
 #: Frames with fewer voxels are not judged: no real PET field of view is that small (a
 #: human brain at 7 mm voxels alone fills about 3500), so such arrays are toy images.
@@ -66,9 +101,64 @@ def suv_percentile(frame: npt.ArrayLike, *, injected_mbq: float, body_weight_kg:
     return float(np.percentile(a, percentile) * body_weight_kg / injected_mbq)
 
 
+def suv_range(tracer: str | None, body_weight_kg: float) -> tuple[float, float]:
+    """The plausible late-frame SUV range of a tracer and subject.
+
+    Parameters
+    ----------
+    tracer : str or None
+        BIDS ``TracerName`` (``'UCB-J'``, ``'[11C]UCB-J'``, ``'SynVesT-1'``, ``'SDM-8'`` ...);
+        case, brackets, the radionuclide prefix and punctuation are ignored.
+    body_weight_kg : float
+        Body weight (kg); under :data:`SMALL_ANIMAL_KG` the tracer floor is halved.
+
+    Returns
+    -------
+    tuple of float
+        ``(low, high)`` SUV (dimensionless): :data:`TRACER_SUV_RANGES` for a known SV2A
+        tracer, else :data:`SUV_RANGE`.
+
+    Examples
+    --------
+    >>> suv_range("[11C]UCB-J", 80.0)
+    (0.6, 100.0)
+    >>> suv_range("FDG", 80.0)
+    (0.01, 1000.0)
+    """
+    key = _tracer_key(tracer)
+    if key not in TRACER_SUV_RANGES:
+        return SUV_RANGE
+    lo, hi = TRACER_SUV_RANGES[key]
+    return (lo / 2.0 if body_weight_kg < SMALL_ANIMAL_KG else lo, hi)
+
+
+def _tracer_key(tracer: str | None) -> str:
+    """``'[11C]UCB-J'``, ``'11C-UCB-J'``, ``'ucbj'`` -> ``'ucbj'``."""
+    if not tracer:
+        return ""
+    name = str(tracer).split("]")[-1].lower()
+    name = re.sub(r"^\s*(11c|18f|\[?11c\]?|\[?18f\]?)[\s-]*", "", name)
+    return re.sub(r"[^a-z0-9]", "", name)
+
+
+def _other_units(suv: float, units: str, lo: float, hi: float) -> list[str]:
+    """The common units in which the values would give a plausible SUV."""
+    try:
+        f = activity_factor(units)
+    except UnitsError:
+        return []
+    out = []
+    for c in _CANDIDATE_UNITS:
+        r = activity_factor(c) / f
+        if abs(np.log(r)) > 1e-6 and lo <= suv * r <= hi:
+            out.append(c)
+    return out
+
+
 def check_activity_units(frame: npt.ArrayLike, *, injected_mbq: float, body_weight_kg: float,
-                         units: str, source: str, frame_index: int | None = None) -> float:
-    """Check a late frame's SUV against :data:`SUV_RANGE`.
+                         units: str, source: str, frame_index: int | None = None,
+                         tracer: str | None = None) -> float:
+    """Check a late frame's SUV against the plausible range (:func:`suv_range`).
 
     Parameters
     ----------
@@ -85,6 +175,9 @@ def check_activity_units(frame: npt.ArrayLike, *, injected_mbq: float, body_weig
         The image or sidecar (for messages).
     frame_index : int, optional
         Which frame (for messages).
+    tracer : str, optional
+        BIDS ``TracerName``: the SV2A tracers have narrower ranges
+        (:data:`TRACER_SUV_RANGES`); others, or none, get :data:`SUV_RANGE`.
 
     Returns
     -------
@@ -94,8 +187,8 @@ def check_activity_units(frame: npt.ArrayLike, *, injected_mbq: float, body_weig
     Raises
     ------
     UnitsError
-        The SUV is below 0.01 or above 1000: the message names ``Units``, its value, the
-        implied SUV and the likely fix.
+        The SUV is outside the range: the message names ``Units``, its value, the implied
+        SUV, the range and the likely fix.
 
     Examples
     --------
@@ -119,13 +212,16 @@ def check_activity_units(frame: npt.ArrayLike, *, injected_mbq: float, body_weig
     suv = suv_percentile(frame, injected_mbq=injected_mbq, body_weight_kg=body_weight_kg)
     if not np.isfinite(suv):
         return suv
-    lo, hi = SUV_RANGE
+    lo, hi = suv_range(tracer, body_weight_kg)
     if lo <= suv <= hi:
         return suv
     where = "" if frame_index is None else f" in frame {frame_index}"
     bq = units.strip().lower().startswith("bq")
     kbq = units.strip().lower().startswith("kbq")
-    if suv < lo:
+    fits = _other_units(suv, units, lo, hi)
+    if len(fits) == 1 and not (bq or kbq):
+        likely = f"the voxels are probably in {fits[0]}: set \"Units\": \"{fits[0]}\""
+    elif suv < lo:
         likely = ("the voxels are probably in kBq/mL: set \"Units\": \"kBq/mL\"" if bq else
                   "the voxels are probably in a unit 1000 times larger than 'Units' says, or "
                   "InjectedRadioactivity is 1000 times too large (e.g. kBq given as MBq: check "
@@ -138,6 +234,14 @@ def check_activity_units(frame: npt.ArrayLike, *, injected_mbq: float, body_weig
     raise UnitsError(
         f"{source}: implausible activity for 'Units': {units!r}: the {_PERCENTILE:g}th "
         f"percentile{where} is SUV {suv:.3g} (dose {injected_mbq:.4g} MBq, body weight "
-        f"{body_weight_kg:.4g} kg), outside the plausible {lo:g}–{hi:g}; {likely}. Check "
+        f"{body_weight_kg:.4g} kg), outside the plausible {lo:g}–{hi:g}"
+        f"{_range_reason(tracer, (lo, hi))}; {likely}. Check "
         "Units, InjectedRadioactivity(Units) and BodyWeight"
     )
+
+
+def _range_reason(tracer: str | None, rng: tuple[float, float]) -> str:
+    """Why the range applies (for messages)."""
+    if rng == SUV_RANGE:
+        return " (any tracer)"
+    return f" for {tracer} (late brain SUV of the SV2A tracers)"

@@ -517,11 +517,7 @@ CASE_LIST: list[Case] = [
     Case(_U, "Bq/mL data labelled kBq/mL", image(lambda d: d * 1000.0), "UnitsError",
          stage="data", says="Bq/mL"),
     Case(_U, "kBq/mL data labelled nCi/cc", sidecar(Units="nCi/cc"), "UnitsError",
-         stage="data", says="nCi/cc",
-         xfail=dict.fromkeys(("api", "validate", "run"), "the plausibility range is the same "
-                             "for every tracer (SUV 0.01-1000): [11C]UCB-J brain at SUV 0.22 "
-                             "(27 times too low) passes, though the issue asks for ranges per "
-                             "tracer")),
+         stage="data", says="nCi/cc"),
     Case(_U, "unknown activity unit", sidecar(Units="counts"), "UnitsError", says="'counts'"),
     Case(_U, "injected dose in kBq labelled MBq", sidecar(InjectedRadioactivityUnits="kBq"),
          "UnitsError", stage="data", says="InjectedRadioactivity"),

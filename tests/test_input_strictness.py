@@ -138,11 +138,11 @@ def test_bundled_data_are_true_negatives():
 
 
 # ----------------------------------------------------------------- 4. activity units
-def _pet_1000(tmp_path: Path, units: str, values: float) -> Path:
+def _pet_1000(tmp_path: Path, units: str, values: float, **extra: object) -> Path:
     """A 16^3 image holding ``values`` (file units) everywhere in its last frames."""
     data = np.full((16, 16, 16, 6), values, np.float32)
     p, _ = write_small_pet(tmp_path / "sub-01_pet.nii.gz", shape=(16, 16, 16), data=data,
-                           units=units)
+                           units=units, sidecar_extra=extra)
     return p
 
 
@@ -185,3 +185,46 @@ def test_in_memory_images_are_not_judged(tmp_path):
                                      meta={"injected_mbq": 1.0, "body_weight_kg": 1.0})
     assert pet.frame(1).max() == 1e6
 
+
+
+# ----------------------------------------------------------------- 5. ranges per tracer
+def test_kbq_labelled_nci_is_caught_for_an_sv2a_tracer(tmp_path):
+    # 40 kBq/mL with 600 MBq, 75 kg is SUV 5; read as nCi/cc it is 1.48 kBq/mL, SUV 0.185:
+    # inside the generic 0.01-1000, outside the UCB-J 0.6-100
+    pet = sv2a.load_pet(_pet_1000(tmp_path, "nCi/cc", 40.0))
+    with pytest.raises(UnitsError) as exc:
+        _ = pet.data
+    msg = str(exc.value)
+    assert "'nCi/cc'" in msg and "SUV 0.185" in msg and "0.6–100 for UCB-J" in msg
+    assert 'probably in kBq/mL: set "Units": "kBq/mL"' in msg
+
+
+def test_nci_labelled_kbq_is_caught_for_an_sv2a_tracer(tmp_path):
+    # 40 nCi/mL data (1.48 kBq/mL, SUV 0.185) labelled kBq/mL: SUV 5 x 27 = 135
+    pet = sv2a.load_pet(_pet_1000(tmp_path, "kBq/mL", 40.0 / 0.037))
+    with pytest.raises(UnitsError, match=r"SUV 135 .*0\.6–100"):
+        _ = pet.data
+
+
+def test_other_tracers_keep_the_generic_range(tmp_path):
+    pet = sv2a.load_pet(_pet_1000(tmp_path, "nCi/cc", 40.0, TracerName="FDG"))
+    assert pet.data[0, 0, 0, -1] == pytest.approx(40 * 0.037)
+    assert pet._cache.get("units_checked") is True
+
+
+@pytest.mark.parametrize("tracer, kg, expected", [
+    ("[11C]UCB-J", 75.0, (0.6, 100.0)), ("UCB-J", 0.3, (0.3, 100.0)),
+    ("18F-SDM-8", 70.0, (0.6, 100.0)), ("[18F]SynVesT-2", 70.0, (0.2, 100.0)),
+    ("[11C]UCB-H", 0.03, (0.3, 100.0)), ("PiB", 70.0, (0.01, 1000.0)),
+    (None, 70.0, (0.01, 1000.0)),
+])
+def test_suv_range_per_tracer_and_species(tracer, kg, expected):
+    from sv2a.plausibility import suv_range
+    assert suv_range(tracer, kg) == expected
+
+
+def test_every_demo_scan_passes_the_tracer_range():
+    for sc in sorted((ROOT / "demo_data").glob("sub-*/ses-*/pet/*_pet.nii.gz")):
+        pet = sv2a.load_pet(sc)
+        pet.frame(pet.n_frames - 1)
+        assert pet._cache.get("units_checked") is True, sc
