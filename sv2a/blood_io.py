@@ -18,17 +18,27 @@ import numpy as np
 import pandas as pd
 
 from .blood import InputFunction
-from .errors import DataError, InputFunctionError, MetadataError, Sv2aWarning
+from .errors import DataError, InputFunctionError, MetadataError, Sv2aWarning, UnitsError
 from .sidecar import describe_sources, read_metadata, sidecar_places
 from .units import activity_factor, time_factor
 
-__all__ = ["load_blood", "read_blood_table"]
+__all__ = ["PLASMA_BLOOD_RATIO", "load_blood", "read_blood_table"]
 
 _BLOOD_COLUMNS = {
     "whole_blood": "whole_blood_radioactivity",
     "plasma": "plasma_radioactivity",
     "parent_fraction": "metabolite_parent_fraction",
 }
+
+#: Plausible median plasma / whole-blood ratio of a recording (unitless). The ratio is
+#: 1 / (1 - Hct (1 - r)) with Hct the haematocrit (0.3-0.55) and r the red-cell / plasma
+#: concentration ratio of the tracer: 1 for a tracer that enters red cells freely, 0 for one
+#: kept out of them (ratio up to 1 / (1 - 0.55) = 2.2), above 1 for one bound in red cells
+#: (about 0.5-0.9 for such tracers). Measured: 0.98-1.19 in the phantom presets and the demo,
+#: 1.31 (1.06-1.81) in the real [11C]PBR28 recording of tests/data. The limits lie a factor 3
+#: or more outside that, and a unit off by 1000 (Bq/mL vs kBq/mL) or 27 (kBq/mL vs nCi/mL)
+#: in one of the two columns moves a ratio of 0.3-2.5 outside them.
+PLASMA_BLOOD_RATIO = (0.1, 10.0)
 
 
 def read_blood_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -57,6 +67,9 @@ def read_blood_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[s
     MetadataError
         Sidecar missing, two sidecars at one folder level, or an activity column without
         ``Units``.
+    UnitsError
+        Plasma and whole blood differ by more than a factor 10 (median ratio at the samples
+        with both; :data:`PLASMA_BLOOD_RATIO`): one column's ``Units`` is wrong.
     DataError
         The TSV cannot be parsed, or a value is neither a number nor ``n/a`` (e.g. a decimal
         comma ``1,25``; the message names the column and line).
@@ -101,8 +114,37 @@ def read_blood_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[s
         raise InputFunctionError(
             f"{path}: no blood columns; expected one of {list(_BLOOD_COLUMNS.values())}"
         )
+    _check_plasma_blood_ratio(out, meta, sc, path)
     meta["sidecar_files"] = [str(f) for f in files]
     return out, meta
+
+
+def _check_plasma_blood_ratio(table: pd.DataFrame, meta: Mapping[str, Any], sc: Path | str,
+                              path: Path) -> None:
+    """Refuse plasma and whole blood whose median ratio at the shared sample times lies
+    outside :data:`PLASMA_BLOOD_RATIO`: one column's ``Units`` is then wrong (e.g. plasma in
+    kBq/mL labelled Bq/mL beside whole blood in kBq/mL, which would make every plasma-input
+    volume of distribution 1000 times too high). Only samples where both are positive count."""
+    if "plasma" not in table or "whole_blood" not in table:
+        return
+    p, b = table["plasma"].to_numpy(float), table["whole_blood"].to_numpy(float)
+    both = np.isfinite(p) & np.isfinite(b) & (p > 0) & (b > 0)
+    if not both.any():
+        return
+    ratio = float(np.median(p[both] / b[both]))
+    lo, hi = PLASMA_BLOOD_RATIO
+    if lo <= ratio <= hi:
+        return
+    off = max(ratio, 1.0 / ratio)
+    pu = _col_unit(meta, _BLOOD_COLUMNS["plasma"], sc)
+    bu = _col_unit(meta, _BLOOD_COLUMNS["whole_blood"], sc)
+    raise UnitsError(
+        f"{path}: plasma_radioactivity (Units {pu!r}) is {ratio:.3g} times "
+        f"whole_blood_radioactivity (Units {bu!r}) (median over {int(both.sum())} samples with "
+        f"both), outside the physiological {lo:g}-{hi:g} (about 0.5-2 for PET tracers); the "
+        f"Units of one column are probably wrong (off by a factor of about {off:.3g}): "
+        f"fix 'Units' of plasma_radioactivity or whole_blood_radioactivity in {sc}"
+    )
 
 
 def _numeric(df: pd.DataFrame, col: str, path: Path) -> pd.Series:
@@ -189,6 +231,9 @@ def load_blood(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], 
         Missing file, no usable blood values, or recordings that cannot be merged.
     MetadataError
         Missing sidecar or column units, or two sidecars at one folder level.
+    UnitsError
+        Plasma and whole blood of one recording differ by more than a factor 10 (a wrong
+        ``Units``).
 
     Notes
     -----

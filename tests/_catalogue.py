@@ -541,10 +541,7 @@ CASE_LIST: list[Case] = [
          stage="blood", says="fortnights"),
     Case(_U, "blood plasma in kBq/mL labelled Bq/mL (whole blood kBq/mL)",
          blood_meta(lambda m: m["plasma_radioactivity"].update(Units="Bq/mL")),
-         "UnitsError", stage="blood", says="plasma",
-         xfail=dict.fromkeys(("api", "validate", "run"), "no plausibility check of blood "
-                             "units: plasma 1000 times below whole blood is accepted and "
-                             "Logan VT comes out 1000 times too high (17553 vs 17.55)")),
+         "UnitsError", stage="blood", says="plasma"),
     Case(_U, "blood times in minutes labelled seconds",
          blood_column("time", _scaled(lambda t: t / 60.0)), "InputFunctionError",
          stage="blood", says="ends at"),

@@ -1,6 +1,8 @@
 import json
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import write_blood
 
@@ -103,3 +105,51 @@ def test_blood_rows_in_any_order_give_the_same_input(tmp_path):
     t = np.linspace(0, 40, 81)
     np.testing.assert_allclose(b.plasma_at(t), a.plasma_at(t), rtol=1e-12)
     np.testing.assert_allclose(b.whole_blood_at(t), a.whole_blood_at(t), rtol=1e-12)
+
+
+# ------------------------------------------- plasma / whole blood ratio (issue 14)
+def _relabel(p, col: str, units: str) -> None:
+    sc = p.with_suffix(".json")
+    meta = json.loads(sc.read_text())
+    meta[col]["Units"] = units
+    sc.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("col, units, ratio", [
+    ("plasma_radioactivity", "Bq/mL", "0.0011"),       # plasma 1000 x too low
+    ("whole_blood_radioactivity", "Bq/mL", "1.1e+03"),  # whole blood 1000 x too low
+    ("plasma_radioactivity", "nCi/mL", "0.0407"),      # kBq/mL read as nCi/mL: 27 x
+])
+def test_plasma_and_whole_blood_in_different_units_are_refused(tmp_path, col, units, ratio):
+    p = write_blood(tmp_path / "sub-01_recording-manual_blood.tsv")
+    _relabel(p, col, units)
+    with pytest.raises(UnitsError) as exc:
+        sv2a.load_blood(p)
+    msg = str(exc.value)
+    assert str(p) in msg and f"is {ratio} times" in msg and f"Units '{units}'" in msg
+    assert "outside the physiological 0.1-10" in msg and "fix 'Units'" in msg
+
+
+def test_ratio_of_the_real_pbr28_recording_passes(tmp_path):
+    """The real [11C]PBR28 manual samples (plasma / whole blood 1.06-1.81) as a BIDS table."""
+    raw = pd.read_csv(Path(__file__).parent / "data" / "pbr28" / "pbr28_blood_raw_cgyu_1.csv")
+    wb = raw[raw.measurement == "blood_discrete"].set_index("time_s").value
+    pl = raw[raw.measurement == "plasma_total"].set_index("time_s").value
+    p = tmp_path / "sub-01_recording-manual_blood.tsv"
+    rows = ["time\twhole_blood_radioactivity\tplasma_radioactivity"]
+    rows += [f"{t:g}\t{wb[t]:g}\t{pl[t]:g}" for t in wb.index]
+    p.write_text("\n".join(rows) + "\n")
+    p.with_suffix(".json").write_text(json.dumps({
+        "time": {"Units": "s"}, "whole_blood_radioactivity": {"Units": "kBq/mL"},
+        "plasma_radioactivity": {"Units": "kBq/mL"}}))
+    with pytest.warns(UserWarning, match="not metabolite corrected"):
+        inp = sv2a.load_blood(p)
+    assert inp.plasma.size == pl.notna().sum()
+
+
+def test_ratio_of_the_demo_recordings_passes():
+    root = Path(__file__).resolve().parents[1] / "demo_data"
+    files = sorted(root.glob("sub-*/ses-*/pet/*_blood.tsv"))
+    assert files
+    for f in files:
+        sv2a.load_blood(f)
