@@ -30,7 +30,7 @@ from .sidecar import (
 )
 from .units import activity_factor, to_mbq
 
-__all__ = ["DynamicPET", "load_pet"]
+__all__ = ["DynamicPET", "load_pet", "check_voxel_values"]
 
 _Key = tuple[Any, ...]
 
@@ -175,6 +175,9 @@ class DynamicPET:
         if len(self.dataobj.shape) == 3 and i != 0:
             raise IndexError(f"static image has one frame, asked for frame {i}")
         arr = self._read_block((slice(None), slice(None), slice(None), i))
+        if self.path is not None and not np.isfinite(arr).any():
+            raise DataError(_nan_frames_message(str(self.path), [int(i) % self.n_frames],
+                                                self.n_frames))
         self._check_units(arr, int(i) % self.n_frames)
         return arr
 
@@ -183,7 +186,9 @@ class DynamicPET:
         plausible given the injected dose and body weight (:mod:`sv2a.plausibility`)?
 
         A late frame is the last one or one starting in the second half of the scan (early
-        frames can hold almost no activity). Images built in memory are not checked.
+        frames can hold almost no activity). Images built in memory are not checked. A late
+        frame that is all zero raises :class:`~sv2a.errors.DataError` (no unit makes zero
+        plausible: the data, not the unit, are wrong).
         """
         if self.path is None or "units_checked" in self._cache:
             return
@@ -194,6 +199,12 @@ class DynamicPET:
         fs = self.frames
         if i != fs.n - 1 and fs.start[i] < 0.5 * fs.end[-1]:
             return
+        if not np.any(frame):
+            raise DataError(
+                f"{self.path}: frame {i} (a late frame, read to check the activity unit) is all "
+                "zero, so the image is all zero or that frame's reconstruction failed; "
+                "re-export the image"
+            )
         check_activity_units(frame, injected_mbq=float(dose), body_weight_kg=float(bw),
                              units=str(self.meta.get("original_units", "?")),
                              source=str(self.path), frame_index=i,
@@ -204,12 +215,16 @@ class DynamicPET:
     def data(self) -> Any:
         """The whole 4D image (float32, kBq/mL, decay corrected); read once and cached.
 
-        A dask-backed image is returned as the (lazy) dask array.
+        A dask-backed image is returned as the (lazy) dask array. An image read from a file
+        is checked first (:func:`check_voxel_values`): all zero, or a frame without a finite
+        value, raises :class:`~sv2a.errors.DataError`.
         """
         if "data" not in self._cache:
             if hasattr(self.dataobj, "chunks") and not isinstance(self.dataobj, np.ndarray):
                 return self.dataobj  # dask array: stays lazy
             data = self._read_block()
+            if self.path is not None:
+                check_voxel_values(data, str(self.path))
             self._check_units(data[..., -1], self.n_frames - 1)
             self._cache["data"] = data
         return self._cache["data"]
@@ -304,6 +319,47 @@ class _BlockReader:
     def __getitem__(self, key: Any) -> np.ndarray:
         key = tuple(key) + (slice(None),) * (4 - len(tuple(key)))
         return self.pet._read_block(key)
+
+
+def check_voxel_values(data: np.ndarray, source: str) -> None:
+    """Refuse voxel data that cannot give a number: an image that is all zero, or frames
+    without a single finite value (a failed reconstruction or export). A few NaN voxels are
+    legal (a reconstruction mask; :mod:`sv2a.tacs` leaves them out of the regional means).
+
+    Parameters
+    ----------
+    data : ndarray, shape (x, y, z, frame)
+        The image (kBq/mL).
+    source : str
+        The file (for messages).
+
+    Returns
+    -------
+    None
+        Returns when the data are usable.
+
+    Raises
+    ------
+    DataError
+        The image is all zero (checked first: then no unit check can judge it), or frames
+        hold only NaN or infinite values (the message lists them).
+    """
+    if not np.any(data):
+        raise DataError(
+            f"{source}: the image is all zero (every voxel of every frame); the export or "
+            "reconstruction failed — re-export the image"
+        )
+    dead = [i for i in range(data.shape[3]) if not np.isfinite(data[..., i]).any()]
+    if dead:
+        raise DataError(_nan_frames_message(source, dead, data.shape[3]))
+
+
+def _nan_frames_message(source: str, frames: list[int], n: int) -> str:
+    """The error for frames without a finite value."""
+    which = f"frame {frames[0]}" if len(frames) == 1 else f"frames {frames}"
+    return (f"{source}: {which} (0-based, of {n}) entirely NaN (no finite voxel value); the "
+            "reconstruction or export of that frame failed — re-export the image, or remove "
+            "the frame from the image and from FrameTimesStart/FrameDuration")
 
 
 def _require(meta: Mapping[str, Any], key: str, path: Path | str, hint: str) -> Any:

@@ -551,19 +551,11 @@ CASE_LIST: list[Case] = [
     Case(_I, "not a NIfTI file", text("pet", "this is not an image\n"), "DataError",
          says="not a readable NIfTI"),
     Case(_I, "one frame all NaN", image(_nan_frame), "DataError", stage="data",
-         says="NaN",
-         xfail={"api": "extract_tacs raises RegionError 'no region ... has voxels inside the "
-                       "PET image' (the wrong cause); nothing names the empty frame",
-                "validate": "only a warning ('16128 NaN voxel values'), though run fails",
-                "run": "fails at the tacs stage with RegionError 'no region ... has voxels "
-                       "inside the PET image', the wrong cause"}),
+         says="NaN"),
     Case(_I, "a few NaN voxels", _nan_voxels, "warn", stage="data", says="NaN",
          xfail={"run": _LOG_ONLY}),
     Case(_I, "all-zero image", image(np.zeros_like), "DataError", stage="data",
-         says="all zero",
-         xfail=dict.fromkeys(("api", "validate", "run"), "the activity-unit plausibility "
-                             "check comes first and calls an all-zero image a units problem "
-                             "(UnitsError: SUV 0, 'probably in a unit 1000 times larger')")),
+         says="all zero"),
     Case(_I, "3-D image (one frame) for dynamic models",
          both(image(lambda d: d[..., -1]), _one_frame_sidecar), "FitError", stage="srtm",
          says="frame"),

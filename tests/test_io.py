@@ -175,3 +175,55 @@ def test_missing_files_are_caught_by_generic_handlers(tmp_path):
     (tmp_path / "sub-01_pet.json").unlink()
     with pytest.raises(ValueError, match="missing JSON sidecar"):
         load_pet(p)
+
+
+# --------------------------------------------- voxel values that cannot give a number (issue 14)
+def _pet_with(tmp_path, fn, shape=(16, 16, 16)):
+    """A 16^3 UCB-J image of SUV 2.5 (20 kBq/mL) in every frame, changed by ``fn(data)``."""
+    data = np.full((*shape, 6), 20.0, np.float32)
+    p, _ = write_small_pet(tmp_path / "sub-01_pet.nii.gz", shape=shape, data=fn(data))
+    return p
+
+
+def test_one_frame_all_nan_is_refused_naming_the_frame(tmp_path):
+    def fn(d):
+        d[..., 2] = np.nan
+        return d
+    pet = load_pet(_pet_with(tmp_path, fn))
+    with pytest.raises(DataError, match=r"frame 2 \(0-based, of 6\) entirely NaN"):
+        _ = pet.data
+    with pytest.raises(DataError, match="frame 2 .*entirely NaN"):
+        pet.frame(2)
+    np.testing.assert_allclose(pet.frame(5), 20.0)  # the other frames stay readable
+
+
+def test_several_all_nan_frames_are_listed(tmp_path):
+    def fn(d):
+        d[..., [1, 4]] = np.nan
+        return d
+    with pytest.raises(DataError, match=r"frames \[1, 4\] .*entirely NaN"):
+        _ = load_pet(_pet_with(tmp_path, fn)).data
+
+
+def test_a_few_nan_voxels_are_legal(tmp_path):
+    def fn(d):
+        d[0, 0, :3, :] = np.nan
+        return d
+    data = load_pet(_pet_with(tmp_path, fn)).data
+    assert np.isnan(data).sum() == 18 and np.nanmax(data) == pytest.approx(20.0)
+
+
+def test_all_zero_image_is_a_data_error_not_a_unit_error(tmp_path):
+    p = _pet_with(tmp_path, np.zeros_like)
+    with pytest.raises(DataError, match="the image is all zero"):
+        _ = load_pet(p).data
+    with pytest.raises(DataError, match="frame 5 .*is all zero"):
+        load_pet(p).frame(5)
+
+
+def test_an_all_zero_early_frame_is_legal(tmp_path):
+    def fn(d):
+        d[..., 0] = 0.0  # before the tracer arrives
+        return d
+    pet = load_pet(_pet_with(tmp_path, fn))
+    assert float(pet.data[..., 0].max()) == 0.0 and pet.frame(0).max() == 0.0
