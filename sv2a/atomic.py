@@ -150,9 +150,11 @@ def _gzip_members(pieces: list[memoryview], compresslevel: int) -> Iterator[byte
 def nifti_gz_members(img: Any, compresslevel: int) -> Iterator[bytes]:
     """The bytes of ``img`` (a ``nibabel.Nifti1Image`` holding an array) as ``.nii.gz``.
 
-    One gzip member for the header, then members of fixed size (8 MiB) of the data, in
-    Fortran order, taken from the array without writing an uncompressed copy of the file
-    first; the same image gives the same bytes on any number of cores.
+    The header and the first 8 MiB of the data in the first gzip member (readers that
+    inflate only the first member, such as the BIDS validator, still see the whole header),
+    then members of fixed size (8 MiB) of the rest of the data, in Fortran order, taken from
+    the array without writing an uncompressed copy of the file first; the same image gives
+    the same bytes on any number of cores.
 
     Parameters
     ----------
@@ -173,8 +175,10 @@ def nifti_gz_members(img: Any, compresslevel: int) -> Iterator[bytes]:
     data = np.asarray(img.dataobj)
     flat = data.reshape(-1, order="F") if data.flags.f_contiguous else data.T.reshape(-1)
     view = flat.data.cast("B")
-    pieces = [memoryview(hdr.binaryblock + b"\0" * 4)]
-    pieces += [view[i:i + _GZ_CHUNK] for i in range(0, len(view), _GZ_CHUNK)]
+    # the header travels with the first chunk of data: readers that inflate only the first
+    # member (the BIDS validator reads the header that way) see a whole header
+    pieces = [memoryview(hdr.binaryblock + b"\0" * 4 + view[:_GZ_CHUNK].tobytes())]
+    pieces += [view[i:i + _GZ_CHUNK] for i in range(_GZ_CHUNK, len(view), _GZ_CHUNK)]
     yield from _gzip_members(pieces, compresslevel)
 
 

@@ -39,10 +39,6 @@ needs_validator = pytest.mark.skipif(
 #: Warnings the derivatives may have besides the proposal-stage NOT_INCLUDED: the hint that
 #: ``Authors`` lists fewer than two people (sv2a cannot know who ran it).
 DERIVATIVE_HINTS = {"TOO_FEW_AUTHORS"}
-#: Written by the shared .nii.gz encoder as several gzip members with a 352-byte header
-#: member; the validator's gzip reader stops at the first member's end and cannot read the
-#: header. The fix belongs to sv2a.atomic.nifti_gz_members (header in the first data member).
-GZIP_MEMBERS = "NIFTI_HEADER_UNREADABLE"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -64,9 +60,6 @@ def issues(report: dict, severity: str) -> list[tuple[str, str]]:
 
 def assert_no_errors(report: dict, what: str) -> None:
     errors = issues(report, "error")
-    if errors and {c for c, _ in errors} == {GZIP_MEMBERS}:
-        pytest.xfail(f"{what}: {len(errors)} x {GZIP_MEMBERS} (multi-member .nii.gz from "
-                     "sv2a.atomic.nifti_gz_members), e.g. " + errors[0][1])
     listed = "\n".join(f"  {c} {loc}" for c, loc in errors[:40])
     assert not errors, f"{what}: {len(errors)} bids-validator error(s):\n{listed}"
 

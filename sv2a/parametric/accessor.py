@@ -235,6 +235,8 @@ class Sv2aMapsAccessor:
         missing = [n for n in names if n not in ds.data_vars]
         if missing:
             raise ModelError(f"to_nifti: no map(s) {missing}; available: {available}")
+        from .. import __version__
+
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         settings = {k: v for k, v in self.settings().items() if k != "affine"}
@@ -248,7 +250,7 @@ class Sv2aMapsAccessor:
                 "Units": da_.attrs.get("units", ""),
                 "Description": da_.attrs.get("long_name", ""),
                 "Settings": settings,
-                "GeneratedBy": [{"Name": "sv2a", "Version": settings.get("software", "")}],
+                "GeneratedBy": [{"Name": "sv2a", "Version": __version__}],
             }
             if nm == "flag":
                 side["FlagBits"] = {str(b): n for b, n in FLAGS.items()}

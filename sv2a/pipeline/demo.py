@@ -4,7 +4,7 @@
 with the centrum semiovale, voxelwise SRTM2) and the group level (SRTM2 BPND, % change from
 baseline per arm) on ``demo_data/`` — a phantom ketamine study (2 arms x 3 subjects x 2
 sessions, [11C]UCB-J, 7 mm voxels, arterial blood for some subjects) made by
-``demo_data/make_demo.py``. If ``demo_data/`` is not found (e.g. a wheel install) the same
+``demo_data/code/make_demo.py``. If ``demo_data/`` is not found (e.g. a wheel install) the same
 dataset is simulated first.
 """
 
