@@ -149,11 +149,12 @@ def test_interrupted_commit_is_invisible_and_redone(done):
     with committed_view(out) as view:
         seen = sorted(p.name for p in view.rglob("*_kinpar.tsv"))
     assert len(seen) == 3 and not any(B1 in s for s in seen)
-    # a marker whose listed file is missing does not count either
+    # an output deleted by hand: the scan's other files stay visible, the scan is redone
     mk2 = _marker(out, "sub-02_ses-baseline_trc-ucbj")
     listed = json.loads(mk2.read_text())["outputs"]
-    (out / next(r for r in listed if r.endswith("_tacs.tsv"))).unlink()
-    assert "sub-02_ses-baseline_trc-ucbj" not in committed_scans(out)
+    gone = next(r for r in listed if r.endswith("_tacs.tsv"))
+    (out / gone).unlink()
+    assert set(committed_scans(out)["sub-02_ses-baseline_trc-ucbj"]) == set(listed) - {gone}
     ran, _ = _run(bids, out)
     assert ran == [B1, "sub-02_ses-baseline_trc-ucbj"]
     assert not (out / stray).exists() and not (pet / f".{B1}_sv2a-commit.json").exists()

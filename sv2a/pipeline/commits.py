@@ -1,10 +1,12 @@
 """What readers of a derivatives folder may see: only committed scans.
 
 A scan is committed when its done-marker (``sub-*/[ses-*/]pet/.<stem>_sv2a-done.json``,
-written last by :func:`sv2a.pipeline.participant.process_scan`) is valid JSON and every file
-it lists exists. Files of a scan whose commit was interrupted (outputs moved, marker not yet
-written) are invisible: :func:`committed_view` gives readers a folder holding hard links to
-the committed outputs only, a consistent snapshot even while another run commits.
+written last by :func:`sv2a.pipeline.participant.process_scan`) is valid JSON naming its
+stem and listing its outputs; readers see exactly the listed files (those still on disk: one
+deleted by hand later is simply absent, and the participant level redoes that scan). Files
+of a scan whose commit was interrupted (outputs moved, marker not yet written) and files no
+marker lists are invisible: :func:`committed_view` gives readers a folder holding hard links
+to the committed outputs only, a consistent snapshot even while another run commits.
 """
 
 from __future__ import annotations
@@ -41,9 +43,9 @@ def committed_scans(out_dir: str | os.PathLike[str]) -> dict[str, list[str]]:
     Returns
     -------
     dict
-        ``{stem: [output paths relative to OUT]}`` of every scan whose done-marker is valid
-        and whose listed outputs all exist (a marker that lists failed models still commits
-        the other outputs).
+        ``{stem: [output paths relative to OUT]}`` of every scan whose done-marker is valid,
+        its listed outputs that exist (a marker that lists failed models still commits the
+        other outputs).
     """
     out = Path(out_dir)
     found: dict[str, list[str]] = {}
@@ -58,9 +60,7 @@ def committed_scans(out_dir: str | os.PathLike[str]) -> dict[str, list[str]]:
         rels = [_safe_rel(r) for r in m["outputs"]]
         if m.get("stem") != stem or None in rels:
             continue
-        files = [r for r in rels if r is not None]
-        if all((out / r).is_file() for r in files):
-            found[stem] = files
+        found[stem] = [r for r in rels if r is not None and (out / r).is_file()]
     return found
 
 
