@@ -428,12 +428,14 @@ class PipelineConfig:
         return [ordered[0].name] if ordered else []
 
     def scan_hash(self, fingerprint: Mapping[str, Any] | None = None) -> str:
-        """SHA-256 of the participant settings and the input files of a scan.
+        """SHA-256 of the participant settings and the inputs of a scan.
 
         Parameters
         ----------
         fingerprint : mapping, optional
-            :func:`input_fingerprint` of the scan's input files.
+            ``{input: content hash}`` of the scan's inputs (the pipeline passes the hashes
+            of :func:`sv2a.pipeline.provenance.input_digests`), or
+            :func:`input_fingerprint`.
 
         Returns
         -------
@@ -642,7 +644,8 @@ def _str_list(value: Any, key: str) -> list[str] | None:
 
 def input_fingerprint(paths: Iterable[str | os.PathLike[str] | None]
                       ) -> dict[str, list[int] | None]:
-    """Size and modification time of the input files of a scan (a change triggers a re-run).
+    """Size and modification time of files (the pipeline's skip check uses content hashes
+    instead: :func:`sv2a.pipeline.provenance.input_digests`).
 
     Parameters
     ----------
