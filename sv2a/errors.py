@@ -25,7 +25,9 @@ __all__ = [
     "BIDSError",
     "DesignError",
     "ConfigError",
+    "OutputNotWritableError",
     "Sv2aWarning",
+    "Sv2aNotice",
 ]
 
 
@@ -81,5 +83,15 @@ class ConfigError(Sv2aError, ValueError):
     """A pipeline configuration (file or flags) has an unknown key or an invalid value."""
 
 
+class OutputNotWritableError(Sv2aError, OSError):
+    """The output folder cannot be created or written (read-only, no permission)."""
+
+
 class Sv2aWarning(UserWarning):
     """Warnings sv2a emits about data it could use but that deserve attention."""
+
+
+class Sv2aNotice(Sv2aWarning):
+    """A remark on a usable result that calls for no action on the data (the share of
+    flagged voxels of a map, say): the pipeline puts it in the scan's notes and report, not
+    in ``logs/failures.tsv``."""

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .errors import FrameTimingError
+from .errors import FrameTimingError, Sv2aWarning
 from .units import half_life as _half_life
 from .units import time_factor
 
@@ -235,7 +235,7 @@ class FrameSchedule:
             warnings.warn(
                 f"{src}: gaps between frames before frame index {(gaps + 1).tolist()} "
                 f"(largest {np.max(s[1:] - e[:-1]):.3g} min); integrals bridge them linearly",
-                stacklevel=3,
+                Sv2aWarning, stacklevel=3,
             )
 
     # ------------------------------------------------------------------ properties

@@ -327,7 +327,7 @@ def _cumulative(s: list[float], d: list[float]) -> tuple[list, list]:
 
 
 def _last_frames_in_minutes(f: Files) -> None:
-    """Keep the last nine frames (40-90 min, 5 min each), their times written in minutes."""
+    """Keep the last nine frames (45-90 min, 5 min each), their times written in minutes."""
     image(lambda d: d[..., 30:])(f)
     frames(lambda s, d: ([v / 60 for v in s[30:]], [v / 60 for v in d[30:]]))(f)
 
@@ -473,10 +473,6 @@ _B = "blood"
 _A = "atlas"
 _L = "layout"
 _FTE = "FrameTimingError"
-_LOG_ONLY = ("run writes the warning only to the scan log: the scan's notes (run summary, "
-             "subject report) do not mention it")
-_SKIPPED = ("run skips it with a Python warning only (stderr); logs/failures.tsv does not list "
-            "it, so a batch user does not learn that the scan was left out")
 _MDE = "MetadataError"
 
 CASE_LIST: list[Case] = [
@@ -484,7 +480,7 @@ CASE_LIST: list[Case] = [
     Case(_T, "frame times in minutes labelled as seconds",
          frames(lambda s, d: ([v / 60 for v in s], [v / 60 for v in d])), _FTE,
          says="look like minutes"),
-    Case(_T, "frame times in minutes labelled as seconds, a 9-frame 40-90 min scan",
+    Case(_T, "frame times in minutes labelled as seconds, a 9-frame 45-90 min scan",
          _last_frames_in_minutes, _FTE, says="minutes"),
     Case(_T, "frame times in milliseconds labelled as seconds",
          frames(lambda s, d: ([v * 1000 for v in s], [v * 1000 for v in d])), _FTE,
@@ -509,8 +505,7 @@ CASE_LIST: list[Case] = [
     Case(_T, "null inside FrameTimesStart",
          frames(lambda s, d: (s[:3] + [None] + s[4:], d)), _MDE, says="FrameTimesStart"),
     Case(_T, "a 60 s gap between frames 29 and 30", frames(_gap), "warn",
-         says="gaps between frames",
-         xfail={"run": _LOG_ONLY}),
+         says="gaps between frames"),
     # ---------------------------------------------------------------- units
     Case(_U, "kBq/mL data labelled Bq/mL", sidecar(Units="Bq/mL"), "UnitsError",
          stage="data", says="'Bq/mL'"),
@@ -552,8 +547,7 @@ CASE_LIST: list[Case] = [
          says="not a readable NIfTI"),
     Case(_I, "one frame all NaN", image(_nan_frame), "DataError", stage="data",
          says="NaN"),
-    Case(_I, "a few NaN voxels", _nan_voxels, "warn", stage="data", says="NaN",
-         xfail={"run": _LOG_ONLY}),
+    Case(_I, "a few NaN voxels", _nan_voxels, "warn", stage="data", says="NaN"),
     Case(_I, "all-zero image", image(np.zeros_like), "DataError", stage="data",
          says="all zero"),
     Case(_I, "3-D image (one frame) for dynamic models",
@@ -634,11 +628,10 @@ CASE_LIST: list[Case] = [
          "InputFunctionError", stage="blood", says="neither plasma nor whole blood"),
     Case(_B, "no plasma column (whole blood only)",
          blood_rows(lambda h, r: ([h[0], h[1], h[3]], [[x[0], x[1], x[3]] for x in r])),
-         "warn", stage="blood", says="whole blood is used as the input",
-         xfail={"run": _LOG_ONLY}),
+         "warn", stage="blood", says="whole blood is used as the input"),
     Case(_B, "no parent fraction column (not metabolite corrected)",
          blood_rows(lambda h, r: (h[:3], [x[:3] for x in r])), "warn", stage="blood",
-         says="not metabolite corrected", xfail={"run": _LOG_ONLY}),
+         says="not metabolite corrected"),
     # ---------------------------------------------------------------- atlas
     Case(_A, "segmentation header 30 mm off the PET",
          image(lambda d: d, "dseg", affine=_shift(30.0), dtype=np.int16),
@@ -647,30 +640,22 @@ CASE_LIST: list[Case] = [
          image(lambda d: d[::2, ::2, ::2], "dseg", affine=_coarser, dtype=np.int16),
          "ShapeMismatchError", stage="atlas", says="grid|shape"),
     Case(_A, "label table missing", delete("dseg_tsv"), _MDE, stage="atlas",
-         says="dseg.tsv|label table",
-         xfail=dict.fromkeys(("run",), "preflight reports a missing label table as "
-                             "ConfigError (an invalid request); the API (load_atlas) raises "
-                             "MetadataError")),
+         says="dseg.tsv|label table"),
     Case(_A, "label table with a duplicate index",
          text("dseg_tsv", "index\tname\n1\tfrontal_cortex\n12\tputamen\n12\tcaudate\n"
-              "17\tcentrum_semiovale\n"), _MDE, stage="atlas", says="12",
-         xfail=dict.fromkeys(("run",), "preflight problems are ConfigError in failures.tsv")),
+              "17\tcentrum_semiovale\n"), _MDE, stage="atlas", says="12"),
     Case(_A, "label table with a duplicate name",
          text("dseg_tsv", "index\tname\n1\tputamen\n12\tputamen\n17\tcentrum_semiovale\n"),
          "RegionError", stage="atlas", says="putamen"),
     Case(_A, "region in the table without voxels",
          text("dseg_tsv", "index\tname\n1\tfrontal_cortex\n9\thippocampus\n12\tputamen\n"
-              "17\tcentrum_semiovale\n"), "warn", stage="atlas", says="hippocampus",
-         xfail={"run": _LOG_ONLY}),
+              "17\tcentrum_semiovale\n"), "warn", stage="atlas", says="hippocampus"),
     Case(_A, "label value without a name", image(lambda d: np.where(d == 12, 99, d), "dseg",
                                                  dtype=np.int16),
          "RegionError", stage="atlas", says="99"),
     Case(_A, "label table without a name column",
          text("dseg_tsv", "index\tlabel\n1\tfrontal_cortex\n12\tputamen\n"
-              "17\tcentrum_semiovale\n"), _MDE, stage="atlas", says="'name'",
-         xfail=dict.fromkeys(("run",), "preflight reports a label table without a "
-                             "'name' column as ConfigError (an invalid request); the API "
-                             "(load_atlas) raises MetadataError")),
+              "17\tcentrum_semiovale\n"), _MDE, stage="atlas", says="'name'"),
     Case(_A, "non-integer label values",
          image(lambda d: np.where(d == 12, 12.5, d), "dseg"), "DataError", stage="atlas",
          says="non-integer"),
@@ -687,17 +672,17 @@ CASE_LIST: list[Case] = [
     # ---------------------------------------------------------------- layout
     Case(_L, "subject label with an underscore", _rename_subject("{label}_x"), "warn",
          stage="discover", says=r"'{label}_x' is not a valid BIDS sub label",
-         run="BIDSError", xfail={"run": _SKIPPED}),
+         run="BIDSError"),
     Case(_L, "session label with a dot", _rename_session("b.l"), "warn", stage="discover",
-         says=r"'b\.l' is not a valid BIDS ses label", run="BIDSError", xfail={"run": _SKIPPED}),
+         says=r"'b\.l' is not a valid BIDS ses label", run="BIDSError"),
     Case(_L, "PET file named for another subject", _move_pet("sub-zz{label}_ses-" + SES),
          "warn", stage="discover",
          says="names sub-zz{label}_ses-bl but it lies in the folder of sub-{label}_ses-bl",
-         run="BIDSError", xfail={"run": _SKIPPED}),
+         run="BIDSError"),
     Case(_L, "PET file name not in the BIDS pattern", _move_pet("sub-{label}.ses-" + SES),
          "warn", stage="discover",
          says=r"sub-{label}\.ses-bl_pet\.nii\.gz: the file name does not follow the BIDS",
-         run="BIDSError", xfail={"run": _SKIPPED}),
+         run="BIDSError"),
     Case(_L, "no session level for this subject (legal BIDS)", _no_session_level, "ok",
          stage="logan", same_result=True),
 ]

@@ -46,7 +46,10 @@ def _run(bids: Path, out: Path, opts: list[str], capsys) -> tuple[int, set[str],
                    "--skip-invalid", *opts])
     err = capsys.readouterr().err
     tsv = out / "logs" / "failures.tsv"
-    types = set(pd.read_csv(tsv, sep="\t")["error_type"]) if tsv.exists() else set()
+    rows = pd.read_csv(tsv, sep="\t") if tsv.exists() else pd.DataFrame(
+        columns=["scan_status", "error_type"])
+    # errors only: 'warning' (usable result) and 'not_used' rows are validate's warnings
+    types = set(rows.loc[~rows["scan_status"].isin(["warning", "not_used"]), "error_type"])
     return rc, types, err
 
 
@@ -162,6 +165,9 @@ def test_non_bids_label_folder_is_skipped_with_a_warning_in_both(bids, tmp_path,
     assert _verdicts(bids, tmp_path, FAST, capsys) == (set(), set())
     _, _, out = _validate(bids, FAST, capsys)
     assert re.search(r"^WARNING .*sub-03_x: .*sv2a run skips it", out, re.M)
+    rows = pd.read_csv(tmp_path / "out" / "logs" / "failures.tsv", sep="\t")
+    assert rows[["participant_id", "scan_status", "error_type"]].values.tolist() == [
+        ["sub-03_x", "not_used", "BIDSError"]]
 
 
 def test_suvr_window_past_scan_end(bids, tmp_path, capsys):

@@ -24,7 +24,7 @@ import numpy as np
 import xarray as xr
 from numpy.typing import NDArray
 
-from ..errors import RegionError, Sv2aWarning
+from ..errors import RegionError, Sv2aNotice
 from ..frames import FrameSchedule
 from ..models.base import ModelInputs, check_enough_frames, describe_flags, parse_options
 from ..models.k2prime import MAX_ROWS as K2PRIME_MAX_ROWS
@@ -101,7 +101,8 @@ def parametric_maps(
     progress : bool
         Progress bar on stderr (voxel chunks, or dask tasks).
     warn : bool
-        One :class:`~sv2a.errors.Sv2aWarning` summarising flagged voxels.
+        One :class:`~sv2a.errors.Sv2aNotice` (a :class:`~sv2a.errors.Sv2aWarning`)
+        summarising flagged voxels.
     allow_overlap : bool
         Also map voxels of the reference region.
     **options
@@ -196,7 +197,7 @@ def parametric_maps(
         warnings.warn(
             f"parametric_maps({cls.name}): {n_flag} of {n_vox} voxels "
             f"({100.0 * n_flag / n_vox:.2g} %) flagged ({detail}); see the 'flag' map",
-            Sv2aWarning, stacklevel=2)
+            Sv2aNotice, stacklevel=2)
     return ds
 
 

@@ -24,6 +24,7 @@ disk, so it reflects every run. Workers of ``nprocs=N`` die with their parent pr
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -37,8 +38,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..bids import find_scans, read_participants
-from ..errors import BIDSError, ConfigError, Sv2aError
+from ..bids import discover, read_participants
+from ..errors import BIDSError, ConfigError, OutputNotWritableError
 from ..io import write_json, write_tsv
 from ..progress import Progress
 from . import derivatives as drv
@@ -65,13 +66,11 @@ log = logging.getLogger("sv2a.pipeline")
 #: Columns of ``logs/failures.tsv``: one row per failed scan, failed model (``stage``
 #: ``fit:<model>`` or ``voxelwise:<model>``, ``model`` set) or invalid scan (``stage``
 #: ``preflight``). ``scan_status``: ``failed`` (nothing of this run written), ``partial`` (the
-#: scan's other outputs written; the next run redoes the scan) or ``invalid`` (not run).
+#: scan's other outputs written; the next run redoes the scan), ``invalid`` (not run),
+#: ``warning`` (done, the result usable, but the data deserve a look: ``message``) or
+#: ``not_used`` (a folder or PET file of the dataset that discovery could not use).
 FAILURE_COLUMNS = ["participant_id", "session", "pet", "scan_status", "stage", "model",
                    "error_type", "message", "log"]
-
-
-class OutputNotWritableError(Sv2aError, OSError):
-    """The output folder cannot be created or written (read-only, no permission)."""
 
 
 @dataclass
@@ -332,8 +331,11 @@ def run_participant(bids_dir: str | os.PathLike[str], out_dir: str | os.PathLike
     if bids_dir.resolve() == out.resolve():
         raise ConfigError("OUT_DIR must differ from BIDS_DIR (derivatives go to their own "
                           "folder, e.g. BIDS_DIR/derivatives/sv2a)")
-    scans = find_scans(bids_dir, participant_label=cfg.participant_label,
-                       session_label=cfg.session_label)
+    found = discover(bids_dir, participant_label=cfg.participant_label,
+                     session_label=cfg.session_label)
+    scans = found.scans
+    for path, why in found.skipped:
+        log.warning("not used: %s: %s", path, why)
     if not scans:
         raise BIDSError(f"{bids_dir}: no PET scans match the selection")
     problems = check_scans(scans, cfg)
@@ -343,9 +345,35 @@ def run_participant(bids_dir: str | os.PathLike[str], out_dir: str | os.PathLike
     _check_writable(out)
     locks.clean_work(out)  # leftovers of dead runs (never a live run's staging)
     try:
+        _write_not_used(out, bids_dir, found.skipped)
         return _run_participant(bids_dir, out, cfg, scans, invalid, t0, quiet, client)
     finally:
         locks.clean_work(out)
+
+
+def _write_not_used(out: Path, bids_dir: Path, skipped: list[tuple[str, str]]) -> None:
+    """The dataset's folders and PET files that discovery could not use, as ``not_used``
+    rows (``BIDSError``) of ``logs/failures.tsv`` (a record replaced by every run)."""
+    from ..io import write_json
+
+    path = out / "logs" / ".dataset_sv2a-failure.json"
+    rows = []
+    for where, why in skipped:
+        try:
+            parts = Path(where).resolve().relative_to(bids_dir.resolve()).parts
+        except ValueError:
+            parts = Path(where).parts[-3:]
+        is_file = Path(where).name.endswith((".nii", ".nii.gz"))
+        rows.append({"participant_id": parts[0] if parts else "n/a",
+                     "session": next((q for q in parts[1:2] if q.startswith("ses-")
+                                      and not q.endswith((".nii", ".nii.gz"))), "n/a"),
+                     "pet": Path(where).name if is_file else "n/a", "scan_status": "not_used",
+                     "stage": "discover", "model": "n/a", "error_type": "BIDSError",
+                     "message": f"{Path(where).name}: {why}", "log": "n/a"})
+    if rows:
+        write_json(path, {"stem": "dataset", "status": "not_used", "rows": rows})
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _check_writable(out: Path) -> None:
@@ -431,13 +459,24 @@ def _job_to_run(job: ScanJob, force: bool) -> ScanJob | None:
         return dataclasses.replace(job, reason="--force")
     if done:
         log.info("%s: up to date, skipped", job.label)
-        failure_path(job.out_dir, job.stem).unlink(missing_ok=True)
+        _drop_stale_record(failure_path(job.out_dir, job.stem))
         if not same_stat(_marker_inputs(job), job.inputs):
             refresh_inputs(job)
         return None
     if reason:
         log.info("redoing %s: %s", job.label, reason)
     return dataclasses.replace(job, reason=reason)
+
+
+def _drop_stale_record(path: Path) -> None:
+    """Remove the failure record of an up-to-date scan unless it holds only the warnings of
+    the run that made the scan's outputs (those still describe them)."""
+    try:
+        status = json.loads(path.read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError, AttributeError):
+        status = None
+    if status != "warning":
+        path.unlink(missing_ok=True)
 
 
 def _marker_inputs(job: ScanJob) -> dict[str, Any] | None:
@@ -457,7 +496,7 @@ def _invalid_results(problems: list[Problem]) -> dict[tuple, dict[str, Any]]:
             continue
         stem = drv.scan_stem(p.pet)
         out[key] = {"stem": stem, "subject": p.subject, "session": p.session, "pet": p.pet,
-                    "status": "invalid", "stage": "preflight", "error_type": "ConfigError",
+                    "status": "invalid", "stage": "preflight", "error_type": p.error,
                     "message": p.message, "outputs": [], "notes": [], "log": "n/a",
                     "seconds": 0.0}
     return out
@@ -487,8 +526,6 @@ def _write_failures(out: Path) -> None:
     """``logs/failures.tsv`` from the per-scan failure records on disk (written by whichever
     run last tried each scan), so that it reflects every run on this folder; removed when
     no scan has failures."""
-    import json
-
     path = out / "logs" / "failures.tsv"
     rows: list[dict[str, Any]] = []
     for rec in sorted((out / "logs").glob(".*_sv2a-failure.json")):

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import __version__
-from ..errors import DataError, RegionError, Sv2aError
+from ..errors import DataError, RegionError, Sv2aError, Sv2aNotice, Sv2aWarning
 from . import derivatives as drv
 from . import locks
 from .config import PipelineConfig
@@ -355,8 +355,9 @@ def failure_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
     Returns
     -------
     list of dict
-        One row per failed scan, failed model (``scan_status`` ``partial``) or invalid
-        scan; empty for a scan without failures.
+        One row per failed scan, failed model (``scan_status`` ``partial``), invalid scan,
+        or warning about the data of a done scan whose result is usable (``warning``);
+        empty for a scan without failures or warnings.
     """
     def row(status: str, f: dict[str, Any], model: str) -> dict[str, Any]:
         return {"participant_id": f"sub-{res['subject']}",
@@ -370,7 +371,8 @@ def failure_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
     if res["status"] == "invalid":
         return [row("invalid", res, "n/a")]
     if res["status"] == "done":
-        return [row("partial", f, f["model"]) for f in res.get("failures") or []]
+        return ([row("partial", f, f["model"]) for f in res.get("failures") or []]
+                + [row("warning", w, "n/a") for w in res.get("warnings") or []])
     return []
 
 
@@ -483,15 +485,13 @@ def _process_locked(job: ScanJob) -> dict[str, Any]:
     if job.reason:
         slog.info("redoing %s: %s", job.label, job.reason)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                outputs = _run(st)
-            finally:
-                _log_warnings(slog, caught)
+        with _warnings_of(st):
+            outputs = _run(st)
         st.stage = "commit"
-        _commit(job, stage_dir, outputs, st.notes, time.perf_counter() - t0, st.failures)
-        result.update(status="done", outputs=outputs, notes=st.notes, failures=st.failures)
+        _commit(job, stage_dir, outputs, st.notes, time.perf_counter() - t0, st.failures,
+                st.warnings)
+        result.update(status="done", outputs=outputs, notes=st.notes, failures=st.failures,
+                      warnings=st.warnings)
         slog.info("done in %.1f s (%d files)%s", time.perf_counter() - t0, len(outputs),
                   f"; FAILED: {', '.join(f['stage'] for f in st.failures)} (the next run "
                   "redoes this scan)" if st.failures else "")
@@ -516,14 +516,34 @@ def _process_locked(job: ScanJob) -> dict[str, Any]:
     return result
 
 
-def _log_warnings(slog: logging.Logger, caught: list[warnings.WarningMessage]) -> None:
-    """Each distinct warning of the scan once in its log."""
-    seen = set()
-    for w in caught:
-        msg = f"{w.category.__name__}: {w.message}"
-        if msg not in seen:
-            seen.add(msg)
-            slog.warning(msg)
+@contextlib.contextmanager
+def _warnings_of(st: _Scan) -> Any:
+    """Route the warnings raised while a scan runs, each distinct one once, as it happens:
+    sv2a's warnings about the data (:class:`~sv2a.errors.Sv2aWarning`) become
+    :meth:`_Scan.warn` (note and ``warning`` row of ``failures.tsv``, with the stage),
+    :class:`~sv2a.errors.Sv2aNotice` a note only, other warnings (numerical remarks of
+    libraries) go to the scan log only."""
+    seen: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        text = f"{category.__name__}: {message}"
+        if text in seen:
+            return
+        seen.add(text)
+        if issubclass(category, Sv2aNotice):
+            msg = " ".join(str(message).split())
+            if not any(msg in n for n in st.notes):
+                st.note(msg)
+        elif issubclass(category, Sv2aWarning):
+            st.warn(" ".join(str(message).split()), category.__name__)
+        else:
+            st.slog.warning(text)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = show
+        yield
 
 
 def _write_log(path: Path, lines: list[str]) -> None:
@@ -549,6 +569,7 @@ class _Scan:
     written: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
     cfg: PipelineConfig = field(init=False)
     out_rel: Path = field(init=False)
     pet: DynamicPET = field(init=False)
@@ -576,9 +597,17 @@ class _Scan:
         return path
 
     def note(self, msg: str) -> None:
-        """A warning in the scan log that also goes to the run summary and the report."""
+        """A remark in the scan log that also goes to the run summary and the report."""
         self.slog.warning(msg)
         self.notes.append(msg)
+
+    def warn(self, msg: str, kind: str = "Sv2aWarning") -> None:
+        """A problem of the data that left the result usable: a note (scan log, summary,
+        report) and a ``warning`` row of ``logs/failures.tsv``; said once per scan."""
+        if any(msg in n or n in msg for n in self.notes):
+            return
+        self.note(msg)
+        self.warnings.append({"stage": self.stage, "error_type": kind, "message": msg})
 
 
 def _run(st: _Scan) -> list[str]:
@@ -1088,7 +1117,8 @@ def _k2prime_from_fit(fit: xr.Dataset) -> float | None:
 
 
 def _commit(job: ScanJob, stage_dir: Path, outputs: list[str], notes: list[str],
-            seconds: float, failures: list[dict[str, str]] | None = None) -> None:
+            seconds: float, failures: list[dict[str, str]] | None = None,
+            data_warnings: list[dict[str, str]] | None = None) -> None:
     """Move staged files into OUT (each an atomic rename), drop stale outputs of an earlier
     run of this scan, then write the done-marker last (with the input hashes, and the
     failed models, if any, so that :func:`is_done` sends the scan to the next run).
@@ -1116,6 +1146,7 @@ def _commit(job: ScanJob, stage_dir: Path, outputs: list[str], notes: list[str],
     write_failure_record(out, {"stem": job.stem, "subject": job.subject,
                                "session": job.session, "pet": job.pet, "status": "done",
                                "failures": list(failures or []),
+                               "warnings": list(data_warnings or []),
                                "log": f"logs/{job.stem}.log"})
     write_json(mk, {
         "stem": job.stem, "subject": job.subject, "session": job.session,
