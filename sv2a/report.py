@@ -437,9 +437,14 @@ def subject_report(out_dir: str | os.PathLike[str], subject: str) -> Path:
         (times in min, concentrations in kBq/mL, rate constants in 1/min), and its failures.
     """
 
+    from .commits import commits_under_way
+
     out = Path(out_dir)
     sub_dir = out / f"sub-{subject}"
-    summaries = _session_sort(out, subject, sorted(sub_dir.glob("**/pet/.*_sv2a-summary.json")))
+    busy = commits_under_way(out)  # their files may mix two runs: not shown
+    summaries = _session_sort(out, subject, sorted(
+        p for p in sub_dir.glob("**/pet/.*_sv2a-summary.json")
+        if p.name[1:-len("_sv2a-summary.json")] not in busy))
     fig_dir = sub_dir / "figures"
     parts = []
     nav = []
@@ -450,9 +455,15 @@ def subject_report(out_dir: str | os.PathLike[str], subject: str) -> Path:
         f = pd.read_csv(fails, sep="\t", dtype=str)
         failed_rows = f[f["participant_id"] == f"sub-{subject}"]
     for _, row in failed_rows.iterrows():
-        parts.append(f"<div class=\"fail\"><b>{html.escape(str(row['session']))} failed</b> at "
-                     f"stage {html.escape(str(row['stage']))}: {html.escape(str(row['message']))}"
-                     f" (log: {html.escape(str(row['log']))})</div>")
+        status = str(row.get("scan_status", "failed"))
+        if status == "warning":  # shown with the session's notes
+            continue
+        what = {"not_used": "not used", "partial": "partly failed",
+                "invalid": "not run (invalid)"}.get(status, "failed")
+        parts.append(f"<div class=\"fail\"><b>{html.escape(str(row['session']))} "
+                     f"{html.escape(what)}</b> at stage {html.escape(str(row['stage']))}: "
+                     f"{html.escape(str(row['message']))} (log: "
+                     f"{html.escape(str(row['log']))})</div>")
     for sp in summaries:
         s = json.loads(sp.read_text(encoding="utf-8"))
         stem = str(s["stem"])

@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from sv2a.commits import committed_scans
 from sv2a.pipeline import PipelineConfig, locks, run_participant
-from sv2a.pipeline.commits import committed_scans
 from sv2a.pipeline.execute import OutputNotWritableError
 
 STEMS = [f"sub-{s}_ses-{e}_trc-ucbj" for s in ("01", "02") for e in ("baseline", "followup")]

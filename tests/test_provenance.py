@@ -12,9 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from sv2a.commits import commits_under_way, committed_scans, committed_view
 from sv2a.pipeline import PipelineConfig, run_participant
-from sv2a.pipeline.commits import committed_scans, committed_view
 from sv2a.pipeline.provenance import changed_inputs, file_digest, input_digests
+from sv2a.report import subject_report
 
 B1 = "sub-01_ses-baseline_trc-ucbj"
 CFG = dict(models=["suvr"], model_options={"suvr": {"window": [8, 38]}}, figures=False)
@@ -149,6 +150,9 @@ def test_interrupted_commit_is_invisible_and_redone(done):
     with committed_view(out) as view:
         seen = sorted(p.name for p in view.rglob("*_kinpar.tsv"))
     assert len(seen) == 3 and not any(B1 in s for s in seen)
+    assert commits_under_way(out) == {B1}
+    html = subject_report(out, "01").read_text()  # the half-committed session is not shown
+    assert "sub-01_ses-followup" in html and f'id="{B1.replace("_", "-")}' not in html
     # an output deleted by hand: the scan's other files stay visible, the scan is redone
     mk2 = _marker(out, "sub-02_ses-baseline_trc-ucbj")
     listed = json.loads(mk2.read_text())["outputs"]

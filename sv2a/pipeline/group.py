@@ -42,10 +42,10 @@ import xarray as xr
 from scipy import stats
 
 from ..atomic import atomic_path
+from ..commits import committed_scans, committed_view
 from ..errors import DataError, DesignError, Sv2aError
 from ..io import write_json, write_tsv
 from . import derivatives as drv
-from .commits import committed_scans, committed_view
 from .config import PipelineConfig
 
 __all__ = ["GroupResult", "run_group"]

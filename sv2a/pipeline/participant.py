@@ -11,7 +11,8 @@ does not count as done, so the next run redoes the whole scan (its outputs stay 
 until then).
 
 One function per stage, sharing a :class:`_Scan` state: :func:`_stage_load` (PET + sidecar)
--> :func:`_stage_atlas` (``anat/*_dseg`` or ``--atlas``, resampled to the PET grid if needed;
+-> :func:`_stage_atlas` (``anat/*_dseg`` or ``--atlas``, on the PET grid: refused on another
+grid unless ``--atlas-resample``;
 reference region checked and optionally eroded) -> :func:`_stage_tacs` -> :func:`_stage_blood`
 -> :func:`_stage_fits` (plasma-input models only where blood exists) -> :func:`_stage_maps`
 (optional voxelwise maps) -> :func:`_stage_figures` -> :func:`_stage_summary` ->
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import __version__
+from ..commits import journal_path
 from ..errors import DataError, RegionError, Sv2aError, Sv2aNotice, Sv2aWarning
 from . import derivatives as drv
 from . import locks
@@ -657,7 +659,7 @@ def _stage_realign(st: _Scan) -> None:
     res = realign(st.pet)
     st.pet = res.pet
     st.motion = res.table
-    rel = st.out_rel / f"{st.job.stem}_desc-motion_timeseries.tsv"
+    rel = st.out_rel / drv.motion_name(st.job.stem)
     write_motion_table(res.table, st.dest(rel))
     st.written.append(rel.with_suffix(".json").as_posix())
     bad = res.table.loc[~res.table["converged"].astype(bool), "frame"].tolist()
@@ -825,7 +827,7 @@ def _image_derived_input(st: _Scan) -> None:
     fwhm = tuple(float(v) for v in psf_fwhm(st.pet, cfg.psf_fwhm))  # option, else sidecar
     inp = image_derived_input(st.pet, mask, fwhm=fwhm)
     st.input = inp
-    rel = st.out_rel / f"{job.stem}_desc-idif_blood.tsv"
+    rel = st.out_rel / drv.idif_name(job.stem)
     t = np.asarray(inp.time, float)
     table = pd.DataFrame({"time": t * 60.0,
                           "whole_blood_radioactivity": inp.whole_blood_at(t),
@@ -1069,7 +1071,7 @@ def _corrections(st: _Scan) -> list[str]:
         out.append(f"partial-volume correction {cfg.pvc.upper()} (desc-gtm results beside the "
                    "uncorrected ones" + (", desc-rbv maps" if cfg.pvc == "rbv" else "") + ")")
     if cfg.input == "idif":
-        out.append("image-derived plasma input (desc-idif_blood.tsv)")
+        out.append("image-derived plasma input (recording-IDIF_desc-idif_blood.tsv)")
     return out
 
 
@@ -1131,7 +1133,7 @@ def _commit(job: ScanJob, stage_dir: Path, outputs: list[str], notes: list[str],
 
     out = Path(job.out_dir)
     mk = marker_path(job)
-    journal = mk.with_name(f".{job.stem}_sv2a-commit.json")
+    journal = journal_path(mk)
     stale = set((read_marker(job) or {}).get("outputs", []))
     stale |= set((_read_json(journal) or {}).get("outputs", []))  # an interrupted commit
     write_json(journal, {"outputs": sorted(stale | set(outputs))})

@@ -19,7 +19,43 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-__all__ = ["committed_scans", "committed_view"]
+__all__ = ["committed_scans", "committed_view", "journal_path", "commits_under_way"]
+
+
+def journal_path(marker: str | os.PathLike[str]) -> Path:
+    """The commit journal beside a scan's done-marker, present while its commit is under way
+    (or after it was interrupted).
+
+    Parameters
+    ----------
+    marker : path
+        ``.../pet/.<stem>_sv2a-done.json``.
+
+    Returns
+    -------
+    Path
+        ``.../pet/.<stem>_sv2a-commit.json``.
+    """
+    m = Path(marker)
+    return m.with_name(m.name.replace("_sv2a-done.json", "_sv2a-commit.json"))
+
+
+def commits_under_way(out_dir: str | os.PathLike[str]) -> set[str]:
+    """Stems of the scans whose commit is under way or was interrupted (a journal exists):
+    their files on disk may mix two runs and must not be read.
+
+    Parameters
+    ----------
+    out_dir : path
+        Derivatives root.
+
+    Returns
+    -------
+    set of str
+        Scan stems (``sub-01_ses-bl``).
+    """
+    return {j.name[1:-len("_sv2a-commit.json")]
+            for j in Path(out_dir).glob("sub-*/**/pet/.*_sv2a-commit.json")}
 
 
 def _safe_rel(rel: object) -> str | None:
