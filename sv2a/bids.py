@@ -263,9 +263,20 @@ def discover(bids_dir: str | os.PathLike[str], *,
                     same = [c for c in cands if c.name.startswith(stem)]
                     if same or cands:
                         blood[rec] = (same or cands)[0]
+                skipped.extend(e for e in _unread_blood(pet_dir, scan_prefix(sub, ses))
+                               if e not in skipped)
                 scans.append(Scan(sub, ses, pet, blood,
                                   _find_dseg(base / "anat", scan_prefix(sub, ses))))
     return Discovery(scans, skipped)
+
+
+def _unread_blood(pet_dir: Path, prefix: str) -> list[tuple[str, str]]:
+    """Blood recordings beside a PET file that discovery does not read (BIDS blood
+    recordings are ``*_blood.tsv`` with a ``.json``; a compressed ``.tsv.gz`` is not one),
+    each with the fix."""
+    return [(str(p), "a blood recording must be an uncompressed *_blood.tsv (BIDS does not "
+             f"allow .tsv.gz for blood); decompress it: gunzip {p.name}")
+            for p in sorted(pet_dir.glob(f"{prefix}*_blood.tsv.gz"))]
 
 
 def find_scans(bids_dir: str | os.PathLike[str], *, participant_label: Iterable[str] | None = None,

@@ -25,6 +25,7 @@ Processing helpers (all times in minutes):
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,12 +33,45 @@ import numpy as np
 import numpy.typing as npt
 from numpy.typing import NDArray
 
-from .errors import FitError, InputFunctionError
+from .errors import FitError, InputFunctionError, Sv2aWarning, UnitsError
 
 FloatArray = NDArray[np.float64]
 
 __all__ = ["InputFunction", "ParentFractionFit", "fit_parent_fraction", "dispersion_correct",
-           "coverage", "image_derived_input"]
+           "coverage", "image_derived_input", "check_sampling", "check_tissue_plasma",
+           "TISSUE_PLASMA_RATIO", "BLOOD_OVERRUN", "LATE_FIRST_SAMPLE_MIN", "EARLY_GAP_MIN"]
+
+#: Accepted ratio of late tissue activity to late metabolite-corrected plasma (mL/cm3; see
+#: :func:`check_tissue_plasma`). Late in a scan this ratio is close to the volume of
+#: distribution VT (a little above it while the tracer still washes out), and VT of brain
+#: PET tracers lies between about 0.3 and 100 mL/cm3 (SV2A tracers 3-60). The bounds are
+#: about a factor 6 below and 20 above that: a PET or blood column in Bq/mL labelled kBq/mL
+#: (or the reverse), a factor 1000, moves any ratio above 2 over the upper bound and any
+#: ratio below 50 under the lower one (an SV2A mean over regions of 5-40 ends at 0.005-0.04
+#: or 5000-40000). A factor 37 (kBq/mL vs uCi/mL) or 27 (vs nCi/mL) cannot be told from
+#: tracer-to-tracer differences by a range valid for every tracer; sv2a's other unit checks
+#: (SUV range of the image, plasma/whole-blood ratio of a recording) are the ones for them.
+TISSUE_PLASMA_RATIO = (0.05, 2000.0)
+
+#: Blood samples may run past the end of the scan by at most this factor (unitless; see
+#: :meth:`InputFunction.check_covers`). Blood longer than the scan is normal (the scan may be
+#: truncated for a time-stability analysis, e.g. 30 of 120 min, a factor 4); times in
+#: seconds labelled minutes give a factor 60, milliseconds labelled seconds 1000.
+BLOOD_OVERRUN = 10.0
+
+#: First blood sample later than this (min after injection) while the plasma curve only falls
+#: after it: the bolus peak was not sampled (:func:`check_sampling`). A bolus peaks within
+#: about 0.5-2 min; linear interpolation from 0 at injection to a first sample at 5 min
+#: misses most of the early area under the curve (Logan VT +37 % on the catalogue phantom).
+LATE_FIRST_SAMPLE_MIN = 2.0
+
+#: Gaps between blood samples longer than this (min) that start in the first
+#: ``EARLY_GAP_START_MIN`` minutes draw a warning (:func:`check_sampling`). Sampling schedules
+#: put samples every few seconds to 2 min in the first 10 min, where the curve falls fastest
+#: (the phantom's widest early gap is 5 min, from 10 to 15 min); a gap from 2 to 20 min
+#: moves the plasma integral enough to bias VT by about -20 %.
+EARLY_GAP_MIN = 5.0
+EARLY_GAP_START_MIN = 10.0
 
 
 def _curve(name: str, t: npt.ArrayLike, y: npt.ArrayLike,
@@ -148,6 +182,12 @@ class InputFunction:
                 raise InputFunctionError(
                     f"{src}: parent_fraction must lie in [0, 1] (found {finite.min():.3g}.."
                     f"{finite.max():.3g}); percentages must be divided by 100"
+                )
+            if finite.size and finite.max() == 0:
+                raise InputFunctionError(
+                    f"{src}: the parent fraction is 0 at every sample, so the metabolite-"
+                    "corrected plasma is 0 and no plasma-input model can be fitted; check the "
+                    "metabolite_parent_fraction column (fractions 0..1, e.g. 1 at injection)"
                 )
             tt, tot_c = _curve("total plasma", self.time, tot, src)
             tp, pf_c = _curve("parent fraction", self.time, pf, src)
@@ -354,7 +394,9 @@ class InputFunction:
 
     def check_covers(self, t_end: float, *, tolerance: float = 0.05,
                      what: str = "the scan") -> None:
-        """Raise :class:`InputFunctionError` if samples stop before ``t_end`` (min).
+        """Raise :class:`InputFunctionError` if samples stop before ``t_end`` (min), or run
+        on far past it (:data:`BLOOD_OVERRUN` times): both mean a time unit mix-up or a
+        recording of another scan.
 
         Parameters
         ----------
@@ -372,15 +414,151 @@ class InputFunction:
         Raises
         ------
         InputFunctionError
-            The last sample is before ``t_end * (1 - tolerance)``.
+            The last sample is before ``t_end * (1 - tolerance)`` or after
+            ``t_end * BLOOD_OVERRUN``.
         """
+        if t_end > 0 and self.t_end > t_end * BLOOD_OVERRUN:
+            raise InputFunctionError(
+                f"{self.source}: the blood samples run until {self.t_end:.4g} min but "
+                f"{what} ends at {t_end:.3g} min ({self.t_end / t_end:.3g} times longer; "
+                f"more than {BLOOD_OVERRUN:g} times is not a real recording): the blood "
+                "times are probably in a smaller unit than their label (seconds labelled "
+                "'min', or milliseconds labelled 's'); fix 'Units' of 'time' in the blood "
+                "sidecar (or convert the times)"
+            )
         if self.t_end < t_end * (1.0 - tolerance):
+            hint = ""
+            if self.t_end * 20 < t_end:
+                hint = (" (blood times in minutes or hours labelled as seconds? check 'Units' "
+                        "of 'time' in the blood sidecar)")
             raise InputFunctionError(
                 f"{self.source}: the input function ends at {self.t_end:.3g} min but {what} "
-                f"lasts until {t_end:.3g} min; provide blood samples covering the whole scan or "
-                "truncate the TACs (e.g. tacs.sel(frame=tacs.frame_end <= "
+                f"lasts until {t_end:.3g} min{hint}; provide blood samples covering the whole "
+                "scan or truncate the TACs (e.g. tacs.sel(frame=tacs.frame_end <= "
                 f"{self.t_end:.3g}))"
             )
+
+
+def check_sampling(inp: InputFunction) -> None:
+    """Refuse a measured input whose sampling missed the bolus peak; warn about early gaps.
+
+    A first plasma sample later than :data:`LATE_FIRST_SAMPLE_MIN` after injection with the
+    highest value of the curve at that first sample means the peak was not sampled: the
+    input rises linearly from 0 at injection to that sample, which leaves out most of the
+    early area under the curve, so every plasma-input outcome is biased (by tens of %). This
+    is refused rather than warned about: no model option repairs it, and an image-derived
+    input or the autosampler recording (``merge``) covers the peak. A curve still rising
+    after a late first sample (a slow infusion) is accepted. A gap longer than
+    :data:`EARLY_GAP_MIN` starting within the first :data:`EARLY_GAP_START_MIN` minutes,
+    where the curve falls fastest, draws an :class:`~sv2a.errors.Sv2aWarning` (the result is
+    usable but biased; like a gap between frames).
+
+    Parameters
+    ----------
+    inp : InputFunction
+        A measured input (min, kBq/mL).
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    InputFunctionError
+        The first sample is late and the curve falls from it on.
+    """
+    t, y = inp.time, inp.plasma
+    if t[0] > LATE_FIRST_SAMPLE_MIN and int(np.argmax(y)) == 0:
+        raise InputFunctionError(
+            f"{inp.source}: the first blood sample is at {t[0]:.3g} min after injection and "
+            "the plasma curve only falls after it, so the bolus peak (within about 2 min of "
+            "injection) was not sampled and the input's area under the curve would be "
+            "wrong; add the early samples (or the autosampler recording), or use an "
+            "image-derived input"
+        )
+    gaps = np.diff(t)
+    early = np.flatnonzero((gaps > EARLY_GAP_MIN) & (t[:-1] < EARLY_GAP_START_MIN))
+    if early.size:
+        i = int(early[0])
+        warnings.warn(
+            f"{inp.source}: a gap in blood sampling from {t[i]:.3g} to {t[i + 1]:.3g} min "
+            f"(longer than {EARLY_GAP_MIN:g} min in the first {EARLY_GAP_START_MIN:g} min, "
+            "where the curve falls fastest): the input is interpolated linearly across it and "
+            "plasma-input outcomes may be biased; check for missing rows",
+            Sv2aWarning, stacklevel=3)
+
+
+def check_tissue_plasma(inp: InputFunction, start: npt.ArrayLike, end: npt.ArrayLike,
+                        tissue: npt.ArrayLike, *, what: str = "the TACs",
+                        tissue_units: str = "kBq/mL") -> float:
+    """Refuse tissue and plasma whose late ratio no brain tracer can have: a unit error.
+
+    The ratio is the mean tissue activity over the rows (regions or voxels) and the frames of
+    the last third of the scan (frame mid-time after 2/3 of its end, duration weighted)
+    divided by the metabolite-corrected plasma at the same frame mid-times. Late in a scan
+    it is close to VT; outside :data:`TISSUE_PLASMA_RATIO` (0.05-2000 mL/cm3, see there for
+    why) either the PET image or the blood is in another unit than its label says, which
+    the plasma/whole-blood check of a recording and the SUV check of an image cannot see
+    when both blood columns are wrong together or the image has no dose or weight.
+
+    Parameters
+    ----------
+    inp : InputFunction
+        The plasma input (min, kBq/mL).
+    start, end : array_like
+        Frame start and end times (min).
+    tissue : array_like
+        Tissue activity (kBq/mL), shape ``(n_rows, n_frames)`` or ``(n_frames,)``.
+    what : str
+        What the tissue is, for the message.
+    tissue_units : str
+        The unit label of the image, for the message.
+
+    Returns
+    -------
+    float
+        The ratio (mL/cm3), NaN when it cannot be computed (no positive late tissue or
+        plasma).
+
+    Raises
+    ------
+    UnitsError
+        The ratio lies outside :data:`TISSUE_PLASMA_RATIO`.
+    """
+    s = np.asarray(start, dtype=float).reshape(-1)
+    e = np.asarray(end, dtype=float).reshape(-1)
+    tis = np.atleast_2d(np.asarray(tissue, dtype=float))
+    mid = 0.5 * (s + e)
+    late = mid >= (2.0 / 3.0) * float(e[-1])
+    if not late.any():
+        late[-1] = True
+    dur = (e - s)[late]
+    row = np.nanmean(tis[:, late], axis=0)
+    plasma = inp.plasma_at(mid[late])
+    ok = np.isfinite(row) & np.isfinite(plasma) & (dur > 0)
+    if not ok.any() or dur[ok].sum() <= 0:
+        return float("nan")
+    c_t = float(np.sum(row[ok] * dur[ok]) / dur[ok].sum())
+    c_p = float(np.sum(plasma[ok] * dur[ok]) / dur[ok].sum())
+    if not (c_t > 0 and c_p > 0):
+        return float("nan")
+    ratio = c_t / c_p
+    lo, hi = TISSUE_PLASMA_RATIO
+    if lo <= ratio <= hi:
+        return ratio
+    units = inp.meta.get("units", {}) if isinstance(inp.meta, dict) else {}
+    blood = ", ".join(f"{k} {v!r}" for k, v in units.items()) or "as given"
+    side = ("the blood values are too high or the PET values too low" if ratio < lo else
+            "the blood values are too low or the PET values too high")
+    raise UnitsError(
+        f"{what}: late tissue activity ({c_t:.4g} {tissue_units}, PET image) is {ratio:.3g} "
+        f"times the late metabolite-corrected plasma ({c_p:.4g} kBq/mL from {inp.source}; "
+        f"blood Units {blood}) over frames from {float(s[late][0]):.3g} to {float(e[-1]):.3g} "
+        f"min; this ratio is close to VT, 0.3-100 mL/cm3 for brain tracers, and lies outside "
+        f"the accepted {lo:g}-{hi:g}: {side}, so one of them is in another unit than its label "
+        "(e.g. Bq/mL labelled kBq/mL, a factor 1000); fix 'Units' in the PET sidecar or of "
+        "the blood columns in the blood sidecar"
+    )
 
 
 # --------------------------------------------------------------------------- parent fraction

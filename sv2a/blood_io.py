@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .blood import InputFunction
+from .blood import InputFunction, check_sampling
 from .errors import DataError, InputFunctionError, MetadataError, Sv2aWarning, UnitsError
 from .sidecar import describe_sources, read_metadata, sidecar_places
 from .units import activity_factor, time_factor
@@ -29,6 +29,12 @@ _BLOOD_COLUMNS = {
     "plasma": "plasma_radioactivity",
     "parent_fraction": "metabolite_parent_fraction",
 }
+
+#: ``Units`` of ``metabolite_parent_fraction`` read as a fraction (0..1) or as percent
+#: (compared in lower case); any other unit (an activity, a time) is refused.
+FRACTION_UNITS = ("", "unitless", "fraction", "1", "arbitrary", "a.u.", "ratio", "n/a",
+                  "none")
+PERCENT_UNITS = ("%", "percent")
 
 #: Plausible median plasma / whole-blood ratio of a recording (unitless). The ratio is
 #: 1 / (1 - Hct (1 - r)) with Hct the haematocrit (0.3-0.55) and r the red-cell / plasma
@@ -99,8 +105,7 @@ def read_blood_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[s
             vals = _numeric(df, col, path)
             unit = _col_unit(meta, col, sc)
             if key == "parent_fraction":
-                if unit in ("%", "percent"):
-                    vals = vals / 100.0
+                vals = _parent_fraction(vals, unit, sc, path)
             else:
                 if unit is None:
                     raise MetadataError(
@@ -115,8 +120,36 @@ def read_blood_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[s
             f"{path}: no blood columns; expected one of {list(_BLOOD_COLUMNS.values())}"
         )
     _check_plasma_blood_ratio(out, meta, sc, path)
+    meta["units"] = {col: _col_unit(meta, col, sc) for col in _BLOOD_COLUMNS.values()
+                     if col in df.columns and col != "metabolite_parent_fraction"}
     meta["sidecar_files"] = [str(f) for f in files]
     return out, meta
+
+
+def _parent_fraction(vals: pd.Series, unit: str | None, sc: Path | str,
+                     path: Path) -> pd.Series:
+    """``metabolite_parent_fraction`` as a fraction (0..1): percent divided by 100; a unit
+    that is neither a fraction nor percent raises :class:`UnitsError`, percent with every
+    value at most 1 (fractions labelled ``%``, which would make the input 100 times too low)
+    :class:`InputFunctionError`."""
+    col = _BLOOD_COLUMNS["parent_fraction"]
+    u = "" if unit is None else unit.strip().lower()
+    if u in PERCENT_UNITS:
+        finite = vals[np.isfinite(vals)]
+        if finite.size and float(finite.max()) <= 1.0:
+            raise InputFunctionError(
+                f"{path}: {col} has Units '%' but every value is at most 1 (largest "
+                f"{float(finite.max()):.3g}); are these fractions? A parent fraction in % is "
+                f"near 100 at injection; fix 'Units' of {col} in {sc} (\"unitless\" for "
+                "fractions) or multiply the values by 100"
+            )
+        return vals / 100.0
+    if u not in FRACTION_UNITS:
+        raise UnitsError(
+            f"{sc}: {col} has Units {unit!r}, but a parent fraction is a fraction of the "
+            f"plasma activity: use \"unitless\" (values 0..1) or \"%\" (0..100) for {col}"
+        )
+    return vals
 
 
 def _check_plasma_blood_ratio(table: pd.DataFrame, meta: Mapping[str, Any], sc: Path | str,
@@ -240,6 +273,12 @@ def load_blood(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], 
     ``n/a`` entries are skipped per column. Without ``metabolite_parent_fraction`` the input
     is the total plasma and a warning says so.
     """
+    if path is None or (not isinstance(path, str | os.PathLike) and not path):
+        raise InputFunctionError(
+            "load_blood: no blood recording given (None); pass the path of a BIDS "
+            "*_recording-<label>_blood.tsv (e.g. scan.blood['manual'] of sv2a.bids.find_scans,"
+            " which is absent when discovery found no blood recording for the scan)"
+        )
     if isinstance(path, str | os.PathLike):
         paths = [Path(path)]
     else:
@@ -249,18 +288,25 @@ def load_blood(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], 
             sib = _sibling(paths[0], rec)
             if sib is not None and sib != paths[0]:
                 paths.append(sib)
-    tables = [(read_blood_table(p)[0], p) for p in paths]
+    read = [(*read_blood_table(p), p) for p in paths]
+    tables = [(t, p) for t, _, p in read]
+    metas = {str(p): m for _, m, p in read}
     if len(tables) == 1:
         df, src = tables[0]
-        return _input_from_table(df, str(src))
-    auto = [t for t, p in tables if "autosampler" in p.name]
-    manual = [t for t, p in tables if "autosampler" not in p.name]
-    if len(auto) != 1 or len(manual) != 1:
-        raise InputFunctionError(
-            "merging needs one manual and one autosampler recording, got "
-            f"{[str(p) for _, p in tables]}"
-        )
-    return _merge(auto[0], manual[0], " + ".join(str(p) for _, p in tables))
+        inp = _input_from_table(df, str(src), metas[str(src)])
+    else:
+        auto = [(t, p) for t, p in tables if "autosampler" in p.name]
+        manual = [(t, p) for t, p in tables if "autosampler" not in p.name]
+        if len(auto) != 1 or len(manual) != 1:
+            raise InputFunctionError(
+                "merging needs one manual and one autosampler recording, got "
+                f"{[str(p) for _, p in tables]}"
+            )
+        inp = _merge(auto[0][0], manual[0][0], " + ".join(str(p) for _, p in tables),
+                     metas[str(manual[0][1])])
+    inp.meta["units"] = {k: v for m in metas.values() for k, v in m.get("units", {}).items()}
+    check_sampling(inp)
+    return inp
 
 
 def _valid(df: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
@@ -275,14 +321,17 @@ def _valid(df: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
     return t[order], v[order]
 
 
-def _input_from_table(df: pd.DataFrame, source: str) -> InputFunction:
+def _input_from_table(df: pd.DataFrame, source: str,
+                      meta_in: Mapping[str, Any] | None = None) -> InputFunction:
     tp, cp = _valid(df, "plasma")
     tb, cb = _valid(df, "whole_blood")
-    tf, pf = _valid(df, "parent_fraction")
+    if tp.size == 0 and tb.size == 0:
+        raise InputFunctionError(f"{source}: neither plasma nor whole blood values")
+    tf, pf = _check_parent_column(df, source, meta_in or {})
     if tp.size == 0:
-        if tb.size == 0:
-            raise InputFunctionError(f"{source}: neither plasma nor whole blood values")
-        warnings.warn(f"{source}: no plasma column; whole blood is used as the input",
+        what = ("plasma_radioactivity has no values (every entry n/a)" if "plasma" in df
+                else "no plasma column")
+        warnings.warn(f"{source}: {what}; whole blood is used as the input",
                       Sv2aWarning, stacklevel=3)
         tp, cp = tb, cb
     meta: dict[str, Any] = {"source": source}
@@ -298,19 +347,37 @@ def _input_from_table(df: pd.DataFrame, source: str) -> InputFunction:
                          whole_blood_time=tb if tb.size else None, meta=meta, source=source)
 
 
+def _check_parent_column(df: pd.DataFrame, source: str,
+                         meta: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The parent-fraction samples; a ``metabolite_parent_fraction`` column without any value
+    raises :class:`InputFunctionError` unless the sidecar says ``MetaboliteAvail: false``
+    (then the input is total plasma, with the warning of a missing column)."""
+    tf, pf = _valid(df, "parent_fraction")
+    if tf.size or "parent_fraction" not in df or meta.get("MetaboliteAvail") is False:
+        return tf, pf
+    avail = (" although the sidecar says MetaboliteAvail: true"
+             if meta.get("MetaboliteAvail") is True else "")
+    raise InputFunctionError(
+        f"{source}: the metabolite_parent_fraction column is empty (every entry n/a)"
+        f"{avail}; the input cannot be metabolite corrected: fill in the measured fractions, "
+        "or remove the column and set MetaboliteAvail to false to fit total plasma"
+    )
+
+
 def _parent_interp(tf: np.ndarray, pf: np.ndarray, t: np.ndarray) -> np.ndarray:
     if tf[0] > 0:
         tf, pf = np.concatenate([[0.0], tf]), np.concatenate([[1.0], pf])
     return np.interp(t, tf, pf)
 
 
-def _merge(auto: pd.DataFrame, manual: pd.DataFrame, source: str) -> InputFunction:
+def _merge(auto: pd.DataFrame, manual: pd.DataFrame, source: str,
+           manual_meta: Mapping[str, Any] | None = None) -> InputFunction:
     ta, ba = _valid(auto, "whole_blood")
     if ta.size == 0:
         raise InputFunctionError(f"{source}: the autosampler recording has no whole blood")
     tm_b, bm = _valid(manual, "whole_blood")
     tm_p, pm = _valid(manual, "plasma")
-    tf, pf = _valid(manual, "parent_fraction")
+    tf, pf = _check_parent_column(manual, source, manual_meta or {})
     t_end_auto = ta.max()
     late_b = tm_b > t_end_auto
     tb = np.concatenate([ta, tm_b[late_b]])
@@ -321,11 +388,12 @@ def _merge(auto: pd.DataFrame, manual: pd.DataFrame, source: str) -> InputFuncti
         tp = np.concatenate([tpa, tm_p[late_p]])
         cp = np.concatenate([pa, pm[late_p]])
     else:
-        both = np.intersect1d(tm_b, tm_p)
+        # samples with both, whole blood above 0 (a 0 at injection would give 0/0)
+        both = np.intersect1d(tm_b[bm > 0], tm_p)
         if both.size == 0:
             raise InputFunctionError(
                 f"{source}: cannot derive plasma for the autosampler: no manual sample has both "
-                "whole blood and plasma"
+                "whole blood (above 0) and plasma"
             )
         ratio = (pm[np.isin(tm_p, both)] / bm[np.isin(tm_b, both)])
         pa = ba * np.interp(ta, both, ratio)

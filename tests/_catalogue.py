@@ -286,6 +286,21 @@ def blood_meta(fn: Callable[[dict[str, Any]], None]) -> Corrupt:
     return corrupt
 
 
+def _gzip_blood(f: Files) -> None:
+    """Replace the blood table by ``*_blood.tsv.gz`` (not a BIDS blood file)."""
+    import gzip
+
+    data = f.blood.read_bytes()
+    f.blood.unlink()
+    f.blood.with_name(f.blood.name + ".gz").write_bytes(gzip.compress(data))
+
+
+def _blood_unit_factor(factor: float) -> Corrupt:
+    """Both blood activity columns times ``factor`` (units unchanged)."""
+    return both(blood_column("plasma_radioactivity", _scaled(lambda v: v * factor)),
+                blood_column("whole_blood_radioactivity", _scaled(lambda v: v * factor)))
+
+
 def both(*fns: Corrupt) -> Corrupt:
     """Apply several corruptions in order."""
     def corrupt(f: Files) -> None:
@@ -632,6 +647,39 @@ CASE_LIST: list[Case] = [
     Case(_B, "no parent fraction column (not metabolite corrected)",
          blood_rows(lambda h, r: (h[:3], [x[:3] for x in r])), "warn", stage="blood",
          says="not metabolite corrected"),
+    Case(_B, "blood in Bq/mL labelled kBq/mL in both plasma and whole blood",
+         _blood_unit_factor(1000.0), "UnitsError", stage="logan", says="late tissue activity",
+         xfail={"validate": "sv2a.validate does not run the tissue/plasma check "
+                            "(sv2a.blood.check_tissue_plasma) on the TACs it extracts"}),
+    Case(_B, "parent fraction as fractions labelled %",
+         blood_meta(lambda m: m["metabolite_parent_fraction"].update(Units="%")),
+         "InputFunctionError", stage="blood", says="are these fractions"),
+    Case(_B, "parent fraction labelled kBq/mL",
+         blood_meta(lambda m: m["metabolite_parent_fraction"].update(Units="kBq/mL")),
+         "UnitsError", stage="blood", says="'kBq/mL'.*parent fraction"),
+    Case(_B, "blood times in seconds labelled min",
+         blood_meta(lambda m: m["time"].update(Units="min")), "InputFunctionError",
+         stage="blood", says="seconds labelled 'min'"),
+    Case(_B, "blood times in milliseconds labelled s",
+         blood_column("time", _scaled(lambda t: t * 1000.0)), "InputFunctionError",
+         stage="blood", says="milliseconds labelled 's'"),
+    Case(_B, "blood sampling starts at 5 min, after the peak",
+         blood_rows(lambda h, r: (h, [x for x in r if float(x[0]) >= 300])),
+         "InputFunctionError", stage="blood", says="peak"),
+    Case(_B, "no blood samples from 2 to 20 min",
+         blood_rows(lambda h, r: (h, [x for x in r if not 120 < float(x[0]) < 1200])),
+         "warn", stage="blood", says="gap in blood sampling from 2 to 20 min"),
+    Case(_B, "every parent fraction n/a (MetaboliteAvail true)",
+         blood_column("metabolite_parent_fraction", lambda c: "n/a"), "InputFunctionError",
+         stage="blood", says="column is empty"),
+    Case(_B, "every parent fraction 0",
+         blood_column("metabolite_parent_fraction", lambda c: "0"), "InputFunctionError",
+         stage="blood", says="0 at every sample"),
+    Case(_B, "every plasma value n/a (whole blood present)",
+         blood_column("plasma_radioactivity", lambda c: "n/a"), "warn", stage="blood",
+         says="plasma_radioactivity has no values"),
+    Case(_B, "blood table compressed (.tsv.gz, not BIDS)", _gzip_blood, "warn", stage="blood",
+         says="gunzip|no blood recording given", api="InputFunctionError", run="BIDSError"),
     # ---------------------------------------------------------------- atlas
     Case(_A, "segmentation header 30 mm off the PET",
          image(lambda d: d, "dseg", affine=_shift(30.0), dtype=np.int16),
@@ -749,7 +797,7 @@ def api_step(stage: str, st: dict[str, Any]) -> None:
     elif stage == "srtm":
         st["srtm"] = sv2a.fit(st["tacs"], model="srtm", reference=REFERENCE)
     elif stage == "blood":
-        inp = sv2a.load_blood(st["scan"].blood["manual"])
+        inp = sv2a.load_blood(st["scan"].blood.get("manual"))
         inp.check_covers(float(st["pet"].frames.end[-1]), what=st["scan"].pet.name)
         st["input"] = inp
     elif stage == "logan":

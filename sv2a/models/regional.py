@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 from numpy.typing import NDArray
 
+from ..blood import check_tissue_plasma
 from ..errors import DataError, InputFunctionError, ModelError, RegionError, ShapeMismatchError
 from ..frames import FrameSchedule
 from ..tacs import frames_of, region_name
@@ -119,6 +120,8 @@ def fit(tacs: xr.DataArray, model: str, *, input: Any = None, reference: Any = N
         settings["reference"] = label
     elif cls.kind == "plasma":
         settings["input"] = getattr(input, "source", "InputFunction")
+        check_tissue_plasma(input, frames.start, frames.end, values,
+                            what=str((getattr(tacs, "attrs", {}) or {}).get("pet", "the TACs")))
     w_rows = _row_weights(opts, values, frames)
     if hasattr(opts, "k2prime") and not (cls.name == "srtm" and opts.k2prime is None):
         rows, rw = _k2prime_rows(opts, values, regions, volumes, cls.name)
