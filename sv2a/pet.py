@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError, MetadataError, ShapeMismatchError, Sv2aWarning
+from .errors import DataError, MetadataError, ShapeMismatchError, Sv2aWarning, UnitsError
 from .frames import FrameSchedule
 from .plausibility import check_activity_units
 from .sidecar import (
@@ -29,6 +29,7 @@ from .sidecar import (
     sidecar_places,
 )
 from .units import activity_factor, to_mbq
+from .units import half_life as _half_life
 
 __all__ = ["DynamicPET", "load_pet", "check_voxel_values"]
 
@@ -182,13 +183,15 @@ class DynamicPET:
         return arr
 
     def _check_units(self, frame: np.ndarray, i: int) -> None:
-        """Once per image, on the first late frame read from a file: is the activity unit
+        """Once per image, on the first frame read from a file: is the activity unit
         plausible given the injected dose and body weight (:mod:`sv2a.plausibility`)?
 
-        A late frame is the last one or one starting in the second half of the scan (early
-        frames can hold almost no activity). Images built in memory are not checked. A late
-        frame that is all zero raises :class:`~sv2a.errors.DataError` (no unit makes zero
-        plausible: the data, not the unit, are wrong).
+        The last frame is always the one checked (read for the check when another frame is
+        read first), so that every path through the data (whole image, frame by frame in any
+        order) gives the same verdict; early frames can hold almost no activity. Images built
+        in memory are not checked. A last frame that is all zero raises
+        :class:`~sv2a.errors.DataError` (no unit makes zero plausible: the data, not the
+        unit, are wrong).
         """
         if self.path is None or "units_checked" in self._cache:
             return
@@ -196,9 +199,9 @@ class DynamicPET:
         if dose is None or bw is None:
             self._cache["units_checked"] = True
             return
-        fs = self.frames
-        if i != fs.n - 1 and fs.start[i] < 0.5 * fs.end[-1]:
-            return
+        last = self.n_frames - 1
+        if i != last:
+            frame, i = self._read_block((slice(None), slice(None), slice(None), last)), last
         if not np.any(frame):
             raise DataError(
                 f"{self.path}: frame {i} (a late frame, read to check the activity unit) is all "
@@ -208,7 +211,8 @@ class DynamicPET:
         check_activity_units(frame, injected_mbq=float(dose), body_weight_kg=float(bw),
                              units=str(self.meta.get("original_units", "?")),
                              source=str(self.path), frame_index=i,
-                             tracer=self.meta.get("tracer"))
+                             tracer=self.meta.get("tracer"),
+                             decay_corrected=not self.meta.get("decay_corrected_on_load", False))
         self._cache["units_checked"] = True  # after the check: a failure repeats on each read
 
     @property
@@ -432,7 +436,9 @@ def load_pet(path: str | os.PathLike[str], *, sidecar: str | os.PathLike[str] | 
     if not nuclide:
         warnings.warn(f"{sc}: TracerRadionuclide missing; decay factors unavailable",
                       Sv2aWarning, stacklevel=2)
-    decay_corrected = bool(meta.get("ImageDecayCorrected", True))
+    decay_corrected = _require(meta, "ImageDecayCorrected", sc, "say whether the image is "
+                               "decay corrected: \"ImageDecayCorrected\": true (or false)")
+    _check_injection_start(meta, sc)
     frames = FrameSchedule.from_bids(fts, fdur, n_volumes=n_vol, radionuclide=nuclide,
                                      decay_corrected=True, source=_timing_source(files))
     frame_scale = None
@@ -443,6 +449,10 @@ def load_pet(path: str | os.PathLike[str], *, sidecar: str | os.PathLike[str] | 
                 "image cannot be decay corrected; add TracerRadionuclide (e.g. 'C11')"
             )
         frame_scale = frames.decay_factors()
+    else:
+        to_injection = _decay_time_factor(meta, sc, nuclide)
+        if to_injection != 1.0:
+            frame_scale = np.full(frames.n, to_injection)
     info = dict(meta)
     info["sidecar_files"] = [str(f) for f in files]
     info["original_units"] = units
@@ -450,16 +460,95 @@ def load_pet(path: str | os.PathLike[str], *, sidecar: str | os.PathLike[str] | 
     info["radionuclide"] = nuclide
     info["decay_corrected_on_load"] = not decay_corrected
     if "InjectedRadioactivity" in meta:
-        u = meta.get("InjectedRadioactivityUnits", "MBq")
-        info["injected_mbq"] = to_mbq(meta["InjectedRadioactivity"], u)
+        u = _require(meta, "InjectedRadioactivityUnits", sc, "give the unit of "
+                     "InjectedRadioactivity, e.g. \"InjectedRadioactivityUnits\": \"MBq\"")
+        info["injected_mbq"] = _positive(to_mbq(meta["InjectedRadioactivity"], u),
+                                         f"{sc}: InjectedRadioactivity", "MBq")
     bw = meta.get("BodyWeight")
     if bw is not None:
-        info["body_weight_kg"] = float(bw)
+        info["body_weight_kg"] = _body_weight(bw, meta.get("BodyWeightUnits", "kg"), sc)
     elif participants:
         bw = _participant_weight(participants, p)
         if bw is not None:
-            info["body_weight_kg"] = bw
+            info["body_weight_kg"] = _body_weight(bw, "kg", _participants_row(p))
+    if "injected_mbq" not in info or "body_weight_kg" not in info:
+        missing = " and ".join(k for k, v in (("InjectedRadioactivity", "injected_mbq"),
+                                              ("BodyWeight", "body_weight_kg")) if v not in info)
+        warnings.warn(f"{sc}: the activity unit ({units!r}) cannot be checked for plausibility "
+                      f"without {missing} (sidecar, or weight in participants.tsv); a unit "
+                      "error would go unnoticed and SUV cannot be computed", Sv2aWarning,
+                      stacklevel=2)
     return DynamicPET(img.dataobj, frames, np.asarray(img.affine), info, p, scale, frame_scale)
+
+
+#: Plausible body weights (kg): from a mouse pup to the heaviest patients a PET bed holds.
+BODY_WEIGHT_RANGE_KG = (0.005, 400.0)
+
+_WEIGHT_UNITS = {"kg": 1.0, "g": 1e-3, "lb": 0.45359237, "lbs": 0.45359237}
+
+
+def _positive(value: float, what: str, unit: str) -> float:
+    """``value`` when finite and positive, else a :class:`MetadataError` naming ``what``."""
+    if not (np.isfinite(value) and value > 0):
+        raise MetadataError(f"{what} is {value:g} {unit}; it must be a positive number "
+                            "(or leave the field out)")
+    return float(value)
+
+
+def _body_weight(value: Any, unit: Any, source: Any) -> float:
+    """Body weight in kg from a value and its unit; refused outside
+    :data:`BODY_WEIGHT_RANGE_KG` (a weight in g or lb given as kg, say)."""
+    factor = _WEIGHT_UNITS.get(str(unit).strip().lower()) if isinstance(unit, str) else None
+    if factor is None:
+        raise UnitsError(f"{source}: BodyWeightUnits {unit!r} is not a weight unit; give the "
+                         "weight in kg (or set BodyWeightUnits to kg, g or lb)")
+    kg = _positive(float(value) * factor, f"{source}: BodyWeight", "kg")
+    lo, hi = BODY_WEIGHT_RANGE_KG
+    if not lo <= kg <= hi:
+        raise UnitsError(f"{source}: body weight {kg:g} kg is outside the plausible {lo:g}–"
+                         f"{hi:g} kg; is it in g or lb? Give it in kg (BIDS BodyWeight is in kg)")
+    return kg
+
+
+def _check_injection_start(meta: Mapping[str, Any], sc: Any) -> None:
+    """Frame and blood times must count from the injection: a non-zero ``InjectionStart``
+    (relative to TimeZero) would shift every time silently, so it is refused."""
+    start = meta.get("InjectionStart")
+    if start is None:
+        return
+    try:
+        value = float(start)
+    except (TypeError, ValueError):
+        raise MetadataError(f"{sc}: InjectionStart is {start!r}, not a number (s)") from None
+    if abs(value) > 0.5:
+        raise MetadataError(
+            f"{sc}: InjectionStart is {value:g} s after TimeZero; sv2a needs frame and blood "
+            "times relative to the injection: subtract it from FrameTimesStart and from the "
+            "blood times (and ImageDecayCorrectionTime), then set \"InjectionStart\": 0")
+
+
+def _decay_time_factor(meta: Mapping[str, Any], sc: Any, nuclide: Any) -> float:
+    """Factor that takes an image decay corrected to ``ImageDecayCorrectionTime`` (s after
+    the injection) back to the injection: ``2 ** (t / half-life)``; 1 when the time is 0."""
+    t = meta.get("ImageDecayCorrectionTime")
+    if t is None:
+        return 1.0
+    try:
+        t_s = float(t)
+    except (TypeError, ValueError):
+        raise MetadataError(f"{sc}: ImageDecayCorrectionTime is {t!r}, not a number (s)"
+                            ) from None
+    if abs(t_s) <= 0.5:
+        return 1.0
+    if not nuclide:
+        raise MetadataError(f"{sc}: ImageDecayCorrectionTime is {t_s:g} s, not the injection, "
+                            "and TracerRadionuclide is missing, so the image cannot be "
+                            "corrected to the injection; add TracerRadionuclide (e.g. 'C11')")
+    half_life_min = float(_half_life(str(nuclide)))
+    if t_s < 0:
+        raise MetadataError(f"{sc}: ImageDecayCorrectionTime is {t_s:g} s, before the "
+                            "injection; give it relative to the injection (InjectionStart 0)")
+    return float(2.0 ** (t_s / 60.0 / half_life_min))
 
 
 def _read_sidecars(p: Path, sidecar: str | os.PathLike[str] | None

@@ -24,11 +24,11 @@ import re
 import numpy as np
 import numpy.typing as npt
 
-from .errors import UnitsError
+from .errors import MetadataError, UnitsError
 from .units import activity_factor
 
 __all__ = ["SUV_RANGE", "TRACER_SUV_RANGES", "SMALL_ANIMAL_KG", "MIN_VOXELS", "suv_percentile",
-           "suv_range", "check_activity_units"]
+           "suv_range", "check_activity_units", "LATE_RISE_LIMIT", "check_decay_correction"]
 
 #: Plausible range of a late frame's high-percentile SUV (dimensionless) for any tracer;
 #: outside it the activity unit is off by about a factor 1000.
@@ -157,7 +157,7 @@ def _other_units(suv: float, units: str, lo: float, hi: float) -> list[str]:
 
 def check_activity_units(frame: npt.ArrayLike, *, injected_mbq: float, body_weight_kg: float,
                          units: str, source: str, frame_index: int | None = None,
-                         tracer: str | None = None) -> float:
+                         tracer: str | None = None, decay_corrected: bool = False) -> float:
     """Check a late frame's SUV against the plausible range (:func:`suv_range`).
 
     Parameters
@@ -178,6 +178,9 @@ def check_activity_units(frame: npt.ArrayLike, *, injected_mbq: float, body_weig
     tracer : str, optional
         BIDS ``TracerName``: the SV2A tracers have narrower ranges
         (:data:`TRACER_SUV_RANGES`); others, or none, get :data:`SUV_RANGE`.
+    decay_corrected : bool
+        Whether the file says the image is decay corrected: a low SUV then also names a
+        missing decay correction as a possible cause.
 
     Returns
     -------
@@ -231,6 +234,9 @@ def check_activity_units(frame: npt.ArrayLike, *, injected_mbq: float, body_weig
                   "the voxels are probably in a unit 1000 times smaller than 'Units' says, or "
                   "InjectedRadioactivity is 1000 times too small (e.g. GBq given as MBq: check "
                   "InjectedRadioactivityUnits)")
+    if suv < lo and decay_corrected:
+        likely += ("; or the image is not decay corrected although ImageDecayCorrected is "
+                   "true (set it to false and give TracerRadionuclide)")
     raise UnitsError(
         f"{source}: implausible activity for 'Units': {units!r}: the {_PERCENTILE:g}th "
         f"percentile{where} is SUV {suv:.3g} (dose {injected_mbq:.4g} MBq, body weight "
@@ -245,3 +251,94 @@ def _range_reason(tracer: str | None, rng: tuple[float, float]) -> str:
     if rng == SUV_RANGE:
         return " (any tracer)"
     return f" for {tracer} (late brain SUV of the SV2A tracers)"
+
+
+#: Largest rise of the decay-corrected mean tissue curve from the middle to the end of a scan
+#: (late/middle ratio) that kinetics can explain: reversible tracers such as the SV2A
+#: ligands plateau or wash out (ratio ~0.5-1.1), irreversible ones rise slowly (FDG ~1.2-1.6
+#: over the same span). A curve decay corrected twice rises by the decay factor, 2 ** (span /
+#: half-life): 5.1 from 34 to 82 min for carbon-11 (a valid UCB-J ratio of 0.6-0.7 becomes
+#: 3-3.6).
+LATE_RISE_LIMIT = 2.0
+
+#: The check needs a span over which decay changes activity at least this much (otherwise a
+#: second correction cannot be told from kinetics): carbon-11 scans of 60 min or more;
+#: fluorine-18 scans are too short.
+_MIN_DECAY_FACTOR = 3.0
+
+
+def check_decay_correction(curve: npt.ArrayLike, start: npt.ArrayLike, end: npt.ArrayLike, *,
+                           half_life: float | None, corrected_on_load: bool,
+                           source: str) -> float:
+    """Refuse a tissue curve that rises by about the decay factor late in the scan: the image
+    was decay corrected twice (``ImageDecayCorrected: false`` on a corrected image, or a wrong
+    ``TracerRadionuclide``/``ImageDecayCorrectionTime``).
+
+    The duration-weighted mean of ``curve`` over the frames whose mid-time lies in the last
+    quarter of the scan is compared with that over the frames with mid-times between 1/4
+    and 1/2 of the scan end; a ratio above :data:`LATE_RISE_LIMIT` is refused when decay
+    over the span between the two windows is at least a factor 3 (carbon-11 scans of about
+    70 min or more).
+
+    Parameters
+    ----------
+    curve : array_like, shape (n_frames,)
+        Decay-corrected mean tissue activity (kBq/mL), e.g. the volume-weighted mean of the
+        regional TACs.
+    start, end : array_like, shape (n_frames,)
+        Frame times (min after injection).
+    half_life : float or None
+        Radionuclide half-life (min); ``None`` skips the check.
+    corrected_on_load : bool
+        Whether sv2a applied the decay correction (the file said it was not corrected): the
+        message then points at ``ImageDecayCorrected``.
+    source : str
+        The image (for messages).
+
+    Returns
+    -------
+    float
+        The late/middle ratio (NaN when the check does not apply).
+
+    Raises
+    ------
+    MetadataError
+        The ratio exceeds :data:`LATE_RISE_LIMIT`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> start = np.arange(0, 90, 5.0); end = start + 5
+    >>> flat = np.ones(18)
+    >>> round(check_decay_correction(flat, start, end, half_life=20.38,
+    ...                              corrected_on_load=False, source="x"), 2)
+    1.0
+    """
+    c = np.asarray(curve, dtype=float)
+    s, e = np.asarray(start, dtype=float), np.asarray(end, dtype=float)
+    if half_life is None or not np.isfinite(half_life) or c.size < 4:
+        return float("nan")
+    mid, dur, t_end = (s + e) / 2, e - s, float(e[-1])
+    late = mid >= 3 * t_end / 4
+    middle = (mid >= t_end / 4) & (mid <= t_end / 2)
+    if not late.any() or not middle.any():
+        return float("nan")
+    span = (np.average(mid[late], weights=dur[late])
+            - np.average(mid[middle], weights=dur[middle]))
+    if 2.0 ** (span / half_life) < _MIN_DECAY_FACTOR:
+        return float("nan")
+    m_mid = np.average(c[middle], weights=dur[middle])
+    m_late = np.average(c[late], weights=dur[late])
+    if not (np.isfinite(m_mid) and np.isfinite(m_late)) or m_mid <= 0:
+        return float("nan")
+    ratio = float(m_late / m_mid)
+    if ratio > LATE_RISE_LIMIT:
+        why = ("ImageDecayCorrected is false, so sv2a corrected it: is the image already "
+               "decay corrected? Then set \"ImageDecayCorrected\": true" if corrected_on_load
+               else "check TracerRadionuclide and ImageDecayCorrectionTime")
+        raise MetadataError(
+            f"{source}: after decay correction the mean tissue activity rises {ratio:.3g}-fold "
+            f"from mid-scan to the end ({2.0 ** (span / half_life):.3g}-fold decay over that "
+            f"span); no tracer kinetics rise that fast ({LATE_RISE_LIMIT:g}-fold at most), a "
+            f"double decay correction does: {why}")
+    return ratio

@@ -17,6 +17,7 @@ import xarray as xr
 
 from .errors import DataError, RegionError, ShapeMismatchError, Sv2aWarning
 from .frames import FrameSchedule, as_times
+from .plausibility import check_decay_correction
 from .regions import region_name
 
 __all__ = ["tacs_from_arrays", "frames_of", "region_name", "extract_tacs", "LabelAtlas"]
@@ -372,6 +373,11 @@ def extract_tacs(pet: Any, atlas: LabelAtlas, *, regions: Sequence[str] | None =
     means = sums[sel] / n_valid[sel]
     vox_ml = atlas.voxel_volume_ml
     fs = pet.frames
+    if getattr(pet, "path", None) is not None:  # images read from a file: their metadata
+        check_decay_correction(
+            np.average(means, axis=0, weights=counts[sel]), fs.start, fs.end,
+            half_life=fs.half_life, source=str(pet.path),
+            corrected_on_load=bool(getattr(pet, "meta", {}).get("decay_corrected_on_load")))
     return tacs_from_arrays(
         means, fs.start, fs.end, [wanted[k] for k in keep],
         volume_ml=counts[sel] * vox_ml, n_voxels=counts[sel], half_life=fs.half_life,

@@ -146,14 +146,16 @@ def _pet_1000(tmp_path: Path, units: str, values: float, **extra: object) -> Pat
     return p
 
 
-def test_kbq_labelled_bq_is_caught_on_first_late_read(tmp_path):
+def test_kbq_labelled_bq_is_caught_on_the_first_read_whatever_the_frame(tmp_path):
     # 20 kBq/mL with 600 MBq, 75 kg is SUV 2.5; labelled Bq/mL it reads as SUV 0.0025
-    pet = sv2a.load_pet(_pet_1000(tmp_path, "Bq/mL", 20.0))
-    pet.frame(0)  # an early frame is not judged
-    with pytest.raises(UnitsError) as exc:
-        pet.frame(5)
-    msg = str(exc.value)
-    assert "'Bq/mL'" in msg and "SUV 0.0025" in msg and 'set "Units": "kBq/mL"' in msg
+    path = _pet_1000(tmp_path, "Bq/mL", 20.0)
+    for first in (0, 3, 5):  # any first read judges the last frame: one verdict, one message
+        pet = sv2a.load_pet(path)
+        with pytest.raises(UnitsError) as exc:
+            pet.frame(first)
+        msg = str(exc.value)
+        assert "'Bq/mL'" in msg and "SUV 0.0025" in msg and 'set "Units": "kBq/mL"' in msg
+        assert f"in frame {pet.n_frames - 1}" in msg
     with pytest.raises(UnitsError):
         _ = pet.data  # the error repeats on every read
 

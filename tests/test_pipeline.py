@@ -356,7 +356,11 @@ def test_suv_regional_and_maps(cohort, tmp_path):
     s = run_participant(bids, out, cfg, quiet=True)
     # the SUV fit and map of the scan without a weight fail; its TACs are still written
     assert len(s.done) == 2 and len(s.partial) == 1 and not s.failed and not s.ok
-    fails = pd.read_csv(out / "logs/failures.tsv", sep="\t")
+    rows = pd.read_csv(out / "logs/failures.tsv", sep="\t")
+    # and the load warns that its activity unit could not be checked without a weight
+    warned = rows[rows["scan_status"] == "warning"]
+    assert list(warned["stage"]) == ["load"] and "BodyWeight" in warned.iloc[0]["message"]
+    fails = rows[rows["scan_status"] != "warning"].reset_index(drop=True)
     assert list(fails["stage"]) == ["fit:suv", "voxelwise:suv"]
     assert set(fails["error_type"]) == {"MetadataError"}
     assert "sub-02" in fails.loc[0, "pet"] and "weight" in fails.loc[0, "message"].lower()
