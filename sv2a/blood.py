@@ -474,7 +474,8 @@ def check_sampling(inp: InputFunction) -> None:
             "the plasma curve only falls after it, so the bolus peak (within about 2 min of "
             "injection) was not sampled and the input's area under the curve would be "
             "wrong; add the early samples (or the autosampler recording), or use an "
-            "image-derived input"
+            "image-derived input (or, if the times are seconds, fix 'Units' of 'time' in the "
+            "blood sidecar)"
         )
     gaps = np.diff(t)
     early = np.flatnonzero((gaps > EARLY_GAP_MIN) & (t[:-1] < EARLY_GAP_START_MIN))
