@@ -39,7 +39,8 @@ FloatArray = NDArray[np.float64]
 
 __all__ = ["InputFunction", "ParentFractionFit", "fit_parent_fraction", "dispersion_correct",
            "coverage", "image_derived_input", "check_sampling", "check_tissue_plasma",
-           "TISSUE_PLASMA_RATIO", "BLOOD_OVERRUN", "LATE_FIRST_SAMPLE_MIN", "EARLY_GAP_MIN"]
+           "TISSUE_PLASMA_RATIO", "BLOOD_OVERRUN", "BLOOD_MAX_MIN", "LATE_FIRST_SAMPLE_MIN",
+           "EARLY_GAP_MIN", "EARLY_GAP_START_MIN"]
 
 #: Accepted ratio of late tissue activity to late metabolite-corrected plasma (mL/cm3; see
 #: :func:`check_tissue_plasma`). Late in a scan this ratio is close to the volume of
@@ -58,6 +59,12 @@ TISSUE_PLASMA_RATIO = (0.05, 2000.0)
 #: truncated for a time-stability analysis, e.g. 30 of 120 min, a factor 4); times in
 #: seconds labelled minutes give a factor 60, milliseconds labelled seconds 1000.
 BLOOD_OVERRUN = 10.0
+
+#: ... and only when they also run past this time (min after injection): 10 h, 30 half-lives
+#: of carbon-11 and 5.5 of fluorine-18, longer than any blood recording of a brain PET scan.
+#: A model fitted on an early window (e.g. the first 8 min, for K1) of a scan with 90 min of
+#: blood is thus not refused; seconds labelled minutes of a 30-min or longer recording are.
+BLOOD_MAX_MIN = 600.0
 
 #: First blood sample later than this (min after injection) while the plasma curve only falls
 #: after it: the bolus peak was not sampled (:func:`check_sampling`). A bolus peaks within
@@ -414,14 +421,15 @@ class InputFunction:
         Raises
         ------
         InputFunctionError
-            The last sample is before ``t_end * (1 - tolerance)`` or after
-            ``t_end * BLOOD_OVERRUN``.
+            The last sample is before ``t_end * (1 - tolerance)``, or after both
+            ``t_end * BLOOD_OVERRUN`` and :data:`BLOOD_MAX_MIN`.
         """
-        if t_end > 0 and self.t_end > t_end * BLOOD_OVERRUN:
+        if t_end > 0 and self.t_end > max(t_end * BLOOD_OVERRUN, BLOOD_MAX_MIN):
             raise InputFunctionError(
                 f"{self.source}: the blood samples run until {self.t_end:.4g} min but "
                 f"{what} ends at {t_end:.3g} min ({self.t_end / t_end:.3g} times longer; "
-                f"more than {BLOOD_OVERRUN:g} times is not a real recording): the blood "
+                f"more than {BLOOD_OVERRUN:g} times and {BLOOD_MAX_MIN:g} min is not a real "
+                "recording): the blood "
                 "times are probably in a smaller unit than their label (seconds labelled "
                 "'min', or milliseconds labelled 's'); fix 'Units' of 'time' in the blood "
                 "sidecar (or convert the times)"

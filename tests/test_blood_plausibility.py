@@ -116,6 +116,8 @@ def test_blood_far_longer_than_the_scan_is_refused(blood):
     with pytest.raises(InputFunctionError, match="seconds labelled 'min'"):
         inp.check_covers(40.0, what="the scan")
     inp.check_covers(2400.0 / 8)  # a scan truncated to 1/8 of the blood is legal
+    real = sv2a.load_blood(write_blood(blood.with_name("sub-02_recording-manual_blood.tsv")))
+    real.check_covers(3.0)  # an early window (K1) of a scan with 40 min of blood
 
 
 def test_blood_far_shorter_than_the_scan_names_the_unit(blood):
