@@ -51,6 +51,24 @@ def test_collect_from_derivatives_roundtrip(tmp_path):
                                got["BPND"].values, rtol=1e-12)
 
 
+def test_collect_reads_names_with_other_entities(tmp_path):
+    """trc-/run-/acq- before seg- (as BIDS orders them) do not hide the atlas; two runs of
+    one session are refused, not merged."""
+    ds = small_ds(seed=1, n=3)
+    root = L.write_derivatives(ds, tmp_path / "deriv", model="SRTM2", atlas="phantom")
+    files = sorted(root.glob("sub-*/**/*_kinpar.tsv"))
+    for f in files:
+        f.rename(f.with_name(f.name.replace("_seg-", "_trc-UCBJ_seg-")))
+    got = L.collect(root, model="srtm2")
+    assert got.attrs["atlas"] == "phantom"
+    np.testing.assert_allclose(got["BPND"].values, ds["BPND"].values, rtol=1e-12)
+    first = sorted(root.glob("sub-*/**/*_kinpar.tsv"))[0]
+    twin = first.with_name(first.name.replace("_trc-UCBJ_", "_trc-UCBJ_run-2_"))
+    twin.write_bytes(first.read_bytes())
+    with pytest.raises(DataError, match="two kinpar files"):
+        L.collect(root, model="srtm2")
+
+
 def _fit(regions, bpnd, converged=True):
     n = len(regions)
     return build_result("srtm2", regions,

@@ -45,17 +45,26 @@ __all__ = [
 #: Session labels that mean "before treatment" (compared after lower-casing, dropping _-).
 BASELINE_SYNONYMS = ("baseline", "bl", "base", "pre", "predose", "pretreatment", "scan1")
 
-_KINPAR_RE = re.compile(
-    r"^sub-(?P<sub>[A-Za-z0-9]+)"
-    r"(?:_ses-(?P<ses>[A-Za-z0-9]+))?"
-    r"(?:_[a-z]+-[A-Za-z0-9]+)*?"
-    r"(?:_seg-(?P<seg>[A-Za-z0-9]+))?"
-    r"(?:_desc-(?P<desc>[A-Za-z0-9]+))?"
-    r"(?:_[a-z]+-[A-Za-z0-9]+)*?"
-    r"_model-(?P<model>[A-Za-z0-9]+)"
-    r"(?:_[a-z]+-[A-Za-z0-9]+)*"
-    r"_kinpar\.tsv$"
-)
+_ENTITY_RE = re.compile(r"^(?P<key>[a-z]+)-(?P<value>[A-Za-z0-9]+)$")
+
+
+def _kinpar_entities(name: str) -> dict[str, str] | None:
+    """The BIDS entities of a ``*_kinpar.tsv`` file name (``sub``, ``ses``, ``seg``, ``desc``,
+    ``model`` and any others such as ``trc``, ``run``), or ``None`` when the name is not
+    ``sub-<label>[_<key>-<value>...]_model-<label>[...]_kinpar.tsv``."""
+    if not name.endswith("_kinpar.tsv"):
+        return None
+    ents: dict[str, str] = {}
+    for part in name[: -len("_kinpar.tsv")].split("_"):
+        m = _ENTITY_RE.match(part)
+        if m is None or m.group("key") in ents:
+            return None
+        ents[m.group("key")] = m.group("value")
+    if "sub" not in ents or "model" not in ents or next(iter(ents)) != "sub":
+        return None
+    return ents
+
+
 _NA_VALUES = ["n/a", "N/A", "NA", "nan", "NaN", ""]
 _TIME_UNITS_MIN = {"min": 1.0, "m": 1.0, "h": 60.0, "hr": 60.0, "d": 1440.0, "day": 1440.0,
                    "days": 1440.0, "w": 10080.0, "wk": 10080.0, "week": 10080.0,
@@ -284,13 +293,13 @@ def _scan_derivatives(root: Path, model: str | None, atlas: str | None,
     parsed = []
     unparsed = []
     for f in files:
-        m = _KINPAR_RE.match(f.name)
-        if m is None:
+        ents = _kinpar_entities(f.name)
+        if ents is None:
             unparsed.append(str(f))
             continue
-        if m.group("desc") != desc:  # desc-gtm: partial-volume corrected fits, kept apart
+        if ents.get("desc") != desc:  # desc-gtm: partial-volume corrected fits, kept apart
             continue
-        parsed.append((f, m.group("sub"), m.group("ses"), m.group("seg"), m.group("model")))
+        parsed.append((f, ents["sub"], ents.get("ses"), ents.get("seg"), ents["model"]))
     if unparsed:
         warnings.warn(f"{len(unparsed)} kinpar file(s) with names sv2a cannot parse were not "
                       f"collected: {unparsed[:5]}", Sv2aWarning, stacklevel=3)
