@@ -235,3 +235,46 @@ def test_compressed_blood_is_listed_as_not_used(small_bids):
     scan = next(s for s in found.scans if s.pet.parent == pet_dir)
     assert scan.blood == {}
     assert any(p == str(gz) and "gunzip" in why for p, why in found.skipped)
+
+
+# --------------------------------------------------------------------------- through sv2a run
+def test_pet_in_kbq_labelled_bq_without_weight_is_refused_by_api_and_run(tmp_path):
+    """kBq/mL PET labelled Bq/mL with no body weight (the SUV-based unit check cannot run):
+    the plasma-input fit refuses, through the API and in ``sv2a run``'s failures.tsv."""
+    from _catalogue import (
+        DROP,
+        MODEL_OPTIONS,
+        PARTICIPANT,
+        REFERENCE,
+        add_subject,
+        api_step,
+        make_template,
+        participant_row,
+        sidecar,
+        write_dataset_files,
+    )
+
+    from sv2a.pipeline import PipelineConfig, run_participant
+
+    tpl = make_template(tmp_path / "w")
+    root = tmp_path / "bids"
+    f = add_subject(tpl, root, "x")
+    write_dataset_files(root, {"x": {**PARTICIPANT, "weight": "n/a"}})
+    sidecar(BodyWeight=DROP, Units="Bq/mL")(f)
+    st = {"root": root, "label": "x", "participant": participant_row(root, "x")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for stage in ("discover", "pet", "data", "atlas", "tacs", "blood"):
+            api_step(stage, st)
+    with pytest.raises(UnitsError, match="late tissue activity .* blood values are too high"):
+        api_step("logan", st)
+    cfg = PipelineConfig(models=["srtm", "logan"], reference=REFERENCE, figures=False,
+                         model_options=MODEL_OPTIONS, skip_invalid=True).validate()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_participant(root, tmp_path / "out", cfg, quiet=True)
+    rows = pd.read_csv(tmp_path / "out" / "logs" / "failures.tsv", sep="\t", dtype=str,
+                       keep_default_na=False)
+    errors = rows[rows["scan_status"] != "warning"]
+    assert set(errors["error_type"]) == {"UnitsError"}
+    assert all("late tissue activity" in m for m in errors["message"])
