@@ -465,12 +465,16 @@ def load_pet(path: str | os.PathLike[str], *, sidecar: str | os.PathLike[str] | 
         info["injected_mbq"] = _positive(to_mbq(meta["InjectedRadioactivity"], u),
                                          f"{sc}: InjectedRadioactivity", "MBq")
     bw = meta.get("BodyWeight")
+    row_bw = _participant_weight(participants, p) if participants else None
     if bw is not None:
         info["body_weight_kg"] = _body_weight(bw, meta.get("BodyWeightUnits", "kg"), sc)
-    elif participants:
-        bw = _participant_weight(participants, p)
-        if bw is not None:
-            info["body_weight_kg"] = _body_weight(bw, "kg", _participants_row(p))
+        if row_bw is not None and abs(row_bw - info["body_weight_kg"]) > 0.05 * row_bw:
+            warnings.warn(f"{sc}: BodyWeight {info['body_weight_kg']:g} kg differs from the "
+                          f"weight {row_bw:g} kg of {_participants_row(p)}; the sidecar's (the "
+                          "weight on the scan day) is used for SUV: correct the one that is "
+                          "wrong", Sv2aWarning, stacklevel=2)
+    elif row_bw is not None:
+        info["body_weight_kg"] = _body_weight(row_bw, "kg", _participants_row(p))
     if "injected_mbq" not in info or "body_weight_kg" not in info:
         missing = " and ".join(k for k, v in (("InjectedRadioactivity", "injected_mbq"),
                                               ("BodyWeight", "body_weight_kg")) if v not in info)
