@@ -134,6 +134,26 @@ def test_voxelwise_stats_without_maps_says_so(rodent, tmp_path, capsys):
     assert not list((out / "group").glob("*_statmap.nii.gz"))
 
 
+def test_group_level_refuses_out_of_date_scans(rodent, tmp_path, capsys):
+    """An input edited after the participant level: the group level names the scan and
+    stops; once the participant level has redone it, the group level runs."""
+    bids, out = _copy(rodent, tmp_path)
+    pet = sorted(bids.glob("sub-*/ses-baseline/pet/*_pet.nii.gz"))[0]
+    img = nib.load(pet)
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    data[..., -5:] *= 1.3
+    nib.save(nib.Nifti1Image(data, img.affine), str(pet))
+    assert _run(bids, out) == 1
+    err = capsys.readouterr().err
+    stem = pet.name.split("_pet.nii")[0]
+    assert "1 scan(s) have inputs that changed" in err and stem in err and "changed" in err
+    cfg = PipelineConfig(models=["srtm2"], reference="brainstem", voxelwise=True,
+                         figures=False).validate()
+    s = run_participant(bids, out, cfg, quiet=True)
+    assert s.ok and [r["stem"] for r in s.done] == [stem]
+    assert _run(bids, out) == 0
+
+
 def test_bad_formula_fails_with_message(rodent, tmp_path, capsys):
     bids, out = _copy(rodent, tmp_path)
     # does not parse: refused at configuration time

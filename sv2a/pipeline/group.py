@@ -583,6 +583,35 @@ def _first_atlas(bids_dir: Path, maps: xr.DataArray) -> Any:
     return None
 
 
+def _stale_scans(out: Path, bids_dir: Path) -> dict[str, list[str]]:
+    """Committed scans whose input files (as recorded in their done-marker) changed since:
+    ``{stem: ["<file> changed", ...]}``. Recorded values (the participants row, the
+    settings) are not compared: arms and group settings may change between levels."""
+    import json
+
+    from .provenance import HASH, file_digest
+
+    stale: dict[str, list[str]] = {}
+    for mk in sorted(out.glob("sub-*/**/pet/.*_sv2a-done.json")):
+        try:
+            rec = json.loads(mk.read_text(encoding="utf-8")).get("inputs") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        why = []
+        for key, old in rec.items():
+            if not isinstance(old, dict) or "size" not in old:  # a value, not a file
+                continue
+            path = Path(key) if Path(key).is_absolute() else bids_dir / key
+            now = file_digest(path, old)
+            if now is None:
+                why.append(f"{key} is missing")
+            elif now[HASH] != old[HASH]:
+                why.append(f"{key} changed")
+        if why:
+            stale[mk.name[1:-len("_sv2a-done.json")]] = why
+    return stale
+
+
 def run_group(bids_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
               cfg: PipelineConfig, *, quiet: bool = False) -> GroupResult:
     """Group level of ``sv2a run``: collect -> save -> compare arms -> figures -> HTML.
@@ -631,6 +660,14 @@ def run_group(bids_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         raise DataError(f"{out}: no committed participant-level results (no scan with a "
                         f"valid done-marker); run the participant level first "
                         f"(sv2a run {bids_dir} {out} participant)")
+    stale = _stale_scans(out, bids_dir)
+    if stale:
+        raise DataError(
+            f"{len(stale)} scan(s) have inputs that changed after their participant-level "
+            "results were made, so the group level would read out-of-date numbers: "
+            + "; ".join(f"{stem} ({', '.join(why[:3])})" for stem, why in stale.items())
+            + f". Run the participant level again first (sv2a run {bids_dir} {out} "
+            "participant): it redoes exactly these scans")
     res = GroupResult(str(out))
     model, outcome = cfg.group_model, cfg.outcome
     label = drv.model_label(model)
