@@ -249,13 +249,18 @@ def _check_scan(problems: list[Problem], scan: Scan, parts: Any, read_data: bool
                                 "sidecar; SUV cannot be computed"))
     _check_frames(problems, pfile, pet, cfg)
     readable = _check_data(problems, pfile, pet) if read_data else False
-    _check_blood(problems, scan, pet, cfg)
+    inp = _check_blood(problems, scan, pet, cfg)
     atlas = None if "atlas" in request_checks else _check_atlas(problems, scan, pet, cfg,
                                                                   request_checks)
     if readable and atlas is not None:  # run's TAC stage: empty regions, unusable frames
         from .tacs import extract_tacs
 
-        _catch(problems, pfile, extract_tacs, pet, atlas)
+        tacs = _catch(problems, pfile, extract_tacs, pet, atlas)
+        if tacs is not None and inp is not None:  # run's plasma models: tissue vs plasma
+            from .blood import check_tissue_plasma
+
+            _catch(problems, pfile, check_tissue_plasma, inp, pet.frames.start,
+                   pet.frames.end, tacs.values, what=pfile)
 
 
 def _check_frames(problems: list[Problem], pfile: str, pet: Any, cfg: PipelineConfig) -> None:
@@ -290,13 +295,14 @@ def _check_data(problems: list[Problem], pfile: str, pet: Any) -> bool:
     return True
 
 
-def _check_blood(problems: list[Problem], scan: Scan, pet: Any, cfg: PipelineConfig) -> None:
+def _check_blood(problems: list[Problem], scan: Scan, pet: Any, cfg: PipelineConfig) -> Any:
     """The blood recordings, loaded together as ``run`` loads them, and their coverage of
-    the scan; warnings only when no requested model uses them."""
+    the scan; warnings only when no requested model uses them. Returns the input function
+    when a requested model uses it (else ``None``)."""
     from .blood_io import load_blood
 
     if not scan.blood:
-        return
+        return None
     used = _plasma_used(cfg)
     severity = "error" if used else "warning"
     paths = list(scan.blood.values())
@@ -311,6 +317,7 @@ def _check_blood(problems: list[Problem], scan: Scan, pet: Any, cfg: PipelineCon
             p = problems[i]
             problems[i] = Problem("warning", p.file, f"{p.message} (not used by the requested "
                                   "models)")
+    return inp if used else None
 
 
 def _check_atlas(problems: list[Problem], scan: Scan, pet: Any, cfg: PipelineConfig,

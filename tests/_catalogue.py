@@ -452,6 +452,44 @@ def _no_session_level(f: Files) -> None:
     ses.rmdir()
 
 
+def _encoded(attr: str, content: str, encoding: str) -> Corrupt:
+    """Replace a text file's content, written in ``encoding`` (``latin-1``, ``utf-8-sig``)."""
+    def corrupt(f: Files) -> None:
+        getattr(f, attr).write_bytes(content.encode(encoding))
+    return corrupt
+
+
+def _latin1_sidecar(f: Files) -> None:
+    """The PET sidecar saved as Latin-1 with an accented institution name."""
+    meta = _meta(f.pet_json)
+    meta["InstitutionName"] = "Hôpital Érasme"
+    f.pet_json.write_bytes(json.dumps(meta, ensure_ascii=False).encode("latin-1"))
+
+
+def _label_header(fn: Callable[[Any, np.ndarray], None]) -> Corrupt:
+    """Rewrite the segmentation (int16) after ``fn(image, affine)`` edits its header."""
+    def corrupt(f: Files) -> None:
+        old = nib.load(f.dseg)
+        aff = np.asarray(old.affine, float)
+        img = nib.Nifti1Image(np.asarray(old.dataobj).astype(np.int16), aff)
+        img.set_data_dtype(np.int16)
+        fn(img, aff)
+        nib.save(img, str(f.dseg))
+    return corrupt
+
+
+def _forms(sform_mm: float, qform_mm: float) -> Callable[[Any, np.ndarray], None]:
+    """sform (code 2) and qform (code 1) shifted along x by the given mm."""
+    def fn(img: Any, aff: np.ndarray) -> None:
+        img.set_sform(_shift(sform_mm)(aff), 2)
+        img.set_qform(_shift(qform_mm)(aff), 1)
+    return fn
+
+
+def _slope(img: Any, aff: np.ndarray) -> None:
+    img.header.set_slope_inter(2.0, 0.0)
+
+
 # --------------------------------------------------------------------------- the cases
 @dataclass(frozen=True)
 class Case:
@@ -659,6 +697,8 @@ CASE_LIST: list[Case] = [
          stage="blood", says="requires a string"),
     Case(_S, "blood sidecar invalid JSON", text("blood_json", "{time: s}"), _MDE,
          stage="blood", says="invalid JSON"),
+    Case(_S, "PET sidecar not UTF-8 (Latin-1)", _latin1_sidecar, _MDE,
+         says=r"_pet\.json: not UTF-8 \(BIDS requires UTF-8\): byte 0xf4 at line 1"),
     # ---------------------------------------------------------------- blood
     Case(_B, "decimal comma in a plasma value", blood_cell(5, "plasma_radioactivity", "35,2"),
          "DataError", stage="blood", says="decimal comma"),
@@ -700,9 +740,11 @@ CASE_LIST: list[Case] = [
          blood_rows(lambda h, r: (h[:3], [x[:3] for x in r])), "warn", stage="blood",
          says="not metabolite corrected"),
     Case(_B, "blood in Bq/mL labelled kBq/mL in both plasma and whole blood",
-         _blood_unit_factor(1000.0), "UnitsError", stage="logan", says="late tissue activity",
-         xfail={"validate": "sv2a.validate does not run the tissue/plasma check "
-                            "(sv2a.blood.check_tissue_plasma) on the TACs it extracts"}),
+         _blood_unit_factor(1000.0), "UnitsError", stage="logan", says="late tissue activity"),
+    Case(_B, "PET in kBq/mL labelled Bq/mL without dose or weight (SUV check impossible)",
+         both(image(lambda d: d / np.float32(1000.0)),
+              sidecar(BodyWeight=DROP, InjectedRadioactivity=DROP)), "UnitsError",
+         stage="logan", says="late tissue activity"),
     Case(_B, "parent fraction as fractions labelled %",
          blood_meta(lambda m: m["metabolite_parent_fraction"].update(Units="%")),
          "InputFunctionError", stage="blood", says="are these fractions"),
@@ -769,6 +811,43 @@ CASE_LIST: list[Case] = [
     Case(_A, "4-D label image with two volumes",
          image(lambda d: np.stack([d, d], axis=-1), "dseg", dtype=np.int16),
          "ShapeMismatchError", stage="atlas", says="3D"),
+    Case(_A, "region names NA (nucleus accumbens) and None in the label table",
+         text("dseg_tsv", "index\tname\n1\tNA\n12\tNone\n17\tcentrum_semiovale\n"), "ok",
+         stage="logan"),
+    Case(_A, "label table row with an empty name",
+         text("dseg_tsv", "index\tname\n1\t\n12\tputamen\n17\tcentrum_semiovale\n"), _MDE,
+         stage="atlas", says="line 2: index '1' has no name"),
+    Case(_A, "label table not UTF-8 (Latin-1)",
+         _encoded("dseg_tsv", "index\tname\n1\tcórtex_frontal\n12\tputamen\n"
+                  "17\tcentrum_semiovale\n", "latin-1"), _MDE, stage="atlas",
+         says=r"not UTF-8 \(BIDS requires UTF-8\): byte 0xf3 at line 2"),
+    Case(_A, "label table row with a trailing tab",
+         text("dseg_tsv", "index\tname\n1\tfrontal_cortex\t\n12\tputamen\n"
+              "17\tcentrum_semiovale\n"), _MDE, stage="atlas", says="line 2 .*trailing tab"),
+    Case(_A, "label table with a UTF-8 byte-order mark (Excel)",
+         _encoded("dseg_tsv", "index\tname\n1\tfrontal_cortex\n12\tputamen\n"
+                  "17\tcentrum_semiovale\n", "utf-8-sig"), "ok", stage="logan",
+         same_result=True),
+    Case(_A, "space-separated label table",
+         text("dseg_tsv", "index name\n1 frontal_cortex\n12 putamen\n17 centrum_semiovale\n"),
+         _MDE, stage="atlas", says="not tabs"),
+    Case(_A, "label table with a '0 Unknown' background row (FreeSurfer, PETPrep)",
+         text("dseg_tsv", "index\tname\n0\tUnknown\n1\tfrontal_cortex\n12\tputamen\n"
+              "17\tcentrum_semiovale\n"), "ok", stage="logan", same_result=True),
+    Case(_A, "float label image with NaN background (NaN is background)",
+         image(lambda d: np.where(d == 0, np.nan, d), "dseg"), "ok", stage="logan",
+         same_result=True),
+    Case(_A, "int16 label image with scl_slope 2", _label_header(_slope), "DataError",
+         stage="atlas", says="scl_slope 2"),
+    Case(_A, "segmentation qform 20 mm off its (right) sform",
+         _label_header(_forms(0.0, 20.0)), "warn", stage="atlas",
+         says=r"sform \(code 2\) and qform \(code 1\) disagree.* 20 mm"),
+    Case(_A, "segmentation sform 20 mm off the PET, its qform on the PET grid",
+         _label_header(_forms(20.0, 0.0)), "ShapeMismatchError", stage="atlas",
+         says=r"qform \(code 1\) does agree with the PET"),
+    Case(_A, "accented region names (córtex_frontal)",
+         text("dseg_tsv", "index\tname\n1\tcórtex_frontal\n12\tputámen\n"
+              "17\tcentrum_semiovale\n"), "ok", stage="logan"),
     # ---------------------------------------------------------------- layout
     Case(_L, "subject label with an underscore", _rename_subject("{label}_x"), "warn",
          stage="discover", says=r"'{label}_x' is not a valid BIDS sub label",
@@ -887,6 +966,12 @@ def _participants_text(content: str) -> Callable[[Path], None]:
     return corrupt
 
 
+def _participants_bytes(content: bytes) -> Callable[[Path], None]:
+    def corrupt(root: Path) -> None:
+        (root / "participants.tsv").write_bytes(content)
+    return corrupt
+
+
 @dataclass(frozen=True)
 class DatasetCase:
     """A corruption of a dataset-level file, checked on its own one-subject dataset (subject
@@ -917,6 +1002,13 @@ DATASET_CASES: dict[str, DatasetCase] = {
     "d3": DatasetCase("participants.tsv lists the subject twice",
                       _participants_text("participant_id\tarm\tweight\nsub-d\tA\t86.2\n"
                                          "sub-d\tB\t70\n"), "BIDSError", says="sub-d"),
+    "d4": DatasetCase("participants.tsv not UTF-8 (Latin-1)",
+                      _participants_bytes("participant_id\tarm\tweight\tsite\n"
+                                          "sub-d\tA\t86.2\tMünster\n".encode("latin-1")),
+                      "BIDSError", says=r"not UTF-8 \(BIDS requires UTF-8\).* line 2"),
+    "d5": DatasetCase("participants.tsv row with an extra field",
+                      _participants_text("participant_id\tarm\tweight\n"
+                                         "sub-d\tA\t86.2\t70\n"), "BIDSError", says="line 2"),
 }
 
 
