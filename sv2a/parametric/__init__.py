@@ -24,6 +24,7 @@ import numpy as np
 import xarray as xr
 from numpy.typing import NDArray
 
+from ..blood import check_tissue_plasma
 from ..errors import RegionError, Sv2aNotice
 from ..frames import FrameSchedule
 from ..models.base import ModelInputs, check_enough_frames, describe_flags, parse_options
@@ -156,6 +157,9 @@ def parametric_maps(
         settings.update(info)
     data, rows = _smoothed_targets(data, mask, sigma_vox(fwhm, aff), frames, dask)
     sample = _MaskSample(data, mask, rows, frames.n)
+    if cls.kind == "plasma":  # the unit check of the regional fits
+        check_tissue_plasma(input, frames.start, frames.end, sample.mean()[None, :],
+                            what=str(meta.get("path") or "the PET image"))
     weights = np.ones(frames.n)
     if hasattr(opts, "weights"):
         tac_dependent = not isinstance(opts.weights, str) or opts.weights not in ("uniform",
