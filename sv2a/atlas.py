@@ -8,6 +8,7 @@ A region atlas is a 3D integer label image plus a table ``index -> name`` read f
 
 from __future__ import annotations
 
+import csv
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,13 +19,19 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 from nibabel.spatialimages import SpatialImage
 from scipy import ndimage
 
-from .errors import DataError, MetadataError, RegionError, ShapeMismatchError, Sv2aWarning
+from .errors import (
+    DataError,
+    MetadataError,
+    RegionError,
+    ShapeMismatchError,
+    Sv2aError,
+    Sv2aWarning,
+)
 from .regions import region_name
-from .sidecar import applicable_files, sidecar_places
+from .sidecar import applicable_files, read_utf8, sidecar_places
 
 __all__ = ["Atlas", "load_atlas", "read_label_table", "place_on_grid", "same_grid",
            "grid_difference", "inside_fraction", "MIN_INSIDE_FRACTION"]
@@ -71,6 +78,12 @@ class Atlas:
         names = {int(k): region_name(v) for k, v in self.label_names.items() if int(k) != 0}
         seen: dict[str, int] = {}
         for k, v in names.items():
+            if not v:
+                raise RegionError(
+                    f"{self.source}: the name {self.label_names[k]!r} of label {k} has no "
+                    "letter or digit (A-Z, 0-9, accents dropped); give it a name sv2a can use "
+                    "in file names"
+                )
             if v in seen:
                 raise RegionError(
                     f"{self.source}: labels {seen[v]} and {k} share the name '{v}'; names must "
@@ -491,50 +504,100 @@ def place_on_grid(atlas: Atlas, shape: Sequence[int], affine: npt.ArrayLike, *,
     return atlas.resample_to(shape, target)
 
 
+def _split_tsv_line(line: str) -> list[str]:
+    """The tab-separated fields of one line (double quotes around a field removed)."""
+    return next(csv.reader([line], delimiter="\t"))
+
+
+def _dseg_rows(p: Path, lines: list[str], head_no: int) -> list[tuple[int, str, str]]:
+    """``(line number, index, name)`` of a BIDS ``dseg.tsv`` whose header is line
+    ``head_no`` (1-based); every row must have the header's number of fields."""
+    header = [h.strip().lower() for h in _split_tsv_line(lines[head_no - 1])]
+    if "name" not in header:
+        raise MetadataError(f"{p}: a dseg.tsv needs columns 'index' and 'name' (header: "
+                            f"{lines[head_no - 1]!r})")
+    i_col, n_col = header.index("index"), header.index("name")
+    rows = []
+    for ln_no, line in enumerate(lines[head_no:], head_no + 1):
+        if not line.strip():
+            continue
+        fields = _split_tsv_line(line)
+        if len(fields) != len(header):
+            hint = (" (a trailing tab?)" if len(fields) > len(header) and not fields[-1].strip()
+                    else " (a dseg.tsv has no comment lines)" if line.startswith("#")
+                    else " (not tab-separated?)" if len(fields) == 1 else "")
+            raise MetadataError(
+                f"{p}: line {ln_no} has {len(fields)} tab-separated field(s) but the header "
+                f"has {len(header)}{hint}: {line!r}; every row needs one value per column, "
+                "or the names would shift into the wrong column")
+        name = fields[n_col].strip()
+        if name in ("", "n/a"):
+            raise MetadataError(f"{p}: line {ln_no}: index {fields[i_col]!r} has no name "
+                                f"({fields[n_col]!r}); give every label a region name")
+        rows.append((ln_no, fields[i_col].strip(), name))
+    return rows
+
+
+def _lut_rows(p: Path, lines: list[str]) -> list[tuple[int, str, str]]:
+    """``(line number, index, name)`` of a FreeSurfer colour LUT (``#`` comments)."""
+    rows = []
+    for ln_no, line in enumerate(lines, 1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        parts = s.split()
+        if len(parts) < 2:
+            raise MetadataError(f"{p}: line {ln_no} is not 'index name [R G B A]' "
+                                "(FreeSurfer LUT) nor a dseg.tsv row")
+        rows.append((ln_no, parts[0], parts[1]))
+    return rows
+
+
+def _table_rows(p: Path, text: str) -> list[tuple[int, str, str]]:
+    """``(line number, index, name)`` of a label table, dseg.tsv or FreeSurfer LUT."""
+    lines = text.splitlines()
+    head_no = next((n for n, ln in enumerate(lines, 1)
+                    if ln.strip() and not ln.lstrip().startswith("#")), 0)
+    first = lines[head_no - 1] if head_no else ""
+    if "\t" in first and "index" in [h.strip().lower() for h in _split_tsv_line(first)]:
+        return _dseg_rows(p, lines, head_no)
+    words = [w.lower() for w in first.split()]
+    if "index" in words and "name" in words:
+        raise MetadataError(f"{p}: line {head_no} {first!r} is separated by spaces, not tabs; "
+                            "a dseg.tsv must be tab-separated (BIDS): put one tab between "
+                            "columns")
+    return _lut_rows(p, lines)
+
+
 def read_label_table(path: str | os.PathLike[str]) -> dict[int, str]:
     """Read the label table of a label image.
+
+    Names are taken literally (``NA``, ``None`` or ``null`` are names, e.g. ``NA`` for the
+    nucleus accumbens); the file must be UTF-8 (a byte-order mark is allowed).
 
     Parameters
     ----------
     path : str or path-like
-        A BIDS ``dseg.tsv`` (columns ``index`` and ``name``) or a FreeSurfer colour LUT
-        (``index name R G B A`` lines, ``#`` comments).
+        A BIDS ``dseg.tsv`` (tab-separated, columns ``index`` and ``name``) or a FreeSurfer
+        colour LUT (``index name R G B A`` lines, ``#`` comments).
 
     Returns
     -------
     dict of int to str
-        Label value -> region name as written in the file.
+        Label value -> region name as written in the file (label 0, the background, too).
 
     Raises
     ------
     MetadataError
-        The file is missing, malformed or empty.
+        The file is missing, not UTF-8, not tab-separated, has a row with another number of
+        fields than the header, an empty name, a non-integer or repeated index, or no row;
+        the message names the line.
     """
     p = Path(path)
     if not p.exists():
         raise MetadataError(f"label table not found: {p}")
-    text = p.read_text(encoding="utf-8", errors="replace")
-    first = next((ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")), "")
-    if "\t" in first and "index" in first.lower().split("\t"):
-        df = pd.read_csv(p, sep="\t")
-        cols = {c.lower(): c for c in df.columns}
-        if "name" not in cols:
-            raise MetadataError(f"{p}: a dseg.tsv needs columns 'index' and 'name'")
-        rows = [(ln_no, str(i), str(n)) for ln_no, i, n in zip(
-            range(2, len(df) + 2), df[cols["index"]], df[cols["name"]], strict=True)]
-    else:
-        rows = []
-        for ln_no, line in enumerate(text.splitlines(), 1):
-            s = line.strip()
-            if not s or s.startswith("#"):
-                continue
-            parts = s.split()
-            if len(parts) < 2:
-                raise MetadataError(f"{p}: line {ln_no} is not 'index name [R G B A]' "
-                                    "(FreeSurfer LUT) nor a dseg.tsv row")
-            rows.append((ln_no, parts[0], parts[1]))
     table: dict[int, str] = {}
-    for ln_no, index, name in rows:
+    for ln_no, index, name in _table_rows(p, read_utf8(p, MetadataError)):
         try:
             value = float(index)
             if value != int(value):
@@ -599,11 +662,16 @@ def load_atlas(path: str | os.PathLike[str],
         img = nib.load(str(p))
         if not isinstance(img, SpatialImage):
             raise TypeError(f"not a volume image ({type(img).__name__})")
+        _check_unscaled(img, p)
         data = np.asarray(img.dataobj)
+    except Sv2aError:
+        raise
     except Exception as exc:
         raise DataError(f"{p}: cannot read label image ({exc})") from exc
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
+    data = _integer_labels(data, p)
+    _warn_qform_sform(img, p)
     if labels is None:
         tables = applicable_files(p, ".tsv")  # BIDS inheritance: the nearest table wins
         if not tables:
@@ -614,7 +682,8 @@ def load_atlas(path: str | os.PathLike[str],
             )
         labels = tables[-1]
     table = dict(labels) if isinstance(labels, Mapping) else read_label_table(labels)
-    present = set(np.unique(data).astype(int).tolist()) - {0}
+    table = {k: v for k, v in table.items() if int(k) != 0}  # 0 is background (Unknown)
+    present = set(np.unique(data).tolist()) - {0}
     unnamed = sorted(present - set(table))
     if unnamed:
         raise RegionError(
@@ -627,5 +696,99 @@ def load_atlas(path: str | os.PathLike[str],
     atlas = Atlas(data, {k: v for k, v in table.items() if k in present},
                   np.asarray(img.affine, dtype=float), str(p))
     if pet is not None:  # the one geometry policy (also sv2a validate and sv2a run)
-        return place_on_grid(atlas, pet.shape, pet.affine, resample=resample)
+        try:
+            return place_on_grid(atlas, pet.shape, pet.affine, resample=resample)
+        except ShapeMismatchError as exc:
+            note = _qform_note(img, pet.shape, pet.affine)
+            if note:
+                raise ShapeMismatchError(f"{exc}. {note}") from exc
+            raise
     return atlas
+
+
+def _check_unscaled(img: SpatialImage, p: Path) -> None:
+    """Refuse a label image whose header scales the stored values (``scl_slope`` other than
+    1 or ``scl_inter`` other than 0): which values are the labels would be a guess."""
+    slope = getattr(img.dataobj, "slope", 1.0)
+    inter = getattr(img.dataobj, "inter", 0.0)
+    slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
+    inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
+    if slope != 1.0 or inter != 0.0:
+        raise DataError(
+            f"{p}: the label image header scales its values (scl_slope {slope:g}, scl_inter "
+            f"{inter:g}), so a stored label v would read as {slope:g}*v + {inter:g}; labels "
+            "must be stored unscaled. If the stored integers are the labels, set scl_slope 1 "
+            "and scl_inter 0 (nibabel: img.header.set_slope_inter(1, 0)); otherwise write "
+            "the labels themselves as integers"
+        )
+
+
+def _integer_labels(data: np.ndarray, p: Path) -> np.ndarray:
+    """Label values as integers; NaN in a float label image is background (0).
+
+    Infinite or non-integer values are refused (:class:`DataError`)."""
+    if np.issubdtype(data.dtype, np.integer):
+        return data
+    if np.issubdtype(data.dtype, np.bool_):
+        return data.astype(np.int32)
+    values = np.asarray(data, dtype=np.float64)
+    values = np.where(np.isnan(values), 0.0, values)  # NaN outside the brain: background
+    if not np.all(np.isfinite(values)):
+        raise DataError(f"{p}: the label image holds infinite values; labels must be integers "
+                        "(0 or NaN for background)")
+    fractional = values != np.round(values)
+    if fractional.any():
+        raise DataError(f"{p}: label image holds non-integer values (e.g. "
+                        f"{values[fractional][0]:g}); a label image must hold integer labels")
+    if np.abs(values).max(initial=0.0) > np.iinfo(np.int32).max:
+        raise DataError(f"{p}: label values beyond the 32-bit integer range")
+    return values.astype(np.int32)
+
+
+def _coded_affines(img: SpatialImage) -> tuple[tuple[np.ndarray, int], tuple[np.ndarray, int]]:
+    """``((sform, code), (qform, code))`` of a NIfTI header; codes 0 when absent."""
+    get_sform = getattr(img, "get_sform", None)
+    get_qform = getattr(img, "get_qform", None)
+    if get_sform is None or get_qform is None:
+        return (np.eye(4), 0), (np.eye(4), 0)
+    s_aff, s_code = get_sform(coded=True)
+    q_aff, q_code = get_qform(coded=True)
+    return ((np.asarray(s_aff, float) if s_aff is not None else np.eye(4), int(s_code)),
+            (np.asarray(q_aff, float) if q_aff is not None else np.eye(4), int(q_code)))
+
+
+#: sform and qform differing by more than this (affine entries, mm) disagree.
+_QFORM_ATOL = 0.01
+
+
+def _warn_qform_sform(img: SpatialImage, p: Path) -> None:
+    """Warn when a label image's sform and qform (both set) place the voxels differently:
+    sv2a (like nibabel) uses the sform, ITK/ANTs-based tools the qform."""
+    (s_aff, s_code), (q_aff, q_code) = _coded_affines(img)
+    if s_code == 0 or q_code == 0 or np.allclose(s_aff, q_aff, atol=_QFORM_ATOL):
+        return
+    off = _origin_offset(q_aff, s_aff)
+    rot = "" if np.allclose(s_aff[:3, :3], q_aff[:3, :3], atol=_QFORM_ATOL) else (
+        "; their voxel axes or sizes differ as well")
+    warnings.warn(
+        f"{p}: the header's sform (code {s_code}) and qform (code {q_code}) disagree: the "
+        f"qform puts voxel (0, 0, 0) {np.linalg.norm(off):.3g} mm from where the sform does "
+        f"(x {off[0]:+.3g}, y {off[1]:+.3g}, z {off[2]:+.3g} mm){rot}. sv2a uses the sform "
+        "(as nibabel does); ITK/ANTs-based tools use the qform, so a segmentation made or "
+        "registered with them may sit where the qform says. Make the two agree (e.g. "
+        "nibabel: img.set_qform(img.get_sform(), code))",
+        Sv2aWarning, stacklevel=3)
+
+
+def _qform_note(img: SpatialImage, shape: Sequence[int], affine: npt.ArrayLike) -> str:
+    """A sentence for a grid refusal when the label image's qform (not the sform sv2a uses)
+    is on the PET grid; empty otherwise."""
+    (s_aff, s_code), (q_aff, q_code) = _coded_affines(img)
+    if s_code == 0 or q_code == 0:
+        return ""
+    if not same_grid(img.shape, q_aff, shape, affine) or same_grid(img.shape, s_aff, shape,
+                                                                   affine):
+        return ""
+    return (f"Its qform (code {q_code}) does agree with the PET grid, while sv2a uses the "
+            f"sform (code {s_code}): if the qform is the right one, copy it to the sform "
+            "(nibabel: img.set_sform(img.get_qform(), code))")

@@ -6,6 +6,8 @@ image, blood recordings, segmentation); :func:`read_participants` reads ``partic
 
 from __future__ import annotations
 
+import glob
+import io
 import os
 import re
 import warnings
@@ -58,6 +60,9 @@ class Scan:
         ``{"manual": Path, "autosampler": Path}`` for the recordings that exist.
     dseg : Path or None
         Segmentation (``anat/*_dseg.nii[.gz]``) of this subject/session, if any.
+    dseg_problem : str or None
+        Why no segmentation was chosen although some exist (several apply to the scan);
+        the pipeline reports it for the scan unless ``--atlas`` gives one for all scans.
     """
 
     subject: str
@@ -65,6 +70,7 @@ class Scan:
     pet: Path
     blood: dict[str, Path] = field(default_factory=dict)
     dseg: Path | None = None
+    dseg_problem: str | None = None
 
     @property
     def prefix(self) -> str:
@@ -120,12 +126,42 @@ def scan_prefix(subject: str, session: str | None) -> str:
     return f"sub-{subject}" + (f"_ses-{session}" if session else "")
 
 
-def _find_dseg(anat: Path, prefix: str) -> Path | None:
+def _entities(name: str, suffix: str) -> dict[str, str]:
+    """The ``key-value`` entities of a BIDS file name before ``_<suffix>``."""
+    stem = name.split(f"_{suffix}.")[0]
+    return dict(part.split("-", 1) for part in stem.split("_") if "-" in part)
+
+
+def _applicable(cands: list[Path], pet_entities: dict[str, str], suffix: str,
+                ignore: tuple[str, ...] = ()) -> list[Path]:
+    """The candidates whose entities (besides ``ignore``) all appear with the same value in
+    the PET file's name, most specific (most entities) first."""
+    keep = []
+    for c in cands:
+        ents = {k: v for k, v in _entities(c.name, suffix).items() if k not in ignore}
+        if all(pet_entities.get(k) == v for k, v in ents.items()):
+            keep.append((len(ents), c))
+    return [c for _, c in sorted(keep, key=lambda kc: (-kc[0], kc[1].name))]
+
+
+def _find_dseg(anat: Path, prefix: str, pet_entities: dict[str, str]
+               ) -> tuple[Path | None, str | None]:
+    """The one segmentation of a scan, or ``None`` and why when several apply (twins
+    ``.nii``/``.nii.gz``, or different ``desc-``/``space-`` ... of one subject/session)."""
     if not anat.is_dir():
-        return None
+        return None, None
     cands = sorted(p for p in anat.iterdir()
                    if p.name.startswith(prefix) and re.search(r"_dseg\.nii(\.gz)?$", p.name))
-    return cands[0] if cands else None
+    # entities a PET file does not carry (space, desc, seg, label, res, den) do not select
+    pet_like = {k: v for k, v in pet_entities.items() if k not in ("sub", "ses")}
+    usable = [c for c in cands if all(pet_like.get(k, v) == v for k, v in
+                                      _entities(c.name, "dseg").items() if k in pet_like)]
+    if len(usable) <= 1:
+        return (usable[0] if usable else None), None
+    return None, (f"{len(usable)} segmentations apply to this scan ("
+                  + ", ".join(c.name for c in usable) + "); which one to use would be a "
+                  "guess: keep one in anat/ (or move the others to derivatives), or give one "
+                  "for all scans with --atlas PATH --atlas-labels TSV")
 
 
 @dataclass(frozen=True)
@@ -232,6 +268,10 @@ def discover(bids_dir: str | os.PathLike[str], *,
                 ses_dirs.append(p)
         if not ses_dirs and not any(p.is_dir() for p in sub_dir.glob("ses-*")):
             ses_dirs = [None]
+        elif (sub_dir / "pet").is_dir():
+            skipped.append((str(sub_dir / "pet"), "the subject has ses-* folders, so data "
+                            "outside them is not BIDS and is not used: move it into a session "
+                            f"folder (e.g. {sub_dir.name}/ses-01/pet)"))
         for ses_dir in ses_dirs:
             ses = strip_prefix(ses_dir.name, "ses") if ses_dir else None
             if want_ses and ses not in want_ses:
@@ -255,18 +295,24 @@ def discover(bids_dir: str | os.PathLike[str], *,
                                     f"of {scan_prefix(sub, ses)}; rename or move it"))
                     continue
                 stem = pet.name.split("_pet.nii")[0]
+                twins = sorted(pet_dir.glob(f"{glob.escape(stem)}_pet.nii*"))
+                if len([t for t in twins if re.search(r"_pet\.nii(\.gz)?$", t.name)]) > 1:
+                    skipped.append((str(pet), f"{stem} has both a .nii and a .nii.gz image; "
+                                    "which one holds the data would be a guess: keep one"))
+                    continue
+                ents = _entities(pet.name, "pet")
                 blood: dict[str, Path] = {}
                 for rec in ("manual", "autosampler"):
                     cands = sorted(pet_dir.glob(f"{scan_prefix(sub, ses)}*recording-{rec}"
                                                 "_blood.tsv"))
-                    # prefer the recording with the same entities as the PET file
-                    same = [c for c in cands if c.name.startswith(stem)]
-                    if same or cands:
-                        blood[rec] = (same or cands)[0]
+                    # only recordings whose entities (trc, rec, run, ...) are the PET's
+                    fit = _applicable(cands, ents, "blood", ignore=("recording",))
+                    if fit:
+                        blood[rec] = fit[0]
                 skipped.extend(e for e in _unread_blood(pet_dir, scan_prefix(sub, ses))
                                if e not in skipped)
-                scans.append(Scan(sub, ses, pet, blood,
-                                  _find_dseg(base / "anat", scan_prefix(sub, ses))))
+                dseg, why = _find_dseg(base / "anat", scan_prefix(sub, ses), ents)
+                scans.append(Scan(sub, ses, pet, blood, dseg, why))
     return Discovery(scans, skipped)
 
 
@@ -328,12 +374,25 @@ def read_participants(bids_dir: str | os.PathLike[str]) -> pd.DataFrame:
     Raises
     ------
     BIDSError
-        The first column is not ``participant_id``, or a participant has more than one row.
+        The file is not UTF-8 or has a row with more fields than the header, the first column
+        is not ``participant_id``, or a participant has more than one row.
     """
+    from .sidecar import read_utf8
+
     p = Path(bids_dir) / "participants.tsv"
     if not p.exists():
         return pd.DataFrame(index=pd.Index([], name="participant_id"))
-    df = pd.read_csv(p, sep="\t", na_values=["n/a"], dtype={"participant_id": str})
+    text = read_utf8(p, BIDSError)
+    lines = text.splitlines()
+    width = len(lines[0].split("\t")) if lines else 0
+    for ln_no, line in enumerate(lines[1:], 2):
+        n = len(line.split("\t"))
+        if line.strip() and n != width:
+            raise BIDSError(f"{p}: line {ln_no} has {n} tab-separated "
+                            f"value(s) but the header has {width}: {line!r}; every row needs "
+                            "one value per column, or values would shift into the wrong column")
+    df = pd.read_csv(io.StringIO(text), sep="\t", na_values=["n/a"],
+                     dtype={"participant_id": str})
     if "participant_id" not in df.columns:
         raise BIDSError(f"{p}: first column must be 'participant_id'")
     df["participant_id"] = df["participant_id"].map(lambda s: strip_prefix(s, "sub"))

@@ -8,6 +8,7 @@ Region names are compared in one spelling: lowercase snake_case with camelCase s
 from __future__ import annotations
 
 import re
+import unicodedata
 
 __all__ = ["region_name"]
 
@@ -15,9 +16,10 @@ __all__ = ["region_name"]
 def region_name(name: object) -> str:
     """Normalise a region label to lowercase snake_case.
 
-    Runs of characters other than ASCII letters and digits become one underscore, leading
-    and trailing underscores are dropped, and a lowercase letter or digit followed by a
-    capitalised word is split (camelCase -> camel_case).
+    Accented letters lose their accents (Unicode NFKD, combining marks dropped:
+    ``córtex`` -> ``cortex``), runs of characters other than ASCII letters and digits become
+    one underscore, leading and trailing underscores are dropped, and a lowercase letter or
+    digit followed by a capitalised word is split (camelCase -> camel_case).
 
     Parameters
     ----------
@@ -36,7 +38,11 @@ def region_name(name: object) -> str:
     'left_hippocampus'
     >>> region_name("CentrumSemiovale")
     'centrum_semiovale'
+    >>> region_name("córtex_frontal")
+    'cortex_frontal'
     """
-    s = re.sub(r"[^0-9a-zA-Z]+", "_", str(name).strip()).strip("_")
+    decomposed = unicodedata.normalize("NFKD", str(name).strip())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    s = re.sub(r"[^0-9a-zA-Z]+", "_", plain).strip("_")
     s = re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])", "_", s)  # camelCase -> camel_case
     return s.lower()

@@ -20,10 +20,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import MetadataError
+from .errors import MetadataError, Sv2aError
 
-__all__ = ["sidecar_path", "read_json", "check_types", "PET_FIELD_TYPES", "dataset_root",
-           "applicable_files", "read_metadata", "field_source", "describe_sources",
+__all__ = ["sidecar_path", "read_json", "read_utf8", "check_types", "PET_FIELD_TYPES",
+           "dataset_root", "applicable_files", "read_metadata", "field_source", "describe_sources",
            "sidecar_places"]
 
 _DATA_EXTENSIONS = (".nii.gz", ".nii", ".tsv.gz", ".tsv")
@@ -289,6 +289,41 @@ def describe_sources(files: list[Path]) -> str:
     return f"{files[-1]} (with inherited {', '.join(str(f) for f in files[:-1])})"
 
 
+def read_utf8(path: str | os.PathLike[str],
+              error: type[Sv2aError] = MetadataError) -> str:
+    """Read a text file that BIDS requires to be UTF-8 (a leading byte-order mark is dropped).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Text file (sidecar, ``participants.tsv``, label table).
+    error : subclass of Sv2aError
+        Raised when the bytes are not UTF-8.
+
+    Returns
+    -------
+    str
+        The decoded text, without a UTF-8 byte-order mark (Excel writes one).
+
+    Raises
+    ------
+    Sv2aError
+        ``error``: the file is not UTF-8; the message gives the line, the byte offset and
+        the offending byte.
+    """
+    p = Path(path)
+    raw = p.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise error(
+            f"{p}: not UTF-8 (BIDS requires UTF-8): byte 0x{raw[exc.start]:02x} at line "
+            f"{line} (byte offset {exc.start}) cannot be decoded; the file was probably saved "
+            "as Latin-1/Windows-1252: re-save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from exc
+
+
 def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a JSON object from a file.
 
@@ -305,14 +340,14 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     Raises
     ------
     MetadataError
-        The file is missing, is not valid JSON (line number given) or does not hold an object.
+        The file is missing, is not UTF-8 or not valid JSON (line number given) or does not
+        hold an object.
     """
     p = Path(path)
     if not p.exists():
         raise MetadataError(f"missing JSON sidecar: expected {p}")
     try:
-        with open(p, encoding="utf-8") as fh:
-            obj = json.load(fh)
+        obj = json.loads(read_utf8(p, MetadataError))
     except json.JSONDecodeError as exc:
         raise MetadataError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
     if not isinstance(obj, dict):
