@@ -149,3 +149,105 @@ def test_same_grid_is_kept_as_is(tmp_path):
 def test_duplicate_names_rejected():
     with pytest.raises(RegionError, match="share the name"):
         Atlas(np.ones((2, 2, 2), int), {1: "Left Putamen", 2: "left-putamen"})
+
+
+def _four_labels(tmp_path, table: str):
+    """A 4x4x4 image with labels 1, 2 (and background 0) and a dseg.tsv holding ``table``."""
+    lab = np.zeros((4, 4, 4), np.int16)
+    lab[:2], lab[2:3] = 1, 2
+    write_nifti(tmp_path / "t_dseg.nii.gz", lab, np.eye(4), dtype=np.int16)
+    (tmp_path / "t_dseg.tsv").write_bytes(table.encode("utf-8"))
+    return tmp_path / "t_dseg.nii.gz"
+
+
+@pytest.mark.parametrize("name", ["NA", "nan", "None", "null", "N/A"])
+def test_label_names_are_taken_literally(tmp_path, name):
+    """pandas would read these as missing values and name the region 'nan'."""
+    path = _four_labels(tmp_path, f"index\tname\n1\t{name}\n2\tputamen\n")
+    from sv2a.regions import region_name
+
+    assert read_label_table(path.with_suffix("").with_suffix(".tsv"))[1] == name
+    assert sv2a.load_atlas(path).names == [region_name(name), "putamen"]
+
+
+@pytest.mark.parametrize("table, says", [
+    ("index\tname\n1\t\n2\tputamen\n", "line 2: index '1' has no name"),
+    ("index\tname\n1\tn/a\n2\tputamen\n", "line 2: index '1' has no name"),
+    ("index\tname\n1\tcortex\t\n2\tputamen\n", "line 2 has 3 .*trailing tab"),
+    ("index\tname\n1\tcortex\n2\tputamen\textra\n", "line 3 has 3 tab-separated"),
+    ("index name\n1 cortex\n2 putamen\n", "separated by spaces, not tabs"),
+    ("index\tname\n1 cortex\n2\tputamen\n", "line 2 has 1 .*not tab-separated"),
+])
+def test_malformed_label_table_names_the_line(tmp_path, table, says):
+    path = _four_labels(tmp_path, table)
+    with pytest.raises(MetadataError, match=says):
+        sv2a.load_atlas(path)
+
+
+def test_label_table_not_utf8_is_named(tmp_path):
+    path = _four_labels(tmp_path, "index\tname\n1\tcortex\n2\tputamen\n")
+    path.with_suffix("").with_suffix(".tsv").write_bytes(
+        "index\tname\n1\tcórtex\n2\tputamen\n".encode("latin-1"))
+    with pytest.raises(MetadataError, match=r"not UTF-8 \(BIDS requires UTF-8\): byte 0xf3 "
+                                            r"at line 2 \(byte offset 14\)"):
+        read_label_table(path.with_suffix("").with_suffix(".tsv"))
+
+
+def test_bom_and_background_row_are_accepted_quietly(tmp_path, recwarn):
+    """Excel writes a byte-order mark; FreeSurfer and PETPrep tables name label 0."""
+    path = _four_labels(tmp_path, "\ufeffindex\tname\n0\tUnknown\n1\tcórtex\n2\tputamen\n")
+    atlas = sv2a.load_atlas(path)
+    assert atlas.names == ["cortex", "putamen"]  # accents dropped, 0 is background
+    assert not [w for w in recwarn if issubclass(w.category, Sv2aWarning)]
+
+
+def test_region_name_transliterates():
+    from sv2a.regions import region_name
+
+    assert region_name("córtex_frontal") == "cortex_frontal"
+    assert region_name("Núcleo Accumbens") == "nucleo_accumbens"
+    with pytest.raises(RegionError, match="no letter or digit"):
+        Atlas(np.ones((2, 2, 2), int), {1: "皮质"})
+
+
+def test_float_labels_nan_is_background_inf_refused(tmp_path, recwarn):
+    from sv2a.errors import DataError
+
+    lab = np.full((4, 4, 4), np.nan, np.float32)
+    lab[:2] = 1.0
+    write_nifti(tmp_path / "f_dseg.nii.gz", lab, np.eye(4), dtype=np.float32)
+    atlas = sv2a.load_atlas(tmp_path / "f_dseg.nii.gz", labels={1: "cortex"})
+    assert atlas.labels.dtype.kind == "i" and int(atlas.mask("cortex").sum()) == 32
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    lab[3, 3, 3] = np.inf
+    write_nifti(tmp_path / "f_dseg.nii.gz", lab, np.eye(4), dtype=np.float32)
+    with pytest.raises(DataError, match="infinite"):
+        sv2a.load_atlas(tmp_path / "f_dseg.nii.gz", labels={1: "cortex"})
+
+
+def test_scaled_label_image_refused(tmp_path):
+    import nibabel as nib
+
+    from sv2a.errors import DataError
+
+    img = nib.Nifti1Image(np.ones((4, 4, 4), np.int16), np.eye(4))
+    img.set_data_dtype(np.int16)
+    img.header.set_slope_inter(2.0, 0.0)
+    nib.save(img, str(tmp_path / "s_dseg.nii.gz"))
+    with pytest.raises(DataError, match=r"scl_slope 2, scl_inter 0"):
+        sv2a.load_atlas(tmp_path / "s_dseg.nii.gz", labels={1: "a", 2: "b"})
+
+
+def test_qform_sform_disagreement_warned(tmp_path):
+    import nibabel as nib
+
+    q = np.eye(4)
+    q[1, 3] = 20.0
+    img = nib.Nifti1Image(np.ones((4, 4, 4), np.int16), np.eye(4))
+    img.set_sform(np.eye(4), 2)
+    img.set_qform(q, 1)
+    nib.save(img, str(tmp_path / "q_dseg.nii.gz"))
+    with pytest.warns(Sv2aWarning, match=r"sform \(code 2\) and qform \(code 1\) disagree.* "
+                                         r"20 mm .*y \+20"):
+        atlas = sv2a.load_atlas(tmp_path / "q_dseg.nii.gz", labels={1: "a"})
+    np.testing.assert_allclose(atlas.affine, np.eye(4))  # the sform, as nibabel
