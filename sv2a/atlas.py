@@ -642,18 +642,24 @@ def load_atlas(path: str | os.PathLike[str],
     -------
     Atlas
         The label image with its region names (snake_case); labels of the table without
-        any voxel in the image are left out with a warning.
+        any voxel in the image are left out with a warning. Label 0 is background (a table
+        row ``0 Unknown`` is skipped quietly), and so is NaN in a float label image. When
+        the header's sform and qform (both set) disagree, the sform is used and a
+        :class:`Sv2aWarning` names both and the offset (ITK/ANTs-based tools use the qform).
 
     Raises
     ------
     DataError
-        The image is missing or unreadable.
+        The image is missing or unreadable, its header scales the values (``scl_slope``
+        other than 1 or ``scl_inter`` other than 0), or it holds non-integer or infinite
+        values.
     MetadataError
-        No label table found, or the table is malformed.
+        No label table found, or the table is malformed (see :func:`read_label_table`).
     RegionError
         Label values without a name.
     ShapeMismatchError
-        ``pet`` is given and :func:`place_on_grid` refuses the geometry.
+        ``pet`` is given and :func:`place_on_grid` refuses the geometry (the message says
+        when the header's qform, unlike the sform, is on the PET grid).
     """
     p = Path(path)
     if not p.exists():
