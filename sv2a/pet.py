@@ -468,7 +468,7 @@ def load_pet(path: str | os.PathLike[str], *, sidecar: str | os.PathLike[str] | 
     row_bw = _participant_weight(participants, p) if participants else None
     if bw is not None:
         info["body_weight_kg"] = _body_weight(bw, meta.get("BodyWeightUnits", "kg"), sc)
-        if row_bw is not None and abs(row_bw - info["body_weight_kg"]) > 0.05 * row_bw:
+        if row_bw is not None and abs(row_bw - info["body_weight_kg"]) > 0.10 * row_bw:
             warnings.warn(f"{sc}: BodyWeight {info['body_weight_kg']:g} kg differs from the "
                           f"weight {row_bw:g} kg of {_participants_row(p)}; the sidecar's (the "
                           "weight on the scan day) is used for SUV: correct the one that is "
