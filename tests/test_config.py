@@ -150,3 +150,92 @@ def test_load_config_file_returns_settings(tmp_path):
     p = tmp_path / "c.json"
     p.write_text(json.dumps({"reference-erode": 3, "contrast": ["a=[x=1]-[x=2]"]}))
     assert load_config_file(p) == {"reference_erode_mm": 3, "contrasts": ["a=[x=1]-[x=2]"]}
+
+
+# --------------------------------------------------------------------------- issue 14
+@pytest.mark.parametrize("text", [
+    "models: [srtm]\nmodels: [logan]\n",                                   # top level
+    "model_options:\n  srtm2: {k2prime: 0.04}\n  srtm2: {k2prime: 0.05}\n",  # nested
+    "model_options: {srtm2: {k2prime: 0.04, k2prime: 0.05}}\n",            # flow style
+])
+def test_yaml_key_given_twice_refused(tmp_path, text):
+    msg = _err(tmp_path, text)
+    assert "given twice" in msg and "c.yaml" in msg
+
+
+def test_json_key_given_twice_refused_at_any_depth(tmp_path):
+    msg = _err(tmp_path, '{"models": ["srtm2"], "model_options": '
+                         '{"srtm2": {"k2prime": 0.04}, "srtm2": {"k2prime": 0.05}}}', "c.json")
+    assert "'srtm2' is given twice" in msg
+
+
+def test_yaml_merge_keys_still_read(tmp_path):
+    # '<<: *anchor' then an override is not a key given twice
+    _, cfg = _cfg(tmp_path, "model_options:\n  srtm2: &o {k2prime: 0.04, k2prime_region: x}\n"
+                  "  mrtm2:\n    <<: *o\n    k2prime: 0.05\nmodels: [srtm2, mrtm2]\n")
+    assert cfg.model_options["mrtm2"] == {"k2prime": 0.05, "k2prime_region": "x"}
+
+
+def test_options_of_a_model_not_requested_refused(tmp_path):
+    msg = _err(tmp_path, "models: [srtm]\nmodel_options: {logan: {tstar: 30}}\n")
+    assert "'logan', which is not requested" in msg and "--model logan" in msg
+    with pytest.raises(ConfigError, match="'srtm2', which is not requested"):
+        PipelineConfig(models=["suvr"], voxelwise=True,
+                       voxelwise_options={"srtm2": {"fwhm": 4}}).validate()
+    # requested under an alias: fine
+    cfg = PipelineConfig(models=["MRTM1"], model_options={"mrtm": {"tstar": 3}}).validate()
+    assert cfg.model_options == {"mrtm": {"tstar": 3}}
+
+
+def test_model_flag_picks_models_of_a_shared_config_file(tmp_path):
+    # a file with options for several models; --model picks one: the others' options are
+    # left out with a warning (they are not a forgotten model: the flag chose)
+    p = tmp_path / "c.yaml"
+    p.write_text("models: [srtm2, logan_ref]\nmodel_options: {srtm2: {k2prime: 0.04}, "
+                 "logan_ref: {tstar: 20}}\n")
+    with pytest.warns(UserWarning, match="logan_ref not used: --model requests srtm2"):
+        cfg = resolve_config({"models": ["srtm2"]}, p)
+    assert cfg.model_options == {"srtm2": {"k2prime": 0.04}}
+
+
+@pytest.mark.parametrize("options,says", [
+    ({"k2prime": 3.0}, r"written in 1/h, divide by 60 \(0.05 /min\)"),
+    ({"k2prime": 0.00083}, r"written in 1/s, multiply by 60 \(0.0498 /min\)"),
+    ({"tstar": float("inf")}, "tstar must be a time >= 0"),
+    ({"tstar": -5}, "tstar must be a time >= 0"),
+    ({"n_frames": 0}, "n_frames must be a positive integer"),
+    ({"tstar": 20, "n_frames": 5}, "not both"),
+])
+def test_option_values_no_scan_can_fit_refused(options, says):
+    model = "logan_ref" if "k2prime" not in options else "mrtm2"
+    with pytest.raises(ConfigError, match=says):
+        PipelineConfig(models=[model], model_options={model: options}).validate()
+    # the same values in range pass
+    PipelineConfig(models=["mrtm2", "logan_ref"],
+                   model_options={"mrtm2": {"k2prime": 0.05},
+                                  "logan_ref": {"tstar": 20, "k2prime": 0.001}}).validate()
+
+
+def test_k2prime_unit_slip_refused_by_the_model_api():
+    """The model refuses a k2' outside 0.001-1 /min as the configuration does (the API path
+    without a configuration): 3.0 (1/h) gave BPND 2.57 instead of 3.68 with exit 0."""
+    import numpy as np
+
+    import sv2a
+    from sv2a.errors import ModelError
+    from sv2a.frames import FrameSchedule
+    from sv2a.models.srtm import srtm_predict
+    from sv2a.tacs import tacs_from_arrays
+
+    fr = FrameSchedule.from_durations([0.5] * 6 + [2.0] * 5 + [5.0] * 14)
+    cr = 10 * fr.mid * np.exp(-fr.mid / 8) + 0.5
+    ct = srtm_predict(fr, cr, R1=1.1, k2=1.1 * 0.05, k2a=1.1 * 0.05 / 3)  # BPND 2
+    tacs = tacs_from_arrays(np.vstack([cr, ct]), fr.start, fr.end, ["ref", "high"],
+                            half_life=20.4)
+    good = sv2a.fit(tacs, model="srtm2", reference="ref", k2prime=0.05)
+    assert float(good.BPND.sel(region="high")) == pytest.approx(2.0, rel=1e-3)
+    for model in ("srtm2", "mrtm2", "logan_ref"):
+        with pytest.raises(ModelError, match="divide by 60"):
+            sv2a.fit(tacs, model=model, reference="ref", k2prime=3.0)
+        with pytest.raises(ModelError, match="multiply by 60"):
+            sv2a.fit(tacs, model=model, reference="ref", k2prime=0.00083)

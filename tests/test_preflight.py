@@ -181,3 +181,34 @@ def test_report_rewritten_when_the_scan_fails_again(rodent, tmp_path):
     new = (out / "sub-01.html").read_text()
     assert new != old and "failed" in new and "DataError" not in old
     assert "truncated or corrupt" in new
+
+
+def test_exclude_regions_name_must_be_in_some_scans_atlas(small_bids):
+    scans = _scans(small_bids)
+    assert len(scans) > 1
+    # one scan's atlas has no left cortex: excluding it there does nothing, and is fine
+    tsv = next(small_bids.glob("sub-02/ses-baseline/anat/*_dseg.tsv"))
+    tsv.write_text("index\tname\n1\tLeft-Striatum\n2\tRight-Cortex\n3\tcentrum_semiovale\n")
+    ok = PipelineConfig(models=["srtm2"], exclude_regions=["Left-Cortex"]).validate()
+    assert check_scans(scans, ok) == []
+    # a name in no scan's atlas is a typo: a ConfigError for every scan, with the close name
+    bad = PipelineConfig(models=["srtm2"], exclude_regions=["left_cortx", "Right-Cortex"])
+    problems = check_scans(scans, bad.validate())
+    assert len(problems) == len(scans)
+    assert {(p.check, p.error) for p in problems} == {("exclude_regions", "ConfigError")}
+    assert ("exclude_regions: 'left_cortx' (did you mean 'left_cortex'?) is in no selected "
+            "scan's atlas") in problems[0].message
+
+
+@pytest.mark.parametrize("options,says", [
+    ({"tstar": 30}, "only 0 frame(s) have mid-time >= t* = 30 min"),  # mid-times to 28 min
+    ({"n_frames": 10}, "n_frames=10 but the fit needs 4..6 frames"),
+])
+def test_graphical_frame_selection_checked_against_each_scan(small_bids, options, says):
+    scans = _scans(small_bids)
+    cfg = PipelineConfig(models=["srtm2", "mrtm"], model_options={"mrtm": options}).validate()
+    problems = check_scans(scans, cfg)
+    assert len(problems) == len(scans) and {p.check for p in problems} == {"tstar"}
+    assert says in problems[0].message and "(the scan is 0-38 min)" in problems[0].message
+    ok = PipelineConfig(models=["mrtm"], model_options={"mrtm": {"tstar": 3}}).validate()
+    assert check_scans(scans, ok) == []

@@ -186,3 +186,48 @@ def test_corrupt_sidecar_fails_both_at_load(bids, tmp_path, capsys):
     sc.write_text(json.dumps(meta))
     v, r = _verdicts(bids, tmp_path, FAST, capsys)
     assert v == r and len(v) == 1
+
+
+def _config(tmp_path: Path, text: str) -> list[str]:
+    """``--config FILE`` options for a YAML configuration holding ``text``."""
+    cfg = tmp_path / "sv2a.yaml"
+    cfg.write_text(text)
+    return ["--config", str(cfg)]
+
+
+def test_tstar_past_the_scan_end_refused_by_both(bids, tmp_path, capsys):
+    # t* = 200 min on a 38-min scan leaves no frame: every MRTM fit would fail (FitError)
+    opts = [*SCAN, *_config(tmp_path, "models: [mrtm]\nmodel_options: {mrtm: {tstar: 200}}\n")]
+    v, r = _verdicts(bids, tmp_path, opts, capsys)
+    assert v == r == {"ConfigError"}
+    _, _, out = _validate(bids, opts, capsys)
+    assert re.search(r"mrtm \(fit\): only 0 frame\(s\) have mid-time >= t\* = 200", out), out
+    assert "the scan is 0-38 min" in out
+    # a t* that leaves the 4 frames MRTM needs (mid-times 3, 6, 13, 28 min) passes both
+    shutil.rmtree(tmp_path / "out")
+    opts = [*SCAN, *_config(tmp_path, "models: [mrtm]\nmodel_options: {mrtm: {tstar: 3}}\n")]
+    assert _verdicts(bids, tmp_path, opts, capsys) == (set(), set())
+    # without --skip-invalid run refuses before any scan
+    capsys.readouterr()
+    bad = [*SCAN, *_config(tmp_path, "models: [mrtm]\nmodel_options: {mrtm: {tstar: 200}}\n")]
+    assert cli_main(["run", str(bids), str(tmp_path / "o2"), "participant", "--no-figures",
+                     "--quiet", *bad]) == 1
+    assert "cannot run with these settings" in capsys.readouterr().err
+    assert not (tmp_path / "o2" / "sub-02").exists()
+
+
+def test_exclude_regions_typo_refused_by_both(bids, tmp_path, capsys):
+    # a name in no scan's label table would exclude nothing, silently
+    opts = [*FAST, "--exclude-regions", "left_cortx"]
+    v, r = _verdicts(bids, tmp_path, opts, capsys)
+    assert v == r == {"ConfigError"}
+    _, _, out = _validate(bids, opts, capsys)
+    assert "did you mean 'left_cortex'?" in out
+    # a name of the label table (any spelling region_name normalises) passes both
+    shutil.rmtree(tmp_path / "out")
+    assert _verdicts(bids, tmp_path, [*FAST, "--exclude-regions", "Left-Cortex"],
+                     capsys) == (set(), set())
+    kinpar, = (tmp_path / "out/sub-02/ses-baseline/pet").glob("*model-SRTM2_kinpar.tsv")
+    rows = pd.read_csv(kinpar, sep="\t")
+    assert "Left-Cortex" not in set(rows["region"]) and "left_cortex" not in set(rows["region"])
+

@@ -359,6 +359,15 @@ def _fixed_k2prime_rss(x1: FloatArray, b: FloatArray, y: FloatArray, w: FloatArr
     return np.where(np.isfinite(rss) & (sxx > 0), rss, np.inf), r1
 
 
+#: Plausible range of a reference region's efflux rate ``k2'`` (1/min). Brain tracers leave
+#: a reference region with a half-time between about 0.7 min (k2' = 1 /min, faster than
+#: any tracer's plasma-to-tissue exchange allows) and about 12 h (0.001 /min, longer than
+#: any PET scan can resolve); the coupled estimate searches the same interval. A value
+#: outside it is almost always a unit slip: k2' written in 1/h (60x too large) or in 1/s
+#: (60x too small) gives a wrong BPND without any fit failing.
+K2PRIME_PLAUSIBLE = (1e-3, 1.0)
+
+
 def check_k2prime(value: Any, model: str, *, allow_none: bool = False) -> float | None:
     """Validate a resolved ``k2'`` (1/min).
 
@@ -379,7 +388,8 @@ def check_k2prime(value: Any, model: str, *, allow_none: bool = False) -> float 
     Raises
     ------
     ModelError
-        Not a positive finite number (a pooling rule must be resolved by the adapter first).
+        Not a positive finite number (a pooling rule must be resolved by the adapter first),
+        or outside :data:`K2PRIME_PLAUSIBLE` (the message suggests the 1/h or 1/s unit slip).
     """
     if value is None and allow_none:
         return None
@@ -397,6 +407,14 @@ def check_k2prime(value: Any, model: str, *, allow_none: bool = False) -> float 
         raise ModelError(
             f"{model}: k2prime must be a positive rate (1/min), got {value!r}; for [11C]UCB-J "
             "with a centrum semiovale reference it is typically 0.02-0.06 /min")
+    lo, hi = K2PRIME_PLAUSIBLE
+    if not lo <= k <= hi:
+        slip = (f"if it was written in 1/h, divide by 60 ({k / 60:.4g} /min)" if k > hi else
+                f"if it was written in 1/s, multiply by 60 ({k * 60:.4g} /min)")
+        raise ModelError(
+            f"{model}: k2prime={value!r} /min is outside the plausible range {lo:g}-{hi:g} /min "
+            "of a reference region's efflux rate (for [11C]UCB-J with a centrum semiovale "
+            f"reference it is typically 0.02-0.06 /min); k2prime is in 1/min: {slip}")
     return k
 
 

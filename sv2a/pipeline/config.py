@@ -247,6 +247,7 @@ class PipelineConfig:
         self.model_options = _check_options(self.model_options, "model_options", ())
         self.voxelwise_options = _check_options(self.voxelwise_options, "voxelwise_options",
                                                 MAP_OPTIONS)
+        self._check_option_models()
         self.group_model = _model_names([self.group_model], "region", "group_model")[0]
         self.reference_erode_mm = _number(self.reference_erode_mm or 0.0,
                                           "reference_erode_mm", "mm")
@@ -265,6 +266,7 @@ class PipelineConfig:
         if self.atlas_labels is not None and not Path(self.atlas_labels).exists():
             raise ConfigError(f"--atlas-labels {self.atlas_labels}: file not found")
         self.exclude_regions = _str_list(self.exclude_regions, "exclude_regions") or []
+        self._check_reference_kept()
         self.realign = _flag(self.realign, "realign")
         if self.pvc is not None and self.pvc not in ("gtm", "rbv"):
             raise ConfigError(f"pvc must be 'gtm' or 'rbv' (or none), got {self.pvc!r}")
@@ -316,6 +318,40 @@ class PipelineConfig:
                     o = merged.get(m)
                     merged[m] = {**(o if isinstance(o, Mapping) else {}), "window": [t0, t1]}
             setattr(self, opts_key, merged)
+
+    def _check_option_models(self) -> None:
+        """Refuse options for a model that does not run: ``model_options`` of a model not in
+        ``models`` and, with ``voxelwise`` on, ``voxelwise_options`` of a model that makes no
+        map (the options would be ignored; most often the model was forgotten)."""
+        checks = [("model_options", self.model_options, self.models, "regional", "--model")]
+        if self.voxelwise:
+            checks.append(("voxelwise_options", self.voxelwise_options,
+                           self.resolved_voxelwise_models(), "map", "--voxelwise-model"))
+        for key, opts, models, what, flag in checks:
+            idle = [m for m in opts if m not in models]
+            if idle:
+                raise ConfigError(
+                    f"{key} sets options for {', '.join(repr(m) for m in idle)}, which "
+                    f"{'is' if len(idle) == 1 else 'are'} not requested ({what} models: "
+                    f"{', '.join(models) or 'none'}), so they would be ignored; add the "
+                    f"model ({flag} {idle[0]}) or remove its options")
+
+    def _check_reference_kept(self) -> None:
+        """Refuse ``exclude_regions`` that hold the reference region when a requested model
+        (regional or map) needs it: every such fit would fail for want of its reference."""
+        from ..models import registry
+        from ..regions import region_name
+
+        if region_name(self.reference) not in {region_name(r) for r in self.exclude_regions}:
+            return
+        maps = self.resolved_voxelwise_models() if self.voxelwise else []
+        users = [m for m in dict.fromkeys([*self.models, *maps])
+                 if registry.get(m).kind == "reference"]
+        if users:
+            raise ConfigError(
+                f"exclude_regions holds the reference region '{self.reference}', which "
+                f"{', '.join(users)} need(s); remove it from exclude_regions (the reference is "
+                "never a target) or choose another reference with --reference")
 
     def _validate_group(self) -> None:
         """Check the group-level statistics settings (formula, contrasts, scores, voxelwise);
@@ -503,10 +539,34 @@ def _check_options(opts: Any, key: str, extra: Sequence[str]) -> dict[str, dict[
                     f"got {v!r} ({type(v).__name__})")
         try:
             parse_options(cls.Options, {k: v for k, v in o.items() if k in fields}, cls.name)
+            _check_values(cls.name, o)
         except (ModelError, TypeError, ValueError) as exc:
             raise ConfigError(f"{key}: {exc}") from None
         clean[cls.name] = o
     return clean
+
+
+def _check_values(model: str, options: Mapping[str, Any]) -> None:
+    """Check option values that no scan can make valid, as the model would when fitting
+    (so that ``validate`` and ``run`` refuse them before any scan): a numeric ``k2prime``
+    (positive, in the plausible 1/min range), ``tstar`` (a finite time >= 0 min) and
+    ``n_frames`` (a whole number >= 1), not both of the last two."""
+    import numpy as np
+
+    from ..models.srtm import check_k2prime
+
+    k2prime = options.get("k2prime")
+    if _is_number(k2prime):
+        check_k2prime(k2prime, model)
+    tstar: Any = options.get("tstar")
+    n_frames: Any = options.get("n_frames")
+    if tstar is not None and n_frames is not None:
+        raise ModelError(f"{model}: give tstar= or n_frames=, not both")
+    if _is_number(tstar) and not (np.isfinite(tstar) and tstar >= 0):
+        raise ModelError(f"{model}: tstar must be a time >= 0 min (a finite number), got "
+                         f"{tstar!r}")
+    if _is_number(n_frames) and (int(n_frames) != n_frames or n_frames < 1):
+        raise ModelError(f"{model}: n_frames must be a positive integer, got {n_frames!r}")
 
 
 def _is_number(value: Any) -> bool:
@@ -719,6 +779,46 @@ def _file_value(key: str, setting: str, value: Any, where: str) -> Any:
     return (not value) if key == "no_figures" else value
 
 
+class _DuplicateKey(Exception):
+    """A mapping key given twice in a configuration file (raised while parsing)."""
+
+    def __init__(self, key: Any) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` hook: the object as a dict, refusing a key given twice."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+def _unique_key_loader() -> type:
+    """A ``yaml.SafeLoader`` that refuses a mapping key given twice (PyYAML keeps the last)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *anchor' merges
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(key)
+                    seen.add(key)
+                except TypeError:  # an unhashable key: SafeLoader reports it
+                    break
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and type-check a JSON or YAML configuration file.
 
@@ -763,9 +863,12 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     text = p.read_text(encoding="utf-8")
     try:
         if p.suffix.lower() == ".json":
-            obj = json.loads(text)
+            obj = json.loads(text, object_pairs_hook=_unique_pairs)
         else:
-            obj = yaml.safe_load(text)
+            obj = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{where}: the key {exc.key!r} is given twice (the second value "
+                          "would silently replace the first); keep one") from None
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{where}: cannot parse ({exc})") from None
     if obj is None:
@@ -802,6 +905,38 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return out
 
 
+def _drop_idle_options(values: dict[str, Any], models: Any,
+                       config_file: str | os.PathLike[str]) -> dict[str, Any]:
+    """The file's settings without the ``model_options`` of models that the command line's
+    ``--model`` does not request (a shared file holds options for several models; the flag
+    picks some), with a warning naming them. Options of the file's own ``models`` that are
+    not requested there are refused by :meth:`PipelineConfig.validate`."""
+    import warnings
+
+    opts = values.get("model_options")
+    if not isinstance(opts, Mapping):
+        return values
+    names = _str_list(models, "models") or []
+    wanted = {_registry_name(m) for m in names} - {None}
+    idle = [m for m in opts if _registry_name(m) not in wanted]
+    if not idle:
+        return values
+    warnings.warn(f"--config {config_file}: model_options for {', '.join(map(str, idle))} "
+                  f"not used: --model requests {', '.join(names)}", stacklevel=3)
+    kept = {m: o for m, o in opts.items() if m not in idle}
+    return {**values, "model_options": kept}
+
+
+def _registry_name(name: Any) -> str | None:
+    """The registry name of a model name or alias, ``None`` when unknown."""
+    from ..models import registry
+
+    try:
+        return registry.get(str(name)).name
+    except ModelError:
+        return None
+
+
 def resolve_config(cli: Mapping[str, Any] | None = None,
                    config_file: str | os.PathLike[str] | None = None) -> PipelineConfig:
     """Merge defaults < a configuration file < command-line values, then validate.
@@ -827,9 +962,10 @@ def resolve_config(cli: Mapping[str, Any] | None = None,
     if config_file:
         values.update(load_config_file(config_file))
     valid = {f.name for f in dataclasses.fields(PipelineConfig)}
-    for k, v in (cli or {}).items():
-        if k in valid and v is not None:
-            values[k] = v
+    given = {k: v for k, v in (cli or {}).items() if k in valid and v is not None}
+    if config_file and "models" in given and "model_options" not in given:
+        values = _drop_idle_options(values, given["models"], config_file)
+    values.update(given)
     try:
         cfg = PipelineConfig(**values)
     except TypeError as exc:  # pragma: no cover - keys are filtered above

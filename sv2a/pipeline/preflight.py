@@ -11,6 +11,10 @@ Checks per scan:
 * ``--idif-region`` is in the label table;
 * the SUVR/SUV window of every requested ``suvr``/``suv`` fit or map lies inside the scan
   (and holds a frame);
+* the ``tstar``/``n_frames`` of every requested graphical fit or map (Logan, MRTM, MA1) leaves
+  the frames the regression needs;
+* every ``exclude_regions`` name is in the label table of at least one selected scan (a name
+  in none is a typo, which would otherwise exclude nothing);
 * at least one requested regional model (and map model) can run: plasma-input models need
   blood data unless ``--input idif`` (where only some models need blood the others run and
   the plasma models are skipped with a note, as documented).
@@ -45,8 +49,8 @@ class Problem:
     pet : str
         The scan's PET image.
     check : str
-        Which check failed (``"atlas"``, ``"reference"``, ``"idif_region"``, ``"window"``,
-        ``"blood"``).
+        Which check failed (``"atlas"``, ``"reference"``, ``"idif_region"``,
+        ``"exclude_regions"``, ``"window"``, ``"tstar"``, ``"blood"``).
     message : str
         What is wrong and how to fix it; the same text for every scan with the same problem.
     error : str
@@ -82,6 +86,8 @@ def _label_names(scan: Scan, cfg: PipelineConfig
         table = Path(cfg.atlas_labels) if cfg.atlas_labels else None
     elif scan.dseg is not None:
         image, table = Path(scan.dseg), None
+    elif scan.dseg_problem:
+        return None, (scan.dseg_problem, "RegionError")
     else:
         return None, ("no segmentation found (expected anat/<scan>_dseg.nii.gz with its "
                       "_dseg.tsv); give one for all scans with --atlas PATH --atlas-labels TSV",
@@ -113,8 +119,10 @@ def _frames(scan: Scan) -> FrameSchedule | None:
 
     try:
         meta, _ = read_metadata(scan.pet)  # inherited sidecars merged, as load_pet does
-        return FrameSchedule.from_bids(meta["FrameTimesStart"], meta["FrameDuration"],
-                                       source=str(scan.pet))
+        radionuclide = meta.get("TracerRadionuclide")
+        return FrameSchedule.from_bids(  # with the unit checks that need the half-life
+            meta["FrameTimesStart"], meta["FrameDuration"], source=str(scan.pet),
+            radionuclide=radionuclide if isinstance(radionuclide, str) else None)
     except (Sv2aError, KeyError, TypeError, ValueError, OSError):
         return None
 
@@ -139,6 +147,69 @@ def _window_problem(frames: FrameSchedule, name: str, opts: dict[str, Any],
                 f"START END (e.g. --window {max(s0, s1 - 30):g} {s1:g}) or window= in "
                 f"{'voxelwise' if where == 'map' else 'model'}_options")
     return None
+
+
+def _frame_selection(name: str, opts: dict[str, Any]) -> tuple[Any, Any]:
+    """``(tstar, n_frames)`` of a model: its options over its defaults (``None`` when the
+    model has no such option)."""
+    from ..models import registry
+
+    defaults = registry.get(name).defaults()
+    return (opts.get("tstar", defaults.get("tstar")),
+            opts.get("n_frames", defaults.get("n_frames")))
+
+
+def _selects_frames(name: str, opts: dict[str, Any]) -> bool:
+    """Whether a model's options select its frames by ``tstar`` or ``n_frames``."""
+    return any(v is not None for v in _frame_selection(name, opts))
+
+
+def _tstar_problem(frames: FrameSchedule, name: str, opts: dict[str, Any],
+                   where: str) -> str | None:
+    """Why the ``tstar``/``n_frames`` of a graphical model leave too few frames of this scan
+    (the model's own frame selection), or ``None``; a scan with fewer frames than the model
+    needs is not judged here (its fit fails whatever the setting)."""
+    from ..errors import FitError
+    from ..models import registry
+    from ..models.base import select_frames
+
+    cls = registry.get(name)
+    tstar, n_frames = _frame_selection(name, opts)
+    min_frames = int(getattr(cls, "min_frames", 3))
+    if frames.n < min_frames:
+        return None  # too short a scan whatever the setting: the fit says so
+    try:
+        select_frames(frames.mid, tstar=tstar, n_frames=n_frames, model=name,
+                      min_frames=min_frames)
+    except (FitError, ModelError) as exc:
+        text = str(exc).removeprefix(f"{name}: ").rstrip(". ")
+        return (f"{name} ({'maps' if where == 'map' else 'fit'}): {text} in "
+                f"{'voxelwise' if where == 'map' else 'model'}_options (the scan is "
+                f"{float(frames.start[0]):g}-{float(frames.end[-1]):g} min)")
+    return None
+
+
+def _unknown_excluded(cfg: PipelineConfig, tables: Sequence[list[str] | None]) -> str | None:
+    """Why ``exclude_regions`` names a region that no readable label table of the selected
+    scans holds (with the closest name), or ``None``. A name found in some scans only is
+    fine: the exclusion does nothing where the region is absent."""
+    import difflib
+
+    from ..regions import region_name
+
+    known = {n for names in tables if names for n in names}
+    if not known:
+        return None  # no table could be read: the atlas problems say why
+    unknown = [r for r in cfg.exclude_regions if region_name(r) not in known]
+    if not unknown:
+        return None
+    hints = []
+    for r in unknown:
+        close = difflib.get_close_matches(region_name(r), sorted(known), n=1, cutoff=0.6)
+        hints.append(f"'{r}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    return (f"exclude_regions: {', '.join(hints)} is in no selected scan's atlas, so it would "
+            f"exclude nothing (regions: {', '.join(sorted(known))}); correct the name with "
+            "--exclude-regions")
 
 
 def check_scans(scans: Sequence[Scan], cfg: PipelineConfig) -> list[Problem]:
@@ -173,14 +244,19 @@ def check_scans(scans: Sequence[Scan], cfg: PipelineConfig) -> list[Problem]:
                for m in regional if m.name in WINDOW_MODELS]
     windows += [("map", m.name, dict(cfg.voxelwise_options.get(m.name, {})))
                 for m in maps if m.name in WINDOW_MODELS]
+    graphical = [g for g in [
+        *(("model", m.name, dict(cfg.model_options.get(m.name, {}))) for m in regional),
+        *(("map", m.name, dict(cfg.voxelwise_options.get(m.name, {}))) for m in maps)]
+        if _selects_frames(*g[1:])]
+    tables = [_label_names(scan, cfg) for scan in scans]
+    excluded = _unknown_excluded(cfg, [names for names, _ in tables])
     out: list[Problem] = []
-    for scan in scans:
+    for scan, (names, problem) in zip(scans, tables, strict=True):
         def add(check: str, message: str, error: str = "ConfigError", scan: Scan = scan
                 ) -> None:
             out.append(Problem(scan.subject, scan.session, str(scan.pet), check, message,
                                error))
 
-        names, problem = _label_names(scan, cfg)
         if problem is not None:
             add("atlas", *problem)
         elif names is not None:
@@ -190,13 +266,19 @@ def check_scans(scans: Sequence[Scan], cfg: PipelineConfig) -> list[Problem]:
             if cfg.idif_region and region_name(cfg.idif_region) not in names:
                 add("idif_region", f"--idif-region '{cfg.idif_region}' is not in the atlas "
                     f"(regions: {', '.join(names)})")
-        if windows:
-            frames = _frames(scan)
-            for where, name, opts in windows if frames is not None else []:
-                assert frames is not None
-                msg = _window_problem(frames, name, opts, where)
-                if msg:
-                    add("window", msg)
+            if excluded:
+                add("exclude_regions", excluded)
+        frames = _frames(scan) if windows or graphical else None
+        for where, name, opts in windows if frames is not None else []:
+            assert frames is not None
+            msg = _window_problem(frames, name, opts, where)
+            if msg:
+                add("window", msg)
+        for where, name, opts in graphical if frames is not None else []:
+            assert frames is not None
+            msg = _tstar_problem(frames, name, opts, where)
+            if msg:
+                add("tstar", msg)
         if cfg.input == "blood" and not scan.blood:
             for what, models, flag in (("regional model", regional, "--model"),
                                        ("map model", maps, "--voxelwise-model")):
