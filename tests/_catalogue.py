@@ -846,8 +846,8 @@ CASE_LIST: list[Case] = [
          _label_header(_forms(20.0, 0.0)), "ShapeMismatchError", stage="atlas",
          says=r"qform \(code 1\) does agree with the PET"),
     Case(_A, "accented region names (córtex_frontal)",
-         text("dseg_tsv", "index\tname\n1\tcórtex_frontal\n12\tputámen\n"
-              "17\tcentrum_semiovale\n"), "ok", stage="logan"),
+         _encoded("dseg_tsv", "index\tname\n1\tcórtex_frontal\n12\tputámen\n"
+                  "17\tcentrum_semiovale\n", "utf-8"), "ok", stage="logan"),
     # ---------------------------------------------------------------- layout
     Case(_L, "subject label with an underscore", _rename_subject("{label}_x"), "warn",
          stage="discover", says=r"'{label}_x' is not a valid BIDS sub label",
