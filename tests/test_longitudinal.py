@@ -69,6 +69,17 @@ def test_collect_reads_names_with_other_entities(tmp_path):
         L.collect(root, model="srtm2")
 
 
+def test_collect_refuses_one_arm_spelt_two_ways(tmp_path):
+    ds = small_ds(seed=1, n=3)
+    root = L.write_derivatives(ds, tmp_path / "deriv", model="SRTM2", atlas="phantom")
+    part = pd.read_csv(root / "participants.tsv", sep="\t")
+    first = part["arm"].iloc[0]
+    part.loc[1, "arm"] = first.upper() + " "
+    part.to_csv(root / "participants.tsv", sep="\t", index=False)
+    with pytest.raises(DesignError, match="spells one arm in several ways"):
+        L.collect(root, model="srtm2", participants=root / "participants.tsv")
+
+
 def _fit(regions, bpnd, converged=True):
     n = len(regions)
     return build_result("srtm2", regions,

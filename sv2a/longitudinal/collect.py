@@ -225,7 +225,24 @@ def _participants_table(participants, subjects_with_data: Sequence[str]) -> pd.D
             f"needs a value in the 'arm' column of participants.tsv; add it, or leave the "
             f"subject out explicitly with collect(..., exclude=[...]).")
     df["arm"] = df["arm"].astype(str)
+    _check_arm_spelling(df.loc[[s for s in subjects_with_data if s in df.index], "arm"])
     return df
+
+
+def _check_arm_spelling(arms: pd.Series) -> None:
+    """Arm labels that differ only in case, spaces or ``-``/``_`` are one arm spelt two ways:
+    taken as is they split the arm into groups of a few subjects each, so they are refused."""
+    groups: dict[str, set[str]] = {}
+    for a in arms.unique():
+        key = re.sub(r"[\s_-]+", "", str(a)).casefold()
+        groups.setdefault(key, set()).add(str(a))
+    clash = [sorted(v) for v in groups.values() if len(v) > 1]
+    if clash:
+        raise DesignError(
+            "participants.tsv spells one arm in several ways: "
+            + "; ".join(" / ".join(repr(a) for a in c) for c in clash)
+            + " (they differ only in case, spaces, '-' or '_'); write each arm the same way "
+            "for all its subjects, or they are analysed as separate arms")
 
 
 def _sessions_table(sessions, source_dir: Path | None) -> pd.DataFrame | None:
