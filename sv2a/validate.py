@@ -264,15 +264,22 @@ def _check_scan(problems: list[Problem], scan: Scan, parts: Any, read_data: bool
 
 
 def _check_frames(problems: list[Problem], pfile: str, pet: Any, cfg: PipelineConfig) -> None:
-    """Dynamic models on a scan with too few frames: ``run`` fails each such model with a
-    ``FitError`` (:func:`sv2a.models.base.check_enough_frames`)."""
+    """What the requested models need of the scan: dose and weight for SUV (``run`` fails
+    the SUV fit with a ``MetadataError``), enough frames for dynamic models (``run`` fails
+    each with a ``FitError``, :func:`sv2a.models.base.check_enough_frames`)."""
     from .models import registry
     from .models.base import MIN_DYNAMIC_FRAMES
 
+    names = [*cfg.models, *(cfg.resolved_voxelwise_models() if cfg.voxelwise else [])]
+    missing = [f for f, k in (("InjectedRadioactivity", "injected_mbq"),
+                              ("BodyWeight", "body_weight_kg")) if k not in pet.meta]
+    if "suv" in names and missing:  # run's SUV fit and map fail (MetadataError)
+        problems.append(Problem("error", pfile, f"MetadataError: suv needs {' and '.join(missing)}"
+                                " (PET sidecar; the weight may come from participants.tsv "
+                                "'weight'); add it or drop --model suv"))
     n = int(pet.n_frames)
     if n >= MIN_DYNAMIC_FRAMES:
         return
-    names = [*cfg.models, *(cfg.resolved_voxelwise_models() if cfg.voxelwise else [])]
     for name in dict.fromkeys(names):
         if registry.get(name).predicts:
             problems.append(Problem("error", pfile, f"FitError: {name} is a dynamic model and "

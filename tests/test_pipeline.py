@@ -365,6 +365,13 @@ def test_suv_regional_and_maps(cohort, tmp_path):
     assert set(fails["error_type"]) == {"MetadataError"}
     assert "sub-02" in fails.loc[0, "pet"] and "weight" in fails.loc[0, "message"].lower()
     assert list(out.glob("sub-02/ses-baseline/pet/*_tacs.tsv"))
+    # sv2a validate with the same settings says so up front, for that scan only
+    from sv2a.validate import validate_dataset
+
+    errors = [p for p in validate_dataset(bids, config=cfg, read_data=False)
+              if p.severity == "error"]
+    assert len(errors) == 1 and "sub-02_ses-baseline_pet" in errors[0].file
+    assert errors[0].message.startswith("MetadataError: suv needs BodyWeight")
 
     meta1 = json.loads((bids / "sub-01/ses-baseline/pet/sub-01_ses-baseline_pet.json")
                        .read_text())
