@@ -1041,4 +1041,28 @@ CONFIG_CASES: dict[str, ConfigCase] = {
     "k6": ConfigCase("unknown model option", "k2", file='{"model_options": {"srtm": {"k2": 1}}}'),
     "k7": ConfigCase("zero worker processes", "nprocs", file='{"nprocs": 0}'),
     "k8": ConfigCase("a list instead of a mapping of settings", "mapping", file='["srtm"]'),
+    # model options that would give a wrong number or fail every scan (issue 14)
+    "o1": ConfigCase("k2prime written in 1/h (BPND 2.57 instead of 3.68)", "divide by 60",
+                     file='{"models": ["srtm2"], "model_options": {"srtm2": {"k2prime": 3.0}}}'),
+    "o2": ConfigCase("k2prime written in 1/s (BPND -0.42)", "multiply by 60",
+                     file='{"models": ["srtm2"], '
+                          '"model_options": {"srtm2": {"k2prime": 0.00083}}}'),
+    "o3": ConfigCase("k2prime of a map 40 /min", "k2prime=40 /min is outside",
+                     file='{"models": ["srtm2"], "voxelwise": true, '
+                          '"voxelwise_options": {"srtm2": {"k2prime": 40}}}'),
+    "o4": ConfigCase("negative k2prime", "positive rate",
+                     file='{"models": ["srtm2"], "model_options": {"srtm2": {"k2prime": -0.1}}}'),
+    "o5": ConfigCase("infinite Logan t*", "tstar must be a time >= 0",
+                     file='{"models": ["logan_ref"], '
+                          '"model_options": {"logan_ref": {"tstar": Infinity}}}'),
+    "o6": ConfigCase("the reference region excluded", "exclude_regions holds the reference",
+                     cli={"models": ["srtm2", "suvr"], "exclude_regions": ["centrum_semiovale"]},
+                     flags=("--model", "srtm2", "suvr", "--exclude-regions",
+                            "Centrum-Semiovale")),
+    "o7": ConfigCase("options of a model that is not requested", "'logan', which is not "
+                     "requested", file='{"models": ["srtm"], '
+                                       '"model_options": {"logan": {"tstar": 30}}}'),
+    "o8": ConfigCase("a key given twice in the config file (last one would win)",
+                     "'models' is given twice",
+                     file='{"models": ["srtm"], "models": ["logan"]}'),
 }
