@@ -109,7 +109,7 @@ def _label_names(scan: Scan, cfg: PipelineConfig
         names = read_label_table(table)
     except Sv2aError as exc:
         return None, (f"the atlas label table cannot be read: {exc}", type(exc).__name__)
-    return [region_name(n) for n in names.values()], None
+    return [region_name(n) for k, n in names.items() if k != 0], None  # 0: background
 
 
 def _frames(scan: Scan) -> FrameSchedule | None:
