@@ -324,6 +324,20 @@ def read_utf8(path: str | os.PathLike[str],
         ) from exc
 
 
+def _unique_keys(path: Path) -> Any:
+    """A ``json`` object hook that refuses a key given twice in one object (the second value
+    would silently replace the first)."""
+    def build(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in pairs:
+            if k in out:
+                raise MetadataError(f"{path}: the key {k!r} is given twice (the second value "
+                                    "would silently replace the first); keep one")
+            out[k] = v
+        return out
+    return build
+
+
 def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a JSON object from a file.
 
@@ -347,7 +361,7 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not p.exists():
         raise MetadataError(f"missing JSON sidecar: expected {p}")
     try:
-        obj = json.loads(read_utf8(p, MetadataError))
+        obj = json.loads(read_utf8(p, MetadataError), object_pairs_hook=_unique_keys(p))
     except json.JSONDecodeError as exc:
         raise MetadataError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
     if not isinstance(obj, dict):

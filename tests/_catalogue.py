@@ -236,6 +236,12 @@ def truncate(attr: str) -> Corrupt:
     return corrupt
 
 
+def _duplicate_units_key(f: Files) -> None:
+    """The PET sidecar with ``Units`` written twice (JSON allows it; the last would win)."""
+    text = json.dumps(_meta(f.pet_json))
+    f.pet_json.write_text('{"Units": "Bq/mL", ' + text[1:])
+
+
 def _half_life_min(nuclide: str) -> float:
     from sv2a.units import half_life
 
@@ -674,6 +680,8 @@ CASE_LIST: list[Case] = [
     Case(_S, "BodyWeight as text with a unit", sidecar(BodyWeight="86.2 kg"), _MDE,
          says="BodyWeight"),
     Case(_S, "BodyWeight as a boolean", sidecar(BodyWeight=True), _MDE, says="BodyWeight"),
+    Case(_S, "a key given twice in the PET sidecar (Units)", _duplicate_units_key, _MDE,
+         says="'Units' is given twice"),
     Case(_S, "Units as a number", sidecar(Units=1000), _MDE, says="'Units'"),
     Case(_S, "FrameDuration as strings",
          frames(lambda s, d: (s, [str(v) for v in d])), _MDE, says="FrameDuration"),
