@@ -30,7 +30,7 @@ from .errors import (
     Sv2aError,
     Sv2aWarning,
 )
-from .regions import region_name
+from .regions import name_list, region_name
 from .sidecar import applicable_files, read_utf8, sidecar_places
 
 __all__ = ["Atlas", "load_atlas", "read_label_table", "place_on_grid", "same_grid",
@@ -697,8 +697,8 @@ def load_atlas(path: str | os.PathLike[str],
         )
     absent = sorted(str(v) for k, v in table.items() if k not in present)
     if absent:  # named in the table, no voxel in the image: say so, never drop silently
-        warnings.warn(f"{p}: region(s) {absent} of the label table have no voxel in the "
-                      "image and are left out", Sv2aWarning, stacklevel=2)
+        warnings.warn(f"{p}: region(s) {name_list(absent)} of the label table have no voxel "
+                      "in the image and are left out", Sv2aWarning, stacklevel=2)
     atlas = Atlas(data, {k: v for k, v in table.items() if k in present},
                   np.asarray(img.affine, dtype=float), str(p))
     if pet is not None:  # the one geometry policy (also sv2a validate and sv2a run)

@@ -318,11 +318,18 @@ def discover(bids_dir: str | os.PathLike[str], *,
 
 def _unread_blood(pet_dir: Path, prefix: str) -> list[tuple[str, str]]:
     """Blood recordings beside a PET file that discovery does not read (BIDS blood
-    recordings are ``*_blood.tsv`` with a ``.json``; a compressed ``.tsv.gz`` is not one),
-    each with the fix."""
-    return [(str(p), "a blood recording must be an uncompressed *_blood.tsv (BIDS does not "
-             f"allow .tsv.gz for blood); decompress it: gunzip {p.name}")
-            for p in sorted(pet_dir.glob(f"{prefix}*_blood.tsv.gz"))]
+    recordings are ``*_blood.tsv`` with a ``.json``; a compressed ``.tsv.gz`` is not one; a
+    recording label other than ``manual``/``autosampler``), each with the fix."""
+    out = [(str(p), "a blood recording must be an uncompressed *_blood.tsv (BIDS does not "
+            f"allow .tsv.gz for blood); decompress it: gunzip {p.name}")
+           for p in sorted(pet_dir.glob(f"{prefix}*_blood.tsv.gz"))]
+    for p in sorted(pet_dir.glob(f"{prefix}*_recording-*_blood.tsv")):
+        label = _entities(p.name, "blood").get("recording")
+        if label not in ("manual", "autosampler"):
+            out.append((str(p), f"blood recording '{label}' is not read: sv2a reads "
+                        "recording-manual (discrete samples) and recording-autosampler "
+                        "(continuous); rename it to the one it is"))
+    return out
 
 
 def find_scans(bids_dir: str | os.PathLike[str], *, participant_label: Iterable[str] | None = None,

@@ -22,6 +22,9 @@ from .units import time_factor
 __all__ = ["FrameSchedule", "frames_from_counts", "as_times"]
 
 _ATOL_MIN = 1e-6  # minutes; BIDS files are written with finite precision
+#: Overlaps and gaps between consecutive frames up to 1 s are rounding of frame times (whole
+#: seconds from DICOM): accepted without a word (minutes).
+_ROUNDING_MIN = 1.0 / 60
 
 
 def as_times(name: str, values: npt.ArrayLike, source: str) -> np.ndarray:
@@ -206,7 +209,8 @@ class FrameSchedule:
             neg = np.flatnonzero(s < -_ATOL_MIN).tolist()
             raise FrameTimingError(
                 f"{src}: frame start before injection (negative time) at frame index {neg}; "
-                "times must be relative to injection (BIDS TimeZero = injection)"
+                "sv2a needs times relative to the injection: remove frames acquired before "
+                "it, and give FrameTimesStart from the injection time"
             )
         dur = e - s
         bad = np.flatnonzero(dur <= 0)
@@ -223,14 +227,14 @@ class FrameSchedule:
                 f"not after "
                 f"frame {i - 1} ({s[i - 1]:.4g} min); sort the frames (and the image volumes)"
             )
-        overlap = np.flatnonzero(s[1:] < e[:-1] - _ATOL_MIN)
+        overlap = np.flatnonzero(s[1:] < e[:-1] - _ROUNDING_MIN)
         if overlap.size:
             i = int(overlap[0]) + 1
             raise FrameTimingError(
                 f"{src}: frames overlap: frame {i} starts at {s[i]:.4g} min before frame {i - 1} "
                 f"ends at {e[i - 1]:.4g} min; check FrameDuration (is it in seconds?)"
             )
-        gaps = np.flatnonzero(s[1:] > e[:-1] + 1e-3)
+        gaps = np.flatnonzero(s[1:] > e[:-1] + _ROUNDING_MIN)
         if gaps.size:
             warnings.warn(
                 f"{src}: gaps between frames before frame index {(gaps + 1).tolist()} "

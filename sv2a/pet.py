@@ -22,6 +22,7 @@ from .frames import FrameSchedule
 from .plausibility import check_activity_units
 from .sidecar import (
     check_types,
+    dataset_root,
     describe_sources,
     field_source,
     read_json,
@@ -468,11 +469,12 @@ def load_pet(path: str | os.PathLike[str], *, sidecar: str | os.PathLike[str] | 
     row_bw = _participant_weight(participants, p) if participants else None
     if bw is not None:
         info["body_weight_kg"] = _body_weight(bw, meta.get("BodyWeightUnits", "kg"), sc)
-        if row_bw is not None and abs(row_bw - info["body_weight_kg"]) > 0.10 * row_bw:
-            warnings.warn(f"{sc}: BodyWeight {info['body_weight_kg']:g} kg differs from the "
-                          f"weight {row_bw:g} kg of {_participants_row(p)}; the sidecar's (the "
-                          "weight on the scan day) is used for SUV: correct the one that is "
-                          "wrong", Sv2aWarning, stacklevel=2)
+        ratio = info["body_weight_kg"] / row_bw if row_bw else 1.0
+        if not 2 / 3 <= ratio <= 1.5:  # a unit slip, not weight change between visits
+            warnings.warn(f"{sc}: BodyWeight {info['body_weight_kg']:g} kg is {ratio:.3g} times "
+                          f"the weight {row_bw:g} kg of {_participants_row(p)}; the sidecar's "
+                          "(the weight on the scan day) is used for SUV: is one of them in "
+                          "another unit?", Sv2aWarning, stacklevel=2)
     elif row_bw is not None:
         info["body_weight_kg"] = _body_weight(row_bw, "kg", _participants_row(p))
     if "injected_mbq" not in info or "body_weight_kg" not in info:
@@ -486,9 +488,11 @@ def load_pet(path: str | os.PathLike[str], *, sidecar: str | os.PathLike[str] | 
 
 
 #: Plausible body weights (kg): from a mouse pup to the heaviest patients a PET bed holds.
-BODY_WEIGHT_RANGE_KG = (0.005, 400.0)
+BODY_WEIGHT_RANGE_KG = (0.001, 400.0)
 
-_WEIGHT_UNITS = {"kg": 1.0, "g": 1e-3, "lb": 0.45359237, "lbs": 0.45359237}
+_WEIGHT_UNITS = {"kg": 1.0, "kgs": 1.0, "kilogram": 1.0, "kilograms": 1.0, "g": 1e-3,
+                 "gram": 1e-3, "grams": 1e-3, "lb": 0.45359237, "lbs": 0.45359237,
+                 "pound": 0.45359237, "pounds": 0.45359237}
 
 
 def _positive(value: float, what: str, unit: str) -> float:
@@ -525,10 +529,13 @@ def _check_injection_start(meta: Mapping[str, Any], sc: Any) -> None:
     except (TypeError, ValueError):
         raise MetadataError(f"{sc}: InjectionStart is {start!r}, not a number (s)") from None
     if abs(value) > 0.5:
+        when = f"{value:g} s after" if value > 0 else f"{-value:g} s before"
         raise MetadataError(
-            f"{sc}: InjectionStart is {value:g} s after TimeZero; sv2a needs frame and blood "
-            "times relative to the injection: subtract it from FrameTimesStart and from the "
-            "blood times (and ImageDecayCorrectionTime), then set \"InjectionStart\": 0")
+            f"{sc}: InjectionStart says the injection was {when} TimeZero; sv2a needs frame "
+            "and blood times relative to the injection (TimeZero = injection time): subtract "
+            f"{value:g} s from FrameTimesStart, from the blood time column and from "
+            "ImageDecayCorrectionTime, then set \"InjectionStart\": 0 (frames that end "
+            "before the injection must be removed from the image)")
 
 
 def _decay_time_factor(meta: Mapping[str, Any], sc: Any, nuclide: Any) -> float:
@@ -657,7 +664,23 @@ def _participant_weight(participants: Mapping[str, Any], pet_path: Path) -> floa
     if value <= 0:
         raise MetadataError(f"{_participants_row(pet_path)}: column '{col}' is {value:g}; "
                             "the body weight (kg) must be positive (or n/a)")
-    return value
+    return value * _participants_weight_factor(pet_path, col)
+
+
+def _participants_weight_factor(pet_path: Path, col: str) -> float:
+    """kg per unit of the participants.tsv weight column: its ``Units`` in the dataset's
+    ``participants.json`` (BIDS data dictionary; kg when absent)."""
+    root = dataset_root(pet_path)
+    side = root / "participants.json" if root is not None else None
+    if side is None or not side.is_file():
+        return 1.0
+    unit = (read_json(side).get(col) or {})
+    unit = unit.get("Units", "kg") if isinstance(unit, dict) else "kg"
+    factor = _WEIGHT_UNITS.get(str(unit).strip().lower())
+    if factor is None:
+        raise UnitsError(f"{side}: Units {unit!r} of column '{col}' is not a weight unit; "
+                         "give kg, g or lb")
+    return factor
 
 
 def _participants_row(pet_path: Path) -> str:

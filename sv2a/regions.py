@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["region_name"]
+__all__ = ["region_name", "name_list"]
 
 
 def region_name(name: object) -> str:
@@ -46,3 +46,31 @@ def region_name(name: object) -> str:
     s = re.sub(r"[^0-9a-zA-Z]+", "_", plain).strip("_")
     s = re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])", "_", s)  # camelCase -> camel_case
     return s.lower()
+
+
+def name_list(names: list[str], limit: int = 10) -> str:
+    """Region names for a message: all of a short list, else the first ``limit`` and a count
+    (a FreeSurfer table can name hundreds of regions a scan does not have).
+
+    Parameters
+    ----------
+    names : list of str
+        The names.
+    limit : int
+        How many to show.
+
+    Returns
+    -------
+    str
+        ``"['a', 'b']"`` or ``"312 regions: ['a', ..., 'j'] and 302 more"``.
+
+    Examples
+    --------
+    >>> name_list(["a", "b"])
+    "['a', 'b']"
+    >>> name_list([str(i) for i in range(12)], limit=2)
+    "12 regions: ['0', '1'] and 10 more"
+    """
+    if len(names) <= limit:
+        return str(list(names))
+    return f"{len(names)} regions: {list(names[:limit])} and {len(names) - limit} more"

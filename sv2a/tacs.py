@@ -18,7 +18,7 @@ import xarray as xr
 from .errors import DataError, RegionError, ShapeMismatchError, Sv2aWarning
 from .frames import FrameSchedule, as_times
 from .plausibility import check_decay_correction
-from .regions import region_name
+from .regions import name_list, region_name
 
 __all__ = ["tacs_from_arrays", "frames_of", "region_name", "extract_tacs", "LabelAtlas"]
 
@@ -359,8 +359,9 @@ def extract_tacs(pet: Any, atlas: LabelAtlas, *, regions: Sequence[str] | None =
             keep.append(k)
     if dropped:
         warnings.warn(
-            f"{atlas.source}: regions with no valid voxels were left out: {dropped} "
-            f"({'; '.join(why)}); they have no TAC and are listed in attrs['empty_regions']. "
+            f"{atlas.source}: regions with no valid voxels were left out: {name_list(dropped)} "
+            f"({'; '.join(why[:10])}{'; ...' if len(why) > 10 else ''}); they have no TAC and "
+            "are listed in attrs['empty_regions']. "
             "Check the segmentation and its registration to the PET.",
             Sv2aWarning, stacklevel=2)
     if not keep:
@@ -373,7 +374,10 @@ def extract_tacs(pet: Any, atlas: LabelAtlas, *, regions: Sequence[str] | None =
     means = sums[sel] / n_valid[sel]
     vox_ml = atlas.voxel_volume_ml
     fs = pet.frames
-    if getattr(pet, "path", None) is not None:  # images read from a file: their metadata
+    meta = getattr(pet, "meta", {}) or {}
+    infusion = "infusion" in str(meta.get("ModeOfAdministration", "")).lower()
+    if getattr(pet, "path", None) is not None and not infusion:  # read from a file; a
+        # (bolus plus) constant infusion keeps plasma rising, so its curves may rise too
         check_decay_correction(
             np.average(means, axis=0, weights=counts[sel]), fs.start, fs.end,
             half_life=fs.half_life, source=str(pet.path),

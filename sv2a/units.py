@@ -86,6 +86,8 @@ def activity_factor(unit: str) -> float:
             "(BIDS field 'Units')"
         )
     u = unit.strip().replace(" ", "").replace("per", "/")
+    if u.upper() == "BQML":  # the DICOM Units value (0054,1001) that converters copy
+        u = "Bq/mL"
     m = re.fullmatch(r"([A-Za-zµμ]+)/([A-Za-z0-9^]+)", u)
     if m is None:
         raise UnitsError(
@@ -207,13 +209,18 @@ def to_minutes(values: npt.ArrayLike, unit: str = "s") -> np.ndarray:
     return np.asarray(values, dtype=float) * time_factor(unit)
 
 
+_ELEMENTS = {"carbon": "C", "fluorine": "F", "oxygen": "O", "nitrogen": "N",
+             "gallium": "Ga", "copper": "Cu", "zirconium": "Zr", "rubidium": "Rb"}
+
+
 def half_life(radionuclide: str) -> float:
     """Physical half-life of a radionuclide.
 
     Parameters
     ----------
     radionuclide : str
-        BIDS ``TracerRadionuclide`` in any common spelling (``C11``, ``11C``, ``F-18`` ...).
+        BIDS ``TracerRadionuclide`` in any common spelling (``C11``, ``11C``, ``F-18``,
+        ``[11C]``, ``Carbon-11``, ``^18^Fluorine`` ...).
 
     Returns
     -------
@@ -227,7 +234,9 @@ def half_life(radionuclide: str) -> float:
     """
     if not isinstance(radionuclide, str):
         raise UnitsError(f"TracerRadionuclide {radionuclide!r} is not a string, e.g. 'C11'")
-    s = radionuclide.strip().replace("-", "").replace("^", "").replace(" ", "")
+    s = re.sub(r"[\[\]\-^ ]", "", radionuclide.strip())  # [11C], C-11, ^11^C, C 11
+    for name, symbol in _ELEMENTS.items():  # Carbon-11, ^18^Fluorine (DICOM code meaning)
+        s = re.sub(name, symbol, s, flags=re.IGNORECASE)
     m = re.fullmatch(r"(\d+)([A-Za-z]+)", s)
     if m:  # '11C' -> 'C11'
         s = m.group(2) + m.group(1)

@@ -76,3 +76,12 @@ def test_data_outside_the_sessions_of_a_subject_is_listed(tmp_path):
     assert [s.session for s in found.scans] == ["bl"]
     (skipped,) = found.skipped
     assert skipped[0].endswith("sub-01/pet") and "ses-* folders" in skipped[1]
+
+
+def test_blood_with_another_recording_label_is_listed(tmp_path):
+    pet = "sub-01/ses-bl/pet/sub-01_ses-bl"
+    _touch(tmp_path, f"{pet}_pet.nii.gz", f"{pet}_recording-arterial_blood.tsv")
+    found = discover(tmp_path)
+    assert found.scans[0].blood == {}
+    (skipped,) = found.skipped
+    assert skipped[0].endswith("recording-arterial_blood.tsv") and "'arterial'" in skipped[1]

@@ -76,6 +76,31 @@ def test_participants_weight_numbers_and_na(tmp_path):
         assert "body_weight_kg" not in sv2a.load_pet(p, participants={"weight": na}).meta
 
 
+def test_participants_weight_units_from_participants_json(tmp_path):
+    """A rat's weight in g, declared in participants.json (BIDS data dictionary)."""
+    p = _bids_pet(tmp_path)
+    root = tmp_path / "ds"
+    (root / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    (root / "participants.json").write_text('{"weight": {"Units": "g"}}')
+    assert sv2a.load_pet(p, participants={"weight": 300}).meta["body_weight_kg"] == 0.3
+    (root / "participants.json").write_text('{"weight": {"Units": "stone"}}')
+    with pytest.raises(UnitsError, match="'stone' of column 'weight'"):
+        sv2a.load_pet(p, participants={"weight": 300})
+
+
+@pytest.mark.parametrize("spelling", ["[11C]", "Carbon-11", "^11^Carbon", "C-11"])
+def test_radionuclide_spellings(spelling):
+    from sv2a.units import half_life
+
+    assert half_life(spelling) == half_life("C11")
+
+
+def test_dicom_units_bqml_is_bq_per_ml():
+    from sv2a.units import activity_factor
+
+    assert activity_factor("BQML") == activity_factor("Bq/mL")
+
+
 # ----------------------------------------------------------------- 2. blood decimal comma
 def test_blood_decimal_comma_names_column_and_line(tmp_path):
     path = write_blood(tmp_path / "sub-01_recording-manual_blood.tsv")
