@@ -121,3 +121,15 @@ def test_registered():
     # SUV needs nothing; SUVR needs a reference region, so it is a reference model
     assert sv2a.models.available("static") == ["suv"]
     assert "suvr" in sv2a.models.available("reference")
+
+
+def test_window_reaching_past_the_scan_is_clipped_or_refused_by_coverage():
+    """60-90 min on a scan that ended at 85 min (83 % covered): used as 60-85 with a
+    warning; on a scan that ended at 70 min (33 %): refused."""
+    fr = FrameSchedule.from_durations([5.0] * 17)  # 0-85 min
+    with pytest.warns(sv2a.errors.Sv2aWarning, match=r"83% inside it is used: \(60, 85\)"):
+        w = window_weights(fr, (60.0, 90.0))
+    np.testing.assert_allclose(w, window_weights(fr, (60.0, 85.0)))
+    short = FrameSchedule.from_durations([5.0] * 14)  # 0-70 min
+    with pytest.raises(FrameTimingError, match="covers 33% of the window"):
+        window_weights(short, (60.0, 90.0))

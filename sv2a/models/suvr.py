@@ -16,6 +16,7 @@ J Nucl Med 62:561-567).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -23,7 +24,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import DataError, FrameTimingError, MetadataError, ModelError
+from ..errors import DataError, FrameTimingError, MetadataError, ModelError, Sv2aWarning
 from ..frames import FrameSchedule
 from .base import Kind, Model, ModelInputs, Scale, as_rows, check_reference, clean_rows, finish
 from .registry import register
@@ -35,6 +36,12 @@ FrameSelection = Literal["overlap", "mid"]
 _ATOL = 1e-6
 
 
+#: A window that reaches past the scan is used clipped to the scan when the scan covers at
+#: least this share of it (a delayed scan that starts at 62 instead of 60 min, or a patient
+#: who left at 85 of 90 min: late ratios vary slowly), with a warning; less is refused.
+MIN_WINDOW_COVERAGE = 2 / 3
+
+
 def window_weights(frames: FrameSchedule, window: tuple[float, float], *,
                    selection: FrameSelection = "overlap", model: str = "suvr") -> FloatArray:
     """Per-frame weights (min) of a time window.
@@ -44,7 +51,8 @@ def window_weights(frames: FrameSchedule, window: tuple[float, float], *,
     frames : FrameSchedule
         Frame timing (min).
     window : (float, float)
-        Start and end (min after injection); must lie within the scan.
+        Start and end (min after injection). A window reaching past the scan is clipped to it
+        with a warning when the scan covers at least :data:`MIN_WINDOW_COVERAGE` of it.
     selection : {"overlap", "mid"}
         ``"overlap"``: minutes of each frame inside the window. ``"mid"``: the full duration
         of frames whose mid-time is in ``[t0, t1]``, 0 otherwise (kinfitr).
@@ -61,7 +69,7 @@ def window_weights(frames: FrameSchedule, window: tuple[float, float], *,
     ModelError
         Malformed window or unknown ``selection``.
     FrameTimingError
-        Window outside the scan, or no frame in it.
+        Window mostly outside the scan, or no frame in it.
 
     Examples
     --------
@@ -78,10 +86,18 @@ def window_weights(frames: FrameSchedule, window: tuple[float, float], *,
         raise ModelError(f"{model}: window ({t0:g}, {t1:g}) min must have start < end")
     s0, s1 = float(frames.start[0]), float(frames.end[-1])
     if t0 < s0 - _ATOL or t1 > s1 + _ATOL:
-        raise FrameTimingError(
-            f"{model}: window ({t0:g}, {t1:g}) min is outside the scan ({s0:g}-{s1:g} min); "
-            f"pass window= within the scan, e.g. window=({max(s0, s1 - 30):g}, {s1:g})"
-        )
+        covered = max(0.0, min(t1, s1) - max(t0, s0)) / (t1 - t0)
+        if covered < MIN_WINDOW_COVERAGE:
+            raise FrameTimingError(
+                f"{model}: window ({t0:g}, {t1:g}) min is outside the scan ({s0:g}-{s1:g} min"
+                f"; it covers {covered:.0%} of the window, less than "
+                f"{MIN_WINDOW_COVERAGE:.0%}); pass window= within the scan, e.g. "
+                f"window=({max(s0, s1 - 30):g}, {s1:g})")
+        c0, c1 = max(t0, s0), min(t1, s1)
+        warnings.warn(f"{model}: window ({t0:g}, {t1:g}) min reaches past the scan "
+                      f"({s0:g}-{s1:g} min); the {covered:.0%} inside it is used: "
+                      f"({c0:g}, {c1:g}) min", Sv2aWarning, stacklevel=3)
+        t0, t1 = c0, c1
     if selection == "overlap":
         w = np.asarray(frames.overlap_weights(t0, t1), dtype=float)
     elif selection == "mid":

@@ -23,6 +23,7 @@ Checks per scan:
 from __future__ import annotations
 
 import textwrap
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,7 +137,9 @@ def _window_problem(frames: FrameSchedule, name: str, opts: dict[str, Any],
     window: Any = opts.get("window", defaults.get("window"))
     selection = opts.get("frame_selection", defaults.get("frame_selection", "overlap"))
     try:
-        window_weights(frames, tuple(window), selection=selection, model=name)
+        with warnings.catch_warnings():  # a clipped window is the fit's note, not a problem
+            warnings.simplefilter("ignore")
+            window_weights(frames, tuple(window), selection=selection, model=name)
     except (ModelError, FrameTimingError) as exc:
         t0, t1 = (float(v) for v in window)
         s0, s1 = float(frames.start[0]), float(frames.end[-1])
