@@ -105,15 +105,9 @@ def _check_curve(name: str, t: FloatArray, y: FloatArray,
     order = np.argsort(t, kind="stable")
     t, y = t[order], y[order]
     if np.any(np.diff(t) == 0):
-        dup = t[np.flatnonzero(np.diff(t) == 0)][:3].tolist()
-        raise InputFunctionError(
-            f"{source}: {name} has repeated sample times {dup} (min); average or remove duplicates"
-        )
+        t, y = _average_replicates(name, t, y, source)
     if np.any(t < 0):
-        raise InputFunctionError(
-            f"{source}: {name} has samples before injection (t < 0); times must be relative to "
-            "injection"
-        )
+        t, y = _drop_background(name, t, y, source)
     if np.any(y < -1e-3 * max(np.max(np.abs(y)), 1e-12)):
         i = int(np.argmin(y))
         raise InputFunctionError(
@@ -121,6 +115,53 @@ def _check_curve(name: str, t: FloatArray, y: FloatArray,
             "check the units and the background subtraction"
         )
     return t, y
+
+
+#: Replicate draws at one time are averaged when they agree within this relative spread
+#: (duplicate counting); more apart, one time is probably mistyped, and the curve is refused.
+REPLICATE_SPREAD = 0.2
+#: Samples before the injection (an autosampler started early, a background draw) are left
+#: out when none exceeds this fraction of the curve's peak; a higher one means the times are
+#: shifted, and the curve is refused.
+BACKGROUND_FRACTION = 0.05
+
+
+def _average_replicates(name: str, t: FloatArray, y: FloatArray,
+                        source: str) -> tuple[FloatArray, FloatArray]:
+    """One sample per time: replicates averaged (with a warning) when they agree."""
+    times, inverse = np.unique(t, return_inverse=True)
+    out = np.zeros(times.size)
+    for k in np.flatnonzero(np.bincount(inverse) > 1):
+        vals = y[inverse == k]
+        spread = (vals.max() - vals.min()) / max(abs(vals.mean()), 1e-12)
+        if spread > REPLICATE_SPREAD:
+            raise InputFunctionError(
+                f"{source}: {name} has {vals.size} samples at {times[k]:.4g} min that disagree "
+                f"({', '.join(f'{v:.4g}' for v in vals)} kBq/mL); is one time mistyped? Fix it "
+                "or average true replicate draws")
+    np.add.at(out, inverse, y)
+    out /= np.bincount(inverse)
+    warnings.warn(f"{source}: {name}: replicate samples at the same time were averaged "
+                  f"({t.size - times.size} row(s))", Sv2aWarning, stacklevel=4)
+    return times, out
+
+
+def _drop_background(name: str, t: FloatArray, y: FloatArray,
+                     source: str) -> tuple[FloatArray, FloatArray]:
+    """Samples before the injection left out (with a warning) when they are background."""
+    before = t < 0
+    if "fraction" in name:  # a fraction before the injection says nothing: left out
+        return t[~before], y[~before]
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    if np.any(y[before] > BACKGROUND_FRACTION * peak):
+        i = int(np.flatnonzero(before)[np.argmax(y[before])])
+        raise InputFunctionError(
+            f"{source}: {name} has {y[i]:.4g} kBq/mL at {t[i]:.3g} min, before the injection "
+            f"and above {BACKGROUND_FRACTION:.0%} of the peak: are the times shifted? Times "
+            "must be relative to the injection")
+    warnings.warn(f"{source}: {name}: {int(before.sum())} sample(s) before the injection "
+                  "(background) left out", Sv2aWarning, stacklevel=4)
+    return t[~before], y[~before]
 
 
 def _interp(tq: npt.ArrayLike, t: FloatArray, y: FloatArray) -> FloatArray:

@@ -284,6 +284,29 @@ def blood_rows(fn: Callable[[list[str], list[list[str]]], tuple[list[str], list[
     return corrupt
 
 
+def _background_row(header: list[str], rows: list[list[str]]
+                    ) -> tuple[list[str], list[list[str]]]:
+    """A first row 30 s before the injection holding background (0.1 % of the first row's
+    activities)."""
+    row = list(rows[0])
+    for i, name in enumerate(header):
+        if name == "time":
+            row[i] = "-30"
+        elif name.endswith("radioactivity") and row[i] not in ("n/a", ""):
+            row[i] = f"{float(row[i]) * 1e-3:.6g}"
+    return header, [row, *rows]
+
+
+def _replicate_row(header: list[str], rows: list[list[str]]
+                   ) -> tuple[list[str], list[list[str]]]:
+    """Row 10 drawn twice: its activities 2 % higher in the replicate."""
+    row = list(rows[10])
+    for i, name in enumerate(header):
+        if name.endswith("radioactivity") and row[i] not in ("n/a", ""):
+            row[i] = f"{float(row[i]) * 1.02:.6g}"
+    return header, [*rows[:11], row, *rows[11:]]
+
+
 def blood_cell(row: int, col: str, value: str) -> Corrupt:
     """Set one cell of the blood table (row index after the header, column name)."""
     def fn(header: list[str], rows: list[list[str]]) -> tuple[list[str], list[list[str]]]:
@@ -735,8 +758,13 @@ CASE_LIST: list[Case] = [
          "InputFunctionError", stage="blood", says="neither plasma nor whole blood"),
     Case(_B, "negative plasma value", blood_cell(6, "plasma_radioactivity", "-40"),
          "InputFunctionError", stage="blood", says="negative"),
-    Case(_B, "repeated sample time", blood_cell(6, "time", "60"), "InputFunctionError",
-         stage="blood", says="repeated sample times"),
+    Case(_B, "a background sample 30 s before the injection (legal)",
+         blood_rows(_background_row), "warn", stage="blood", says="before the injection"),
+    Case(_B, "a replicate draw at one time, within 2 % (legal)",
+         blood_rows(_replicate_row), "warn", stage="blood", says="replicate samples"),
+    Case(_B, "repeated sample time with another value (a mistyped time)",
+         blood_cell(6, "time", "60"), "InputFunctionError", stage="blood",
+         says="samples at 1 min that disagree"),
     Case(_B, "blood sidecar missing", delete("blood_json"), _MDE, stage="blood",
          says="sidecar"),
     Case(_B, "header only, no rows", blood_rows(lambda h, r: (h, [])),

@@ -8,7 +8,7 @@ from conftest import write_blood
 
 import sv2a
 from sv2a.blood import InputFunction
-from sv2a.errors import InputFunctionError, MetadataError, UnitsError
+from sv2a.errors import InputFunctionError, MetadataError, Sv2aWarning, UnitsError
 
 
 def test_load_manual_blood(tmp_path):
@@ -81,8 +81,16 @@ def test_input_function_from_arrays_and_checks():
         InputFunction(time=[1, 2, 3], plasma=[1, -5, 1])
     with pytest.raises(InputFunctionError, match="divided by 100"):
         InputFunction(time=[1, 2, 3], plasma=[1, 2, 1], parent_fraction=[100, 80, 50])
-    with pytest.raises(InputFunctionError, match="repeated sample times"):
+    with pytest.raises(InputFunctionError, match="2 samples at 1 min that disagree"):
         InputFunction(time=[1, 1, 3], plasma=[1, 2, 1])
+    with pytest.warns(Sv2aWarning, match="replicate samples at the same time were averaged"):
+        rep = InputFunction(time=[1, 1, 3], plasma=[1.0, 1.1, 1])  # duplicate counting
+    np.testing.assert_allclose(rep.plasma_at(np.array([1.0])), 1.05)
+    with pytest.warns(Sv2aWarning, match="1 sample.* before the injection .background. left"):
+        bg = InputFunction(time=[-0.5, 0.5, 1, 3], plasma=[0.01, 5, 10, 1])
+    np.testing.assert_allclose(bg.plasma_at(np.array([3.0])), 1.0)
+    with pytest.raises(InputFunctionError, match="before the injection and above 5%"):
+        InputFunction(time=[-0.5, 0.5, 1, 3], plasma=[4, 5, 10, 1])
     # NaN samples are dropped, not zero-filled
     inp2 = InputFunction(time=[1, 2, 3], plasma=[1, np.nan, 3])
     assert inp2.plasma_at(2) == pytest.approx(2.0)
