@@ -317,6 +317,11 @@ _GRID_FIX = ("Register/resample it to the PET yourself (nearest neighbour), fix 
              "sv2a run/validate --atlas-resample (config atlas_resample: true; API "
              "load_atlas(..., pet=pet, resample=True))")
 
+#: Labelled voxels whose value the label table does not name are left out (with a warning)
+#: up to this share of all labelled voxels; more means the table belongs to another
+#: segmentation, and the atlas is refused.
+MAX_UNNAMED_SHARE = 0.5
+
 #: With resampling, at least this fraction of the labelled voxels must lie inside the PET
 #: field of view; otherwise the headers disagree or the segmentation belongs to another scan.
 MIN_INSIDE_FRACTION = 0.9
@@ -691,10 +696,18 @@ def load_atlas(path: str | os.PathLike[str],
     table = {k: v for k, v in table.items() if int(k) != 0}  # 0 is background (Unknown)
     present = set(np.unique(data).tolist()) - {0}
     unnamed = sorted(present - set(table))
-    if unnamed:
-        raise RegionError(
-            f"{p}: label values {unnamed[:10]} have no name in the label table; add them"
-        )
+    if unnamed:  # a trimmed table (regions of interest of aparc+aseg) is common: left out
+        share = float(np.isin(data, unnamed).sum()) / max(int(np.count_nonzero(data)), 1)
+        if share > MAX_UNNAMED_SHARE:
+            raise RegionError(
+                f"{p}: label values {unnamed[:10]}{' ...' if len(unnamed) > 10 else ''} "
+                f"({share:.0%} of the labelled voxels) have no name in the label table; is "
+                "it the table of another segmentation? Add them")
+        warnings.warn(f"{p}: label values {unnamed[:10]}{' ...' if len(unnamed) > 10 else ''} "
+                      f"have no name in the label table; their voxels ({share:.1%} of the "
+                      "labelled ones) are left out as background", Sv2aWarning, stacklevel=2)
+        data = np.where(np.isin(data, unnamed), 0, data)
+        present -= set(unnamed)
     absent = sorted(str(v) for k, v in table.items() if k not in present)
     if absent:  # named in the table, no voxel in the image: say so, never drop silently
         warnings.warn(f"{p}: region(s) {name_list(absent)} of the label table have no voxel "

@@ -35,8 +35,13 @@ def test_unnamed_labels_and_missing_table(tmp_path):
     write_nifti(tmp_path / "x_dseg.nii.gz", lab, np.eye(4), dtype=np.int16)
     with pytest.raises(MetadataError, match="x_dseg.tsv does not exist"):
         sv2a.load_atlas(tmp_path / "x_dseg.nii.gz")
-    with pytest.raises(RegionError, match=r"label values \[5\] have no name"):
+    with pytest.raises(RegionError, match=r"label values \[5\] \(100% of the labelled"):
         sv2a.load_atlas(tmp_path / "x_dseg.nii.gz", labels={1: "a"})
+    lab[1:] = 1  # label 5 is now a quarter of the labelled voxels: left out, with a warning
+    write_nifti(tmp_path / "y_dseg.nii.gz", lab, np.eye(4), dtype=np.int16)
+    with pytest.warns(Sv2aWarning, match=r"label values \[5\] have no name.*25.0%"):
+        atlas = sv2a.load_atlas(tmp_path / "y_dseg.nii.gz", labels={1: "a"})
+    assert atlas.names == ["a"] and int((atlas.labels == 5).sum()) == 0
     bad = tmp_path / "bad.txt"
     bad.write_text("one two\n")
     with pytest.raises(MetadataError, match="line 1"):
