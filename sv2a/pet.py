@@ -29,7 +29,7 @@ from .sidecar import (
     read_metadata,
     sidecar_places,
 )
-from .units import activity_factor, to_mbq
+from .units import activity_factor, to_mbq, weight_factor
 from .units import half_life as _half_life
 
 __all__ = ["DynamicPET", "load_pet", "check_voxel_values"]
@@ -490,10 +490,6 @@ def load_pet(path: str | os.PathLike[str], *, sidecar: str | os.PathLike[str] | 
 #: Plausible body weights (kg): from a mouse pup to the heaviest patients a PET bed holds.
 BODY_WEIGHT_RANGE_KG = (0.001, 400.0)
 
-_WEIGHT_UNITS = {"kg": 1.0, "kgs": 1.0, "kilogram": 1.0, "kilograms": 1.0, "g": 1e-3,
-                 "gram": 1e-3, "grams": 1e-3, "lb": 0.45359237, "lbs": 0.45359237,
-                 "pound": 0.45359237, "pounds": 0.45359237}
-
 
 def _positive(value: float, what: str, unit: str) -> float:
     """``value`` when finite and positive, else a :class:`MetadataError` naming ``what``."""
@@ -506,10 +502,11 @@ def _positive(value: float, what: str, unit: str) -> float:
 def _body_weight(value: Any, unit: Any, source: Any) -> float:
     """Body weight in kg from a value and its unit; refused outside
     :data:`BODY_WEIGHT_RANGE_KG` (a weight in g or lb given as kg, say)."""
-    factor = _WEIGHT_UNITS.get(str(unit).strip().lower()) if isinstance(unit, str) else None
-    if factor is None:
+    try:
+        factor = weight_factor(unit)
+    except UnitsError:
         raise UnitsError(f"{source}: BodyWeightUnits {unit!r} is not a weight unit; give the "
-                         "weight in kg (or set BodyWeightUnits to kg, g or lb)")
+                         "weight in kg (or set BodyWeightUnits to kg, g or lb)") from None
     kg = _positive(float(value) * factor, f"{source}: BodyWeight", "kg")
     lo, hi = BODY_WEIGHT_RANGE_KG
     if not lo <= kg <= hi:
@@ -676,11 +673,11 @@ def _participants_weight_factor(pet_path: Path, col: str) -> float:
         return 1.0
     unit = (read_json(side).get(col) or {})
     unit = unit.get("Units", "kg") if isinstance(unit, dict) else "kg"
-    factor = _WEIGHT_UNITS.get(str(unit).strip().lower())
-    if factor is None:
+    try:
+        return weight_factor(unit)
+    except UnitsError:
         raise UnitsError(f"{side}: Units {unit!r} of column '{col}' is not a weight unit; "
-                         "give kg, g or lb")
-    return factor
+                         "give kg, g or lb") from None
 
 
 def _participants_row(pet_path: Path) -> str:

@@ -23,6 +23,7 @@ __all__ = [
     "to_kbq_per_ml",
     "time_factor",
     "to_minutes",
+    "weight_factor",
     "radioactivity_factor",
     "to_mbq",
     "HALF_LIFE_MIN",
@@ -189,6 +190,40 @@ def time_factor(unit: str) -> float:
     if not isinstance(unit, str) or unit.strip().lower() not in _TIME:
         raise UnitsError(f"unknown time unit {unit!r}; supported: s, min, h (BIDS uses 's')")
     return _TIME[unit.strip().lower()]
+
+
+_WEIGHT = {"kg": 1.0, "kgs": 1.0, "kilogram": 1.0, "kilograms": 1.0, "g": 1e-3, "gram": 1e-3,
+           "grams": 1e-3, "lb": 0.45359237, "lbs": 0.45359237, "pound": 0.45359237,
+           "pounds": 0.45359237}
+
+
+def weight_factor(unit: object) -> float:
+    """Factor that converts a body weight to kg.
+
+    Parameters
+    ----------
+    unit : str
+        ``'kg'``, ``'g'``, ``'lb'`` (and spelled-out forms), in any case.
+
+    Returns
+    -------
+    float
+        Kilograms per ``unit``.
+
+    Raises
+    ------
+    UnitsError
+        Not a weight unit.
+
+    Examples
+    --------
+    >>> weight_factor("g"), weight_factor("Kilograms")
+    (0.001, 1.0)
+    """
+    key = unit.strip().lower() if isinstance(unit, str) else None
+    if key not in _WEIGHT:
+        raise UnitsError(f"unknown weight unit {unit!r}; supported: kg, g, lb")
+    return _WEIGHT[key]
 
 
 def to_minutes(values: npt.ArrayLike, unit: str = "s") -> np.ndarray:
