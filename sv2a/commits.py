@@ -18,8 +18,10 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import Any
 
-__all__ = ["committed_scans", "committed_view", "journal_path", "commits_under_way"]
+__all__ = ["done_markers", "committed_scans", "committed_view", "journal_path",
+           "commits_under_way"]
 
 
 def journal_path(marker: str | os.PathLike[str]) -> Path:
@@ -68,6 +70,32 @@ def _safe_rel(rel: object) -> str | None:
     return p.as_posix()
 
 
+def done_markers(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """The readable done-markers of a derivatives folder.
+
+    Parameters
+    ----------
+    out_dir : path
+        Derivatives root.
+
+    Returns
+    -------
+    dict
+        ``{stem: marker content}`` of every ``.<stem>_sv2a-done.json`` that holds a JSON
+        object naming its own stem (unreadable or foreign markers are left out).
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for mk in sorted(Path(out_dir).glob("sub-*/**/pet/.*_sv2a-done.json")):
+        try:
+            m = json.loads(mk.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        stem = mk.name[1:-len("_sv2a-done.json")]
+        if isinstance(m, dict) and m.get("stem") == stem:
+            found[stem] = m
+    return found
+
+
 def committed_scans(out_dir: str | os.PathLike[str]) -> dict[str, list[str]]:
     """The committed scans of a derivatives folder and their outputs.
 
@@ -85,16 +113,11 @@ def committed_scans(out_dir: str | os.PathLike[str]) -> dict[str, list[str]]:
     """
     out = Path(out_dir)
     found: dict[str, list[str]] = {}
-    for mk in sorted(out.glob("sub-*/**/pet/.*_sv2a-done.json")):
-        try:
-            m = json.loads(mk.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+    for stem, m in done_markers(out).items():
+        if not isinstance(m.get("outputs"), list):
             continue
-        if not isinstance(m, dict) or not isinstance(m.get("outputs"), list):
-            continue
-        stem = mk.name[1:-len("_sv2a-done.json")]
         rels = [_safe_rel(r) for r in m["outputs"]]
-        if m.get("stem") != stem or None in rels:
+        if None in rels:
             continue
         found[stem] = [r for r in rels if r is not None and (out / r).is_file()]
     return found

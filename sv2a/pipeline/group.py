@@ -42,7 +42,7 @@ import xarray as xr
 from scipy import stats
 
 from ..atomic import atomic_path
-from ..commits import committed_scans, committed_view
+from ..commits import committed_scans, committed_view, done_markers
 from ..errors import DataError, DesignError, Sv2aError
 from ..io import write_json, write_tsv
 from . import derivatives as drv
@@ -587,29 +587,11 @@ def _stale_scans(out: Path, bids_dir: Path) -> dict[str, list[str]]:
     """Committed scans whose input files (as recorded in their done-marker) changed since:
     ``{stem: ["<file> changed", ...]}``. Recorded values (the participants row, the
     settings) are not compared: arms and group settings may change between levels."""
-    import json
+    from .provenance import changed_files
 
-    from .provenance import HASH, file_digest
-
-    stale: dict[str, list[str]] = {}
-    for mk in sorted(out.glob("sub-*/**/pet/.*_sv2a-done.json")):
-        try:
-            rec = json.loads(mk.read_text(encoding="utf-8")).get("inputs") or {}
-        except (OSError, ValueError, AttributeError):
-            continue
-        why = []
-        for key, old in rec.items():
-            if not isinstance(old, dict) or "size" not in old:  # a value, not a file
-                continue
-            path = Path(key) if Path(key).is_absolute() else bids_dir / key
-            now = file_digest(path, old)
-            if now is None:
-                why.append(f"{key} is missing")
-            elif now[HASH] != old[HASH]:
-                why.append(f"{key} changed")
-        if why:
-            stale[mk.name[1:-len("_sv2a-done.json")]] = why
-    return stale
+    stale = {stem: changed_files(m.get("inputs"), bids_dir)
+             for stem, m in done_markers(out).items()}
+    return {stem: why for stem, why in stale.items() if why}
 
 
 def run_group(bids_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["HASH", "file_digest", "value_digest", "input_digests", "changed_inputs",
-           "same_stat"]
+           "changed_files", "same_stat"]
 
 #: Name of the hash in the records (``hashlib.blake2b`` with a 16-byte digest).
 HASH = "blake2b"
@@ -158,6 +158,36 @@ def changed_inputs(recorded: Mapping[str, Any] | None, current: Mapping[str, Any
             out.append(f"{name} unreadable")
         elif _hash_of(recorded[key]) != _hash_of(current[key]):
             out.append(f"{name} changed")
+    return out
+
+
+def changed_files(recorded: Mapping[str, Any] | None, root: str | os.PathLike[str]
+                  ) -> list[str]:
+    """Which recorded input files differ now (the recorded values, such as a participants
+    row or the settings, are not looked at).
+
+    Parameters
+    ----------
+    recorded : mapping or None
+        ``inputs`` of a done-marker (:func:`input_digests`).
+    root : path
+        The dataset root the recorded keys are relative to.
+
+    Returns
+    -------
+    list of str
+        ``"<key> changed"`` or ``"<key> is missing"``; empty when every file is as recorded
+        (a recorded hash is reused when size and mtime are unchanged).
+    """
+    out = []
+    for key, old in (recorded or {}).items():
+        if not isinstance(old, Mapping) or "size" not in old:  # a value, not a file
+            continue
+        now = file_digest(Path(key) if Path(key).is_absolute() else Path(root) / key, old)
+        if now is None:
+            out.append(f"{key} is missing")
+        elif now[HASH] != old.get(HASH):
+            out.append(f"{key} changed")
     return out
 
 
