@@ -24,7 +24,6 @@ disk, so it reflects every run. Workers of ``nprocs=N`` die with their parent pr
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -50,10 +49,12 @@ from .participant import (
     failure_path,
     job_from_scan,
     process_scan,
+    read_json_object,
     read_marker,
     refresh_inputs,
     up_to_date,
     write_failure_record,
+    write_failure_rows,
 )
 from .preflight import Problem, check_scans, problems_message
 from .provenance import same_stat
@@ -354,9 +355,6 @@ def run_participant(bids_dir: str | os.PathLike[str], out_dir: str | os.PathLike
 def _write_not_used(out: Path, bids_dir: Path, skipped: list[tuple[str, str]]) -> None:
     """The dataset's folders and PET files that discovery could not use, as ``not_used``
     rows (``BIDSError``) of ``logs/failures.tsv`` (a record replaced by every run)."""
-    from ..io import write_json
-
-    path = out / "logs" / ".dataset_sv2a-failure.json"
     rows = []
     for where, why in skipped:
         try:
@@ -370,10 +368,7 @@ def _write_not_used(out: Path, bids_dir: Path, skipped: list[tuple[str, str]]) -
                      "pet": Path(where).name if is_file else "n/a", "scan_status": "not_used",
                      "stage": "discover", "model": "n/a", "error_type": "BIDSError",
                      "message": f"{Path(where).name}: {why}", "log": "n/a"})
-    if rows:
-        write_json(path, {"stem": "dataset", "status": "not_used", "rows": rows})
-    else:
-        path.unlink(missing_ok=True)
+    write_failure_rows(out, "dataset", rows)
 
 
 def _check_writable(out: Path) -> None:
@@ -471,11 +466,7 @@ def _job_to_run(job: ScanJob, force: bool) -> ScanJob | None:
 def _drop_stale_record(path: Path) -> None:
     """Remove the failure record of an up-to-date scan unless it holds only the warnings of
     the run that made the scan's outputs (those still describe them)."""
-    try:
-        status = json.loads(path.read_text(encoding="utf-8")).get("status")
-    except (OSError, ValueError, AttributeError):
-        status = None
-    if status != "warning":
+    if (read_json_object(path) or {}).get("status") != "warning":
         path.unlink(missing_ok=True)
 
 
@@ -529,11 +520,8 @@ def _write_failures(out: Path) -> None:
     path = out / "logs" / "failures.tsv"
     rows: list[dict[str, Any]] = []
     for rec in sorted((out / "logs").glob(".*_sv2a-failure.json")):
-        try:
-            got = json.loads(rec.read_text(encoding="utf-8")).get("rows", [])
-        except (OSError, ValueError, AttributeError):
-            continue
-        rows += [r for r in got if isinstance(r, dict)]
+        got = (read_json_object(rec) or {}).get("rows", [])
+        rows += [r for r in got if isinstance(r, dict)] if isinstance(got, list) else []
     if not rows:
         path.unlink(missing_ok=True)
         return

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ScanJob", "process_scan", "marker_path", "is_done", "up_to_date", "read_marker",
            "job_from_scan", "failure_path", "failure_rows", "write_failure_record",
+           "write_failure_rows", "read_json_object",
            "refresh_inputs"]
 
 log = logging.getLogger("sv2a.pipeline")
@@ -174,7 +175,7 @@ def job_from_scan(scan: Scan, cfg: PipelineConfig, bids_dir: str | os.PathLike[s
                         if f.name != "participants.tsv"]  # its row is hashed, not the file
     if cfg.atlas:
         files += [cfg.atlas, cfg.atlas_labels]
-    old = _read_json(_marker_file(out_dir, scan.subject, scan.session, stem))
+    old = read_json_object(_marker_file(out_dir, scan.subject, scan.session, stem))
     inputs = input_digests(files, bids_dir,
                            {f"participants.tsv[sub-{scan.subject}]": part,
                             "configuration": cfg.participant_settings()},
@@ -223,8 +224,19 @@ def _marker_file(out_dir: str | os.PathLike[str], subject: str, session: str | N
     return drv.scan_dir(out_dir, subject, session) / f".{stem}_sv2a-done.json"
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object from a file; ``None`` when absent, unreadable or not an object."""
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a pipeline record (marker, journal, failure record).
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+
+    Returns
+    -------
+    dict or None
+        Its content; ``None`` when absent, unreadable or not a JSON object.
+    """
     try:
         out = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -245,7 +257,7 @@ def read_marker(job: ScanJob) -> dict[str, Any] | None:
     dict or None
         Its content (settings hash, outputs, notes, ...); ``None`` when absent or unreadable.
     """
-    return _read_json(marker_path(job))
+    return read_json_object(marker_path(job))
 
 
 def is_done(job: ScanJob) -> bool:
@@ -392,14 +404,33 @@ def write_failure_record(out_dir: str | os.PathLike[str], res: dict[str, Any]) -
     -------
     None
     """
+    write_failure_rows(out_dir, res["stem"], failure_rows(res))
+
+
+def write_failure_rows(out_dir: str | os.PathLike[str], stem: str,
+                       rows: list[dict[str, Any]]) -> None:
+    """Write the failure record of ``stem`` holding ``rows`` (remove it when there are none).
+
+    Parameters
+    ----------
+    out_dir : path
+        Derivatives root.
+    stem : str
+        Scan stem (``"dataset"`` for what discovery could not use).
+    rows : list of dict
+        ``logs/failures.tsv`` rows; the record's status is the first row's ``scan_status``.
+
+    Returns
+    -------
+    None
+    """
     from ..io import write_json
 
-    path = failure_path(out_dir, res["stem"])
-    rows = failure_rows(res)
+    path = failure_path(out_dir, stem)
     if not rows:
         path.unlink(missing_ok=True)
         return
-    write_json(path, {"stem": res["stem"], "status": rows[0]["scan_status"],
+    write_json(path, {"stem": stem, "status": rows[0]["scan_status"],
                       "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(),
                       "rows": rows})
 
@@ -1135,7 +1166,7 @@ def _commit(job: ScanJob, stage_dir: Path, outputs: list[str], notes: list[str],
     mk = marker_path(job)
     journal = journal_path(mk)
     stale = set((read_marker(job) or {}).get("outputs", []))
-    stale |= set((_read_json(journal) or {}).get("outputs", []))  # an interrupted commit
+    stale |= set((read_json_object(journal) or {}).get("outputs", []))  # an interrupted commit
     write_json(journal, {"outputs": sorted(stale | set(outputs))})
     mk.unlink(missing_ok=True)  # the scan is "in progress" until the new marker exists
     for rel in outputs:
