@@ -230,18 +230,18 @@ def _participants_table(participants, subjects_with_data: Sequence[str]) -> pd.D
 
 
 def _check_arm_spelling(arms: pd.Series) -> None:
-    """Arm labels that differ only in case, spaces or ``-``/``_`` are one arm spelt two ways:
-    taken as is they split the arm into groups of a few subjects each, so they are refused."""
+    """Arm labels that differ only in case, spaces or punctuation (the key that also matches
+    session labels, :func:`_norm_key`) are one arm spelt two ways: taken as is they split the
+    arm into groups of a few subjects each, so they are refused."""
     groups: dict[str, set[str]] = {}
     for a in arms.unique():
-        key = re.sub(r"[\s_-]+", "", str(a)).casefold()
-        groups.setdefault(key, set()).add(str(a))
+        groups.setdefault(_norm_key(str(a)), set()).add(str(a))
     clash = [sorted(v) for v in groups.values() if len(v) > 1]
     if clash:
         raise DesignError(
             "participants.tsv spells one arm in several ways: "
             + "; ".join(" / ".join(repr(a) for a in c) for c in clash)
-            + " (they differ only in case, spaces, '-' or '_'); write each arm the same way "
+            + " (they differ only in case, spaces or punctuation); write each arm the same way "
             "for all its subjects, or they are analysed as separate arms")
 
 
