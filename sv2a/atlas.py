@@ -697,16 +697,17 @@ def load_atlas(path: str | os.PathLike[str],
     present = set(np.unique(data).tolist()) - {0}
     unnamed = sorted(present - set(table))
     if unnamed:  # a trimmed table (regions of interest of aparc+aseg) is common: left out
-        share = float(np.isin(data, unnamed).sum()) / max(int(np.count_nonzero(data)), 1)
+        where = np.isin(data, unnamed)
+        share = float(where.sum()) / max(int(np.count_nonzero(data)), 1)
+        values = f"{unnamed[:10]}{' ...' if len(unnamed) > 10 else ''}"
         if share > MAX_UNNAMED_SHARE:
             raise RegionError(
-                f"{p}: label values {unnamed[:10]}{' ...' if len(unnamed) > 10 else ''} "
-                f"({share:.0%} of the labelled voxels) have no name in the label table; is "
-                "it the table of another segmentation? Add them")
-        warnings.warn(f"{p}: label values {unnamed[:10]}{' ...' if len(unnamed) > 10 else ''} "
-                      f"have no name in the label table; their voxels ({share:.1%} of the "
-                      "labelled ones) are left out as background", Sv2aWarning, stacklevel=2)
-        data = np.where(np.isin(data, unnamed), 0, data)
+                f"{p}: label values {values} ({share:.0%} of the labelled voxels) have no "
+                "name in the label table; is it the table of another segmentation? Add them")
+        warnings.warn(f"{p}: label values {values} have no name in the label table; their "
+                      f"voxels ({share:.1%} of the labelled ones) are left out as background",
+                      Sv2aWarning, stacklevel=2)
+        data = np.where(where, 0, data)
         present -= set(unnamed)
     absent = sorted(str(v) for k, v in table.items() if k not in present)
     if absent:  # named in the table, no voxel in the image: say so, never drop silently

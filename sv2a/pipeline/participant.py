@@ -564,12 +564,12 @@ def _warnings_of(st: _Scan) -> Any:
         if text in seen:
             return
         seen.add(text)
+        msg = " ".join(str(message).split())
         if issubclass(category, Sv2aNotice):
-            msg = " ".join(str(message).split())
-            if not any(msg in n for n in st.notes):
+            if not st.noted(msg):
                 st.note(msg)
         elif issubclass(category, Sv2aWarning):
-            st.warn(" ".join(str(message).split()), category.__name__)
+            st.warn(msg, category.__name__)
         else:
             st.slog.warning(text)
 
@@ -634,10 +634,14 @@ class _Scan:
         self.slog.warning(msg)
         self.notes.append(msg)
 
+    def noted(self, msg: str) -> bool:
+        """Whether a note already says ``msg`` (or ``msg`` holds a note)."""
+        return any(msg in n or n in msg for n in self.notes)
+
     def warn(self, msg: str, kind: str = "Sv2aWarning") -> None:
         """A problem of the data that left the result usable: a note (scan log, summary,
         report) and a ``warning`` row of ``logs/failures.tsv``; said once per scan."""
-        if any(msg in n or n in msg for n in self.notes):
+        if self.noted(msg):
             return
         self.note(msg)
         self.warnings.append({"stage": self.stage, "error_type": kind, "message": msg})
