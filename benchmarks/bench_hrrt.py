@@ -145,6 +145,10 @@ def whole_process(pet: Path, atlas: Path, model: str, options: dict, out: Path) 
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get(
         "PYTHONPATH", "")
+    # as installed: pip compiles an installed package's bytecode once; a checkout run with
+    # PYTHONDONTWRITEBYTECODE would compile sv2a's modules from source in every process
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "sv2a-bench-pyc"))
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-c", _RUN, str(pet), str(atlas), model,
                         json.dumps(options), str(out)], capture_output=True, text=True,

@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         nib.save(nib.Nifti1Image(((lab > 0) & (lab < 6)).astype(np.uint8), img.affine),
                  str(targets))
         nib.save(nib.Nifti1Image((lab == 6).astype(np.uint8), img.affine), str(refmask))
+        # untimed: the first process compiles sv2a's bytecode, as pip does at install
+        whole_process(pet, atlas, "srtm2", {"k2prime": K2P}, folder / "out")
         print(f"image {shape + (30,)} float32, {int(((lab > 0) & (lab < 6)).sum())} fitted "
               f"voxels, {int((lab == 6).sum())} reference voxels; {args.repeats} alternating "
               "run(s) per model, median shown\n")

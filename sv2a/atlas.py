@@ -20,7 +20,6 @@ import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 from nibabel.spatialimages import SpatialImage
-from scipy import ndimage
 
 from .errors import (
     DataError,
@@ -223,6 +222,8 @@ class Atlas:
         RegionError
             Nothing is left of the region.
         """
+        from scipy import ndimage  # ~0.1 s to import: only erosion and resampling need it
+
         idx = self._index(name)
         m = self.labels == idx
         dist = ndimage.distance_transform_edt(m, sampling=self.voxel_size)
@@ -303,6 +304,8 @@ class Atlas:
         Atlas
             The atlas on the target grid (labels outside the original field of view are 0).
         """
+        from scipy import ndimage
+
         target = np.asarray(affine, float)
         vox2vox = np.linalg.solve(self.affine, target)  # target voxel -> atlas voxel
         out = ndimage.affine_transform(self.labels, vox2vox[:3, :3], offset=vox2vox[:3, 3],

@@ -9,10 +9,11 @@ bytes on any number of cores.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from .sidecar import sidecar_path
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["atomic_path", "write_json", "write_tsv", "write_nifti"]
+__all__ = ["atomic_path", "write_json", "write_tsv", "write_nifti", "gzip_compressor"]
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -126,19 +127,51 @@ def write_tsv(path: str | os.PathLike[str], table: pd.DataFrame, *, index: bool 
 _GZ_CHUNK = 8 << 20  # bytes per gzip member (fixed, so the output does not depend on cores)
 
 
+def gzip_compressor(compresslevel: int) -> Callable[[Any], bytes]:
+    """A function that compresses a bytes-like object into one gzip member.
+
+    With the optional ``isal`` package (``pip install "sv2a[fast]"``) this is ISA-L's
+    deflate, 10-25x faster than zlib on float maps and images for the same size at level 1;
+    zlib's levels 1-3, 4-6 and 7-9 map onto ISA-L's levels 1, 2 and 3. Without it, zlib.
+    Both write mtime 0 and no file name, so the same data give the same bytes (for a given
+    compressor), and both release the GIL, so members compress in parallel threads.
+
+    Parameters
+    ----------
+    compresslevel : int
+        zlib level 1-9.
+
+    Returns
+    -------
+    callable
+        ``compress(data) -> bytes``, a whole gzip member (RFC 1952).
+
+    Examples
+    --------
+    >>> import gzip
+    >>> gzip.decompress(gzip_compressor(1)(b"sv2a" * 100)) == b"sv2a" * 100
+    True
+    """
+    level = int(compresslevel)
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        import zlib
+
+        return functools.partial(zlib.compress, level=level, wbits=31)  # 31: gzip wrapper
+    return functools.partial(isal_zlib.compress, level=(level + 2) // 3, wbits=31)
+
+
 def _gzip_members(pieces: list[memoryview], compresslevel: int) -> Iterator[bytes]:
     """Compress ``pieces`` as consecutive gzip members, in parallel threads.
 
     RFC 1952 allows several members in one file (nibabel, zlib's gzread, FSL and AFNI read
-    them); zlib writes each header itself with mtime 0 and no file name, so the same data
+    them); each member is compressed whole (:func:`gzip_compressor`), so the same data
     always give the same bytes, whatever the number of cores.
     """
-    import zlib
     from concurrent.futures import ThreadPoolExecutor
 
-    def comp(b: memoryview) -> bytes:
-        return zlib.compress(b, int(compresslevel), wbits=31)  # wbits=31: gzip wrapper
-
+    comp = gzip_compressor(compresslevel)
     workers = min(len(pieces), os.cpu_count() or 1)
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as ex:
@@ -162,7 +195,7 @@ def nifti_gz_members(img: Any, compresslevel: int) -> Iterator[bytes]:
         Image whose ``dataobj`` is a NumPy array of the on-disk type (scaling, if any, set on
         the header by the caller).
     compresslevel : int
-        zlib level 1-9.
+        zlib level 1-9 (:func:`gzip_compressor`).
 
     Yields
     ------
@@ -184,11 +217,12 @@ def nifti_gz_members(img: Any, compresslevel: int) -> Iterator[bytes]:
 
 def write_nifti(path: str | os.PathLike[str], data: npt.ArrayLike, affine: npt.ArrayLike, *,
                 sidecar: Mapping[str, Any] | None = None, dtype: npt.DTypeLike = np.float32,
-                compresslevel: int = 6) -> Path:
+                compresslevel: int = 1) -> Path:
     """Write a NIfTI image (and optionally its JSON sidecar), atomically and reproducibly.
 
-    ``.nii.gz`` files are compressed in parallel (zlib releases the GIL) into fixed-size gzip
-    members with zero timestamps, so identical data give identical bytes. Integer 3D images
+    ``.nii.gz`` files are compressed in parallel threads into fixed-size gzip members with
+    zero timestamps (:func:`gzip_compressor`: ISA-L when ``isal`` is installed, else zlib),
+    so identical data give identical bytes. Integer 3D images
     get the NIfTI ``label`` intent. Spatial units are written as mm, time units as seconds.
 
     Parameters
@@ -204,7 +238,8 @@ def write_nifti(path: str | os.PathLike[str], data: npt.ArrayLike, affine: npt.A
     dtype : dtype, optional
         Data type stored in the file; ``None`` keeps the data's own type.
     compresslevel : int
-        zlib level 1-9 for ``.nii.gz``; level 1 is about 3x faster for noisy floats.
+        zlib level 1-9 for ``.nii.gz``. The default 1 is nibabel's own: on noisy float
+        images level 6 takes about 1.3-3x the time for files 1-10 % smaller.
 
     Returns
     -------

@@ -377,6 +377,55 @@ def test_chunking_does_not_change_numbers(image):
     np.testing.assert_array_equal(a["BPND"].values, b["BPND"].values)
 
 
+@pytest.mark.parametrize("model", ["srtm", "srtm2", "mrtm2"])
+def test_threads_do_not_change_numbers(image, model):
+    """Chunks solved in parallel threads write the same rows as one thread, bit for bit."""
+    from sv2a.models.base import ModelInputs, parse_options
+    from sv2a.models.registry import require
+    from sv2a.parametric.engine import run_numpy
+
+    img, lab = image
+    kw = {} if model == "srtm" else {"k2prime": K2P}
+    kw.update({"tstar": 20.0} if model == "mrtm2" else {})
+    cls = require(model, scale="voxel")
+    solver = cls(ModelInputs(frames=FRAMES27, weights=np.ones(FRAMES27.n),
+                             reference=img[lab == 0].mean(axis=0), scale="voxel"),
+                 parse_options(cls.Options, kw, cls.name))
+    rows = img[lab > 0].astype(np.float64)
+    one = run_numpy(solver, rows, ["BPND"], chunk_size=23, progress=False, desc="", workers=1)
+    many = run_numpy(solver, rows, ["BPND"], chunk_size=23, progress=False, desc="",
+                     workers=3)
+    assert rows.shape[0] > 3 * 23  # several chunks per thread
+    np.testing.assert_array_equal(one[0]["BPND"], many[0]["BPND"])
+    np.testing.assert_array_equal(one[1], many[1])
+    assert np.isfinite(one[0]["BPND"]).mean() > 0.9
+
+
+def test_maps_hold_blas_to_one_thread_and_restore_it(image, monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import sv2a.parametric as P
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    seen = []
+    run = P.run_numpy
+
+    def spy(*args, **kwargs):
+        seen.append(blas_threads())
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(P, "run_numpy", spy)
+    img, lab = image
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        parametric_maps(img, "srtm2", reference=lab == 0, mask=lab > 0, frames=FRAMES27,
+                        k2prime=K2P)
+        assert blas_threads() == before
+    assert before and seen == [[1] * len(before)]
+
+
 def test_smoothing_changes_noise_not_mean(image):
     img, lab = image
     rng = np.random.default_rng(5)

@@ -33,7 +33,7 @@ from ..models.k2prime import resolve_k2prime
 from ..models.regional import check_kind, common_weights, option_attrs
 from ..models.registry import require
 from .accessor import Sv2aMapsAccessor, assemble, map_filename
-from .engine import run_dask, run_numpy
+from .engine import one_blas_thread, run_dask, run_numpy
 from .inputs import (
     as_mask,
     is_dask,
@@ -50,6 +50,7 @@ from .inputs import (
 __all__ = ["parametric_maps", "map_filename", "Sv2aMapsAccessor"]
 
 
+@one_blas_thread
 def parametric_maps(
     pet: Any,
     model: str = "srtm2",

@@ -299,13 +299,16 @@ def mask_rows(data: NDArray[Any], m: NDArray[np.bool_]) -> NDArray[Any]:
         for k in range(n_frames):
             out[:, k] = a[..., k][m]
         return out
-    # frames in column order: gather each frame sequentially (column order), then put the
-    # voxels in the mask's C order
-    idx_f = np.flatnonzero(m.ravel(order="F"))
-    lin_f = np.ravel_multi_index(np.nonzero(m), m.shape, order="F")   # C-ordered voxels
-    rank = np.searchsorted(idx_f, lin_f)
+    # frames in column order: gather each frame sequentially (column order) into a row of a
+    # (frame, voxel) buffer, then scatter the voxels once to their rows in the mask's C order
+    m_f = m.ravel(order="F")
+    row = np.empty(m.shape, dtype=np.intp, order="F")
+    row[m] = np.arange(out.shape[0])
+    row_f = row.ravel(order="F")[m_f]              # the C-order row of each column-order voxel
+    buf = np.empty((n_frames, out.shape[0]), dtype=a.dtype)
     for k in range(n_frames):
-        out[:, k] = a[..., k].ravel(order="K")[idx_f][rank]
+        np.compress(m_f, a[..., k].ravel(order="K"), out=buf[k])
+    out[row_f] = buf.T
     return out
 
 
