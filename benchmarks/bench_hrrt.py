@@ -60,7 +60,8 @@ with warnings.catch_warnings():
     t_maps = time.perf_counter() - t1
 maps.sv2a.to_nifti(out, "sub-01_ses-bl")
 ru = resource.getrusage(resource.RUSAGE_SELF)
-med = float(np.nanmedian(maps["BPND"].values[mask])) if "BPND" in maps else float("nan")
+key = "BPND" if "BPND" in maps else "SUVR" if "SUVR" in maps else None
+med = float(np.nanmedian(maps[key].values[mask])) if key else float("nan")
 print(json.dumps({"wall": time.perf_counter() - t0, "import": t_import, "maps": t_maps,
                   "cpu": ru.ru_utime + ru.ru_stime, "rss": ru.ru_maxrss * 1024,
                   "median_BPND": med, "k2prime": str(maps.attrs.get("k2prime_used", ""))}))
