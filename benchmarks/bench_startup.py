@@ -140,7 +140,8 @@ def make_inputs(d: Path) -> tuple[Path, Path]:
     side = {"Units": "kBq/mL", "TracerName": "UCB-J", "TracerRadionuclide": "C11",
             "FrameTimesStart": (fr.start * 60).tolist(),
             "FrameDuration": (fr.duration * 60).tolist(),
-            "ImageDecayCorrected": True, "InjectedRadioactivity": 500.0, "BodyWeight": 75.0}
+            "ImageDecayCorrected": True, "InjectedRadioactivity": 500.0,
+            "InjectedRadioactivityUnits": "MBq", "BodyWeight": 75.0}
     (d / "sub-01_ses-bl_pet.json").write_text(json.dumps(side))
     ref = d / "labels.nii.gz"
     nib.save(nib.Nifti1Image(lab.astype(np.uint8), aff), ref)
@@ -207,7 +208,7 @@ def bench_hrrt_read(d: Path) -> None:
     write_nifti(p, img, np.diag([1.22, 1.22, 1.22, 1.0]), compresslevel=1)
     t_write = time.perf_counter() - t0
     del img
-    fr = {"Units": "kBq/mL", "TracerRadionuclide": "C11",
+    fr = {"Units": "kBq/mL", "TracerRadionuclide": "C11", "ImageDecayCorrected": True,
           "FrameTimesStart": [60.0 * 3 * i for i in range(30)], "FrameDuration": [180.0] * 30}
     (d / "sub-hrrt_pet.json").write_text(json.dumps(fr))
     print(f"\nframe-by-frame read (DynamicPET.frame, 30 frames) of a 256x256x207x30 .nii.gz "

@@ -534,3 +534,17 @@ def test_overlap_allowed_on_request(image):
                          frames=FRAMES27, allow_overlap=True)
     np.testing.assert_allclose(ds["SUVR"].values[lab == 0], 1.0, rtol=1e-5)
     assert isinstance(ds, xr.Dataset)
+
+
+def test_chunk_threads_follow_omp_num_threads(monkeypatch):
+    from sv2a.parametric.engine import cpu_workers
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    n = cpu_workers()
+    assert n >= 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert cpu_workers() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "999")
+    assert cpu_workers() == n
+    monkeypatch.setenv("OMP_NUM_THREADS", "abc")  # not a count: ignored
+    assert cpu_workers() == n

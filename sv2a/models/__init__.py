@@ -14,6 +14,7 @@ MRTM2) and :mod:`.suvr` (SUVR and SUV). :func:`fit` runs a model on regional TAC
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
 from .base import Model, ModelInputs
 from .registry import available, get, require
@@ -32,4 +33,32 @@ for _mod in _MODEL_MODULES:
 
 
 from .one_tcm import estimate_delay  # noqa: E402 - after the model modules registered
-from .regional import fit, predict_fit  # noqa: E402
+
+if TYPE_CHECKING:  # static checkers see the lazy names as ordinary imports
+    from .regional import fit, predict_fit  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    """Import :func:`fit` and :func:`predict_fit` on first access: the regional adapter
+    brings xarray and pandas, which listing or preparing the models does not need.
+
+    Parameters
+    ----------
+    name : str
+        ``"fit"`` or ``"predict_fit"``.
+
+    Returns
+    -------
+    callable
+        The function.
+
+    Raises
+    ------
+    AttributeError
+        Another name.
+    """
+    if name in ("fit", "predict_fit"):
+        value = getattr(importlib.import_module(f"{__name__}.regional"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

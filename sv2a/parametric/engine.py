@@ -88,7 +88,10 @@ def auto_chunk(solver: Model, n_frames: int) -> int:
 
 
 def cpu_workers() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one).
+    """Threads for the voxel chunks: the CPU cores this process may run on (its affinity
+    mask where the OS has one), capped by ``OMP_NUM_THREADS`` when that is set -- the usual
+    way a batch job (SLURM, or the workers of ``sv2a run --nprocs``) gives a process fewer
+    threads than the machine has.
 
     Returns
     -------
@@ -96,9 +99,13 @@ def cpu_workers() -> int:
         At least 1.
     """
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        n = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        n = os.cpu_count() or 1
+    cap = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if cap.isdigit() and int(cap) > 0:
+        n = min(n, int(cap))
+    return max(1, n)
 
 
 def run_numpy(solver: Model, rows: NDArray[Any], names: list[str], *, chunk_size: int | None,

@@ -13,10 +13,64 @@ To use a Dask cluster built in Python (e.g. ``dask_jobqueue.SLURMCluster``) pass
 
 from __future__ import annotations
 
-from .config import PipelineConfig, load_config_file, resolve_config
-from .execute import RunSummary, run_jobs, run_participant
-from .group import GroupResult, run_group
-from .participant import ScanJob, process_scan
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["PipelineConfig", "resolve_config", "load_config_file", "run_participant",
-           "run_jobs", "RunSummary", "run_group", "GroupResult", "ScanJob", "process_scan"]
+# public name -> module that defines it (imported on first access, so that ``sv2a run
+# --help`` and the configuration checks do not load pandas, xarray and SciPy)
+_LAZY = {
+    "PipelineConfig": "sv2a.pipeline.config",
+    "resolve_config": "sv2a.pipeline.config",
+    "load_config_file": "sv2a.pipeline.config",
+    "run_participant": "sv2a.pipeline.execute",
+    "run_jobs": "sv2a.pipeline.execute",
+    "RunSummary": "sv2a.pipeline.execute",
+    "run_group": "sv2a.pipeline.group",
+    "GroupResult": "sv2a.pipeline.group",
+    "ScanJob": "sv2a.pipeline.participant",
+    "process_scan": "sv2a.pipeline.participant",
+}
+
+__all__ = list(_LAZY)
+
+if TYPE_CHECKING:  # static checkers see the lazy names as ordinary imports
+    from .config import PipelineConfig, load_config_file, resolve_config  # noqa: F401
+    from .execute import RunSummary, run_jobs, run_participant  # noqa: F401
+    from .group import GroupResult, run_group  # noqa: F401
+    from .participant import ScanJob, process_scan  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first access.
+
+    Parameters
+    ----------
+    name : str
+        A name of :data:`__all__`.
+
+    Returns
+    -------
+    object
+        The function or class.
+
+    Raises
+    ------
+    AttributeError
+        ``name`` is not public.
+    """
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sv2a.pipeline' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names (for tab completion).
+
+    Returns
+    -------
+    list of str
+        :data:`__all__` and the module's globals.
+    """
+    return sorted(set(globals()) | set(__all__))
