@@ -30,16 +30,16 @@ from sv2a.tacs import tacs_from_arrays  # noqa: E402
 
 # (label, model, options, regions per call, target fits/s)
 CASES = [
-    ("1TCM basis vB fixed", "1tcm", {"vB": 0.05}, 20, 200),
-    ("1TCM basis vB fit", "1tcm", {"vB": "fit"}, 20, 200),
-    ("1TCM LM vB fixed", "1tcm", {"vB": 0.05, "method": "nonlinear"}, 20, 200),
-    ("1TCM LM vB fit", "1tcm", {"vB": "fit", "method": "nonlinear"}, 20, 200),
+    ("1TCM basis vB fixed", "1tcm", {"vB": 0.05}, 20, 1000),
+    ("1TCM basis vB fit", "1tcm", {"vB": "fit"}, 20, 1000),
+    ("1TCM LM vB fixed", "1tcm", {"vB": 0.05, "method": "nonlinear"}, 20, 1000),
+    ("1TCM LM vB fit", "1tcm", {"vB": "fit", "method": "nonlinear"}, 20, 1000),
     ("1TCM LM vB+delay fit", "1tcm", {"vB": "fit", "delay": "fit", "method": "nonlinear"},
      10, None),
     ("1TCM LM kinfitr mid", "1tcm", {"vB": 0.05, "sampling": "mid", "convolution": "kinfitr",
                                      "method": "nonlinear"}, 20, None),
-    ("2TCM multistart vB fixed", "2tcm", {"vB": 0.05}, 5, 10),
-    ("2TCM multistart vB fit", "2tcm", {"vB": "fit"}, 5, 10),
+    ("2TCM multistart vB fixed", "2tcm", {"vB": 0.05}, 5, 100),
+    ("2TCM multistart vB fit", "2tcm", {"vB": "fit"}, 5, 100),
     ("Logan (t*=30)", "logan", {"tstar": 30.0}, 2000, 5000),
     ("MA1 (t*=30)", "ma1", {"tstar": 30.0}, 2000, 5000),
     ("Logan weighted", "logan", {"tstar": 30.0, "weights": "variance"}, 2000, 5000),

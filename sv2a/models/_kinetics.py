@@ -34,6 +34,7 @@ interpolation at mid-times (``sampling="mid"``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, cast, overload
 
@@ -129,8 +130,8 @@ def _en(x: float) -> tuple[float, float, float]:
         return (1 - x / 2 + x2 / 6 - x3 / 24,
                 0.5 - x / 3 + x2 / 8 - x3 / 30,
                 1 / 3 - x / 4 + x2 / 10 - x3 / 36)
-    ex = np.exp(-x)
-    f0 = -np.expm1(-x) / x
+    ex = math.exp(-x)  # math, not NumPy: scalars, called thousands of times per fit
+    f0 = -math.expm1(-x) / x
     f1 = (1 - ex * (1 + x)) / (x * x)
     f2 = (2 - ex * (x * x + 2 * x + 2)) / (x * x * x)
     return f0, f1, f2
@@ -139,7 +140,7 @@ def _en(x: float) -> tuple[float, float, float]:
 def _coeffs(alpha: float, h: float,
             scheme: str) -> tuple[float, float, float, float, float, float]:
     """Recursion coefficients ``(a, c0, c1)`` and their derivatives w.r.t. ``α``."""
-    a = np.exp(-alpha * h)
+    a = math.exp(-alpha * h)
     if scheme == "kinfitr":
         return a, 0.0, h, -h * a, 0.0, 0.0
     f0, f1, f2 = _en(alpha * h)

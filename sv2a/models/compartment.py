@@ -482,16 +482,27 @@ class _CompartmentProblem:
         return self._f, self._J
 
     def profile(self, kin: FloatArray, vb_bounds: tuple[float, float],
-                delay: float = 0.0) -> tuple[FloatArray, float]:
-        """Best K1 (and vB) for given rates by linear weighted least squares -> (x, cost)."""
+                delay: float = 0.0, curves: dict[Any, FloatArray] | None = None
+                ) -> tuple[FloatArray, float]:
+        """Best K1 (and vB) for given rates by linear weighted least squares -> (x, cost).
+
+        ``curves`` caches the frame values of the unit-K1 tissue curve and of whole blood
+        per (rates, delay): they depend on the input grid, not on the row, so the rows of
+        one call share them (the start grid of a multistart fit is the same for every row).
+        """
         g = self.g
         unit = np.array(kin, dtype=float)
         unit[0] = 1.0
-        ct, _, _ = tissue_on_grid(self.kind, g, unit)
-        big = np.column_stack([ct, g.cb])
-        if delay != 0.0:
-            big = shift_grid(big, delay, g.t)
-        fr = g.S @ big
+        key = (*unit.tolist(), float(delay))
+        fr = None if curves is None else curves.get(key)
+        if fr is None:
+            ct, _, _ = tissue_on_grid(self.kind, g, unit)
+            big = np.column_stack([ct, g.cb])
+            if delay != 0.0:
+                big = shift_grid(big, delay, g.t)
+            fr = np.asarray(g.S @ big)
+            if curves is not None:
+                curves[key] = fr
         a, b = self.sw * fr[:, 0], self.sw * fr[:, 1]
         yy = self.sw * self.y
         aa = max(float(a @ a), 1e-300)
@@ -608,8 +619,10 @@ def free_names(kind: str, vb_fixed: float | None, delay_fit: bool) -> list[str]:
 
 
 def _fit_one(prob: _CompartmentProblem, kind: str, bounds: Mapping[str, tuple[float, float]],
-             free: list[str], n_starts: int) -> tuple[FloatArray, bool, bool]:
-    """Multistart LM of one row -> (x, converged, at_bound)."""
+             free: list[str], n_starts: int,
+             curves: dict[Any, FloatArray] | None = None) -> tuple[FloatArray, bool, bool]:
+    """Multistart LM of one row -> (x, converged, at_bound); ``curves``: the start-grid
+    curves shared by the rows of one call (:meth:`_CompartmentProblem.profile`)."""
     rates = ["k2"] + (["k3", "k4"] if kind == "2tcm" else [])
     lb = np.array([bounds[k][0] for k in free])
     ub = np.array([bounds[k][1] for k in free])
@@ -621,7 +634,7 @@ def _fit_one(prob: _CompartmentProblem, kind: str, bounds: Mapping[str, tuple[fl
         kin = np.array(start, dtype=float)
         kin[1:] = np.clip(kin[1:], lo, hi)
         for dl in delays:
-            x0, cost = prob.profile(kin, bounds["vB"], delay=float(dl))
+            x0, cost = prob.profile(kin, bounds["vB"], delay=float(dl), curves=curves)
             cands.append((cost, x0))
     cands.sort(key=lambda c: c[0])
     if prob.delay_fit:
@@ -679,10 +692,11 @@ def fit_rows(kind: str, grid: Grid, y: FloatArray, w: FloatArray, *, vb_fixed: f
     jac = np.full((n, y.shape[1], p), np.nan)
     rss = np.full(n, np.nan)
     flag = np.zeros(n, np.uint8)
+    curves: dict[Any, FloatArray] = {}  # start-grid curves: computed once for all rows
     for i in range(n):  # nonlinear: one LM per row (region scale only)
         prob = _CompartmentProblem(kind, grid, y[i], w, vb_fixed, delay_fit)
         try:
-            xi, conv, edge = _fit_one(prob, kind, bounds, free, n_starts)
+            xi, conv, edge = _fit_one(prob, kind, bounds, free, n_starts, curves)
             f, J = prob.evaluate(xi)
         except (np.linalg.LinAlgError, FloatingPointError, ValueError, ZeroDivisionError):
             flag[i] |= FLAG_NOT_CONVERGED
