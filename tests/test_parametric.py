@@ -548,3 +548,15 @@ def test_chunk_threads_follow_omp_num_threads(monkeypatch):
     assert cpu_workers() == n
     monkeypatch.setenv("OMP_NUM_THREADS", "abc")  # not a count: ignored
     assert cpu_workers() == n
+
+
+def test_voxel_srtm_with_free_k2prime_notes_its_noise_bias(image):
+    img, lab = image
+    kw = dict(reference=lab == 0, mask=lab > 0, frames=FRAMES27)
+    with pytest.warns(sv2a.errors.Sv2aNotice, match="k2prime='srtm'") as rec:
+        parametric_maps(img, "srtm", **kw)
+    assert any(r.filename == __file__ for r in rec)  # points at the caller
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        parametric_maps(img, "srtm", k2prime="srtm", **kw)
+        parametric_maps(img, "srtm", warn=False, **kw)
