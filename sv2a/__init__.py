@@ -15,9 +15,9 @@ matplotlib and statsmodels are imported only when needed):
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_attributes
 from .errors import Sv2aError
 
 __version__ = "0.1.0"
@@ -88,39 +88,5 @@ if TYPE_CHECKING:  # static checkers see the lazy names as ordinary imports
     from .tacs import extract_tacs, frames_of, tacs_from_arrays  # noqa: F401
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name or sub-module on first access.
-
-    Parameters
-    ----------
-    name : str
-        A name of :data:`__all__`.
-
-    Returns
-    -------
-    object
-        The function, class or module.
-
-    Raises
-    ------
-    AttributeError
-        ``name`` is not public.
-    """
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # later accesses skip __getattr__
-        return value
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    """The public API of the package.
-
-    Returns
-    -------
-    list of str
-        The names of :data:`__all__`.
-    """
-    return list(__all__)
+#: ``__getattr__`` imports a public name or sub-module on first access; ``__dir__`` lists them
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, _SUBMODULES)

@@ -14,8 +14,9 @@ MRTM2) and :mod:`.suvr` (SUVR and SUV). :func:`fit` runs a model on regional TAC
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_attributes
 from .base import Model, ModelInputs
 from .registry import available, get, require
 
@@ -38,27 +39,7 @@ if TYPE_CHECKING:  # static checkers see the lazy names as ordinary imports
     from .regional import fit, predict_fit  # noqa: F401
 
 
-def __getattr__(name: str) -> Any:
-    """Import :func:`fit` and :func:`predict_fit` on first access: the regional adapter
-    brings xarray and pandas, which listing or preparing the models does not need.
-
-    Parameters
-    ----------
-    name : str
-        ``"fit"`` or ``"predict_fit"``.
-
-    Returns
-    -------
-    callable
-        The function.
-
-    Raises
-    ------
-    AttributeError
-        Another name.
-    """
-    if name in ("fit", "predict_fit"):
-        value = getattr(importlib.import_module(f"{__name__}.regional"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: ``fit`` and ``predict_fit`` load on first access: the regional adapter brings xarray and
+#: pandas, which listing or preparing the models does not need
+__getattr__, __dir__ = lazy_attributes(
+    __name__, {"fit": f"{__name__}.regional", "predict_fit": f"{__name__}.regional"})

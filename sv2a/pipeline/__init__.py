@@ -13,8 +13,9 @@ To use a Dask cluster built in Python (e.g. ``dask_jobqueue.SLURMCluster``) pass
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes
 
 # public name -> module that defines it (imported on first access, so that ``sv2a run
 # --help`` and the configuration checks do not load pandas, xarray and SciPy)
@@ -40,37 +41,5 @@ if TYPE_CHECKING:  # static checkers see the lazy names as ordinary imports
     from .participant import ScanJob, process_scan  # noqa: F401
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name on first access.
-
-    Parameters
-    ----------
-    name : str
-        A name of :data:`__all__`.
-
-    Returns
-    -------
-    object
-        The function or class.
-
-    Raises
-    ------
-    AttributeError
-        ``name`` is not public.
-    """
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'sv2a.pipeline' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    """The public names (for tab completion).
-
-    Returns
-    -------
-    list of str
-        :data:`__all__` and the module's globals.
-    """
-    return sorted(set(globals()) | set(__all__))
+#: ``__getattr__`` imports a public name on first access; ``__dir__`` lists them
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
