@@ -180,9 +180,10 @@ class Sv2aMapsAccessor:
             Maps to write: a list of names (e.g. ``["BPND", "flag", "rss"]``), ``"all"``, or
             ``None`` (default) for the main maps described above.
         compresslevel : int
-            zlib level 1-9 of the ``.nii.gz`` files. The default 1 (nibabel's own) writes
-            noisy float maps 1.3-3x faster than level 6, for files 1-10 % larger. The values
-            are identical at any level.
+            zlib level 1-9 of the ``.nii.gz`` files (:func:`sv2a.atomic.gzip_compressor`).
+            The default 1 is nibabel's own; with zlib it writes noisy float maps 1.3-3x
+            faster than level 6, for files 1-10 % larger. The values are identical at any
+            level.
 
         Returns
         -------
