@@ -44,7 +44,7 @@ _SUBMODULES = (
     "atlas", "atomic", "bids", "blood", "blood_io", "errors", "figures", "frames", "idif", "io",
     "longitudinal", "models", "motion", "parametric", "pet", "phantom", "pipeline", "pvc",
     "regions",
-    "report", "resources", "sidecar", "tacs", "units", "validate", "weights",
+    "report", "resources", "sidecar", "tacs", "threads", "units", "validate", "weights",
 )
 
 __all__ = ["__version__", "Sv2aError", *_LAZY, *_SUBMODULES]
@@ -74,6 +74,7 @@ if TYPE_CHECKING:  # static checkers see the lazy names as ordinary imports
         resources,
         sidecar,
         tacs,
+        threads,
         units,
         validate,
         weights,

@@ -34,7 +34,7 @@ def lazy_attributes(package: str, names: Mapping[str, str], submodules: Iterable
     getattr : callable
         ``__getattr__(name)``; raises AttributeError for other names.
     dir : callable
-        ``__dir__()``: the lazy names, the sub-modules and what the package already holds.
+        ``__dir__()``: the package's ``__all__`` (its public API).
 
     Examples
     --------
@@ -54,6 +54,6 @@ def lazy_attributes(package: str, names: Mapping[str, str], submodules: Iterable
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     def dir_() -> list[str]:
-        return sorted(set(vars(sys.modules[package])) | set(names) | subs)
+        return list(sys.modules[package].__all__)
 
     return getattr_, dir_

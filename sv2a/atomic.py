@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .sidecar import sidecar_path
+from .threads import cpu_workers
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -172,7 +173,7 @@ def _gzip_members(pieces: list[memoryview], compresslevel: int) -> Iterator[byte
     from concurrent.futures import ThreadPoolExecutor
 
     comp = gzip_compressor(compresslevel)
-    workers = min(len(pieces), os.cpu_count() or 1)
+    workers = min(len(pieces), cpu_workers())
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as ex:
             yield from ex.map(comp, pieces)

@@ -32,8 +32,9 @@ from ..models.k2prime import MAX_ROWS as K2PRIME_MAX_ROWS
 from ..models.k2prime import resolve_k2prime
 from ..models.regional import check_kind, common_weights, option_attrs
 from ..models.registry import require
+from ..threads import one_blas_thread
 from .accessor import Sv2aMapsAccessor, assemble, map_filename
-from .engine import one_blas_thread, run_dask, run_numpy
+from .engine import run_dask, run_numpy
 from .inputs import (
     as_mask,
     is_dask,

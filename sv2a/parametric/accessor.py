@@ -9,7 +9,6 @@ name in upper case without underscores (BIDS-derivatives style).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from numpy.typing import NDArray
 from ..errors import ModelError
 from ..models.base import FLAGS
 from ..models.result import clean_attrs
+from ..threads import cpu_workers
 
 __all__ = ["map_filename", "assemble", "Sv2aMapsAccessor", "DESCRIPTIONS", "OPTIONAL_MAPS"]
 
@@ -262,7 +262,7 @@ class Sv2aMapsAccessor:
                         compresslevel=int(compresslevel))
             return p
 
-        workers = min(len(names), os.cpu_count() or 1)
+        workers = min(len(names), cpu_workers())
         if workers <= 1:
             return [write(nm) for nm in names]
         with ThreadPoolExecutor(max_workers=workers) as ex:

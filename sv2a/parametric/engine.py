@@ -9,60 +9,17 @@ than memory and dask clusters use the same numbers; building the graph computes 
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
 import sys
-from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ..models.base import Model
 from ..progress import use_bars
+from ..threads import cpu_workers
 
-__all__ = ["run_numpy", "run_dask", "auto_chunk", "cpu_workers", "one_blas_thread"]
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def one_blas_thread(func: Callable[P, R]) -> Callable[P, R]:
-    """Decorate ``func`` to run with BLAS held to one thread (``threadpoolctl``).
-
-    The voxel work is parallel over chunks (threads, or dask blocks); its matrix products
-    (a few thousand rows by ~30 frames) gain nothing from a BLAS thread pool. Every BLAS
-    call would otherwise wake the pool's threads, which then spin idle and burn CPU time
-    (OpenBLAS: about 0.1 s per thread after each burst of calls). The setting before the
-    call is restored after it.
-
-    Parameters
-    ----------
-    func : callable
-        The function to wrap.
-
-    Returns
-    -------
-    callable
-        ``func`` with the same signature.
-    """
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with _blas_controller().limit(limits=1, user_api="blas"):
-            return func(*args, **kwargs)
-
-    return wrapper
-
-
-@functools.cache
-def _blas_controller() -> Any:
-    """The thread pools of the libraries loaded now (found once: a search of the loaded
-    libraries takes ~4 ms, and NumPy's BLAS is loaded with NumPy)."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
+__all__ = ["run_numpy", "run_dask", "auto_chunk"]
 
 def auto_chunk(solver: Model, n_frames: int) -> int:
     """Rows per chunk that keep the solver's temporaries near 48 MB.
@@ -87,27 +44,6 @@ def auto_chunk(solver: Model, n_frames: int) -> int:
     return int(max(1024, min(200_000, 48e6 / (8.0 * 3 * max(k, n_frames)))))
 
 
-def cpu_workers() -> int:
-    """Threads for the voxel chunks: the CPU cores this process may run on (its affinity
-    mask where the OS has one), capped by ``OMP_NUM_THREADS`` when that is set -- the usual
-    way a batch job (SLURM, or the workers of ``sv2a run --nprocs``) gives a process fewer
-    threads than the machine has.
-
-    Returns
-    -------
-    int
-        At least 1.
-    """
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
-    cap = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if cap.isdigit() and int(cap) > 0:
-        n = min(n, int(cap))
-    return max(1, n)
-
-
 def run_numpy(solver: Model, rows: NDArray[Any], names: list[str], *, chunk_size: int | None,
               progress: bool, desc: str,
               workers: int | None = None) -> tuple[dict[str, NDArray[np.float32]],
@@ -116,7 +52,7 @@ def run_numpy(solver: Model, rows: NDArray[Any], names: list[str], *, chunk_size
 
     The solvers are matrix products and element-wise NumPy operations, which release the
     GIL, so chunks run concurrently in threads; the caller holds BLAS to one thread
-    (:func:`one_blas_thread` on :func:`sv2a.parametric_maps`).
+    (:func:`sv2a.threads.one_blas_thread` on :func:`sv2a.parametric_maps`).
 
     Parameters
     ----------
@@ -134,8 +70,8 @@ def run_numpy(solver: Model, rows: NDArray[Any], names: list[str], *, chunk_size
     desc : str
         Progress-bar label.
     workers : int, optional
-        Threads (default: the CPU cores of this process, :func:`cpu_workers`; never more
-        than the chunks). The numbers do not depend on it.
+        Threads (default: the CPU cores of this process, :func:`sv2a.threads.cpu_workers`;
+        never more than the chunks). The numbers do not depend on it.
 
     Returns
     -------
