@@ -680,8 +680,8 @@ def estimate_cohort(
     (24, True)
     """
     import time
-    import zlib
 
+    from ..atomic import gzip_compressor
     from .storage import encode_pet, storage_step
 
     if isinstance(nprocs, bool) or not isinstance(nprocs, int | np.integer) or nprocs < 1:
@@ -699,7 +699,9 @@ def estimate_cohort(
     step = storage_step(subj) if pet_storage == "auto" else None
     pet = len(encode_pet(subj.image, subj.affine, step=step, compresslevel=int(compresslevel)))
     dt = time.perf_counter() - t0
-    dseg = len(zlib.compress(subj.labels.tobytes(order="F"), 6)) + 400
+    # the dseg as write_nifti stores it: uint8, the cohort's level, the same compressor
+    dseg = len(gzip_compressor(int(compresslevel))(
+        subj.labels.astype(np.uint8).tobytes(order="F"))) + 400
     small = 12_000 + (8_000 if jobs[0]["blood"] else 0)  # sidecars, blood, dseg.tsv
     n = len(jobs)
     per_scan = pet + dseg + small
@@ -789,7 +791,8 @@ def _scan_job(job: dict) -> dict:
         write_tsv(blood_path, subj.blood)
         write_json(pet_dir / f"{prefix}_recording-manual_blood.json", subj.blood_sidecar())
     dseg = anat_dir / f"{prefix}_dseg.nii.gz"
-    write_nifti(dseg, subj.labels, subj.affine, dtype=np.uint8)
+    write_nifti(dseg, subj.labels, subj.affine, dtype=np.uint8,
+                compresslevel=job["compresslevel"])
     write_tsv(anat_dir / f"{prefix}_dseg.tsv",
               pd.DataFrame({"index": list(subj.label_names),
                             "name": list(subj.label_names.values())}))
@@ -907,7 +910,7 @@ def make_cohort(
         ``.json``; :mod:`sv2a.phantom.scores`). They use their own random stream, so the
         images do not depend on this option.
     compresslevel : int
-        gzip level of the PET images (1 = fast; the data are noisy).
+        gzip level of the PET images and segmentations (1 = fast; the data are noisy).
     pet_storage : {"auto", "float32"}
         ``auto``: noisy images (voxel noise) are stored as int16 with a scale factor
         (``scl_slope``), rounded to a power-of-two step of at most 1/10 of the voxel noise SD
